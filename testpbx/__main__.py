@@ -1,0 +1,5 @@
+import sys
+
+from testpbx.pbx import main
+
+sys.exit(main())
