@@ -185,9 +185,7 @@ def ami_command(*lines: str, timeout_s: float = 5.0) -> str:
 def cli(command: str) -> str:
     """Run one Asterisk CLI command through AMI and return its output lines."""
     reply = ami_command("Action: Command", f"Command: {command}")
-    return "\n".join(
-        line[len("Output: ") :] for line in reply.split("\r\n") if line.startswith("Output: ")
-    )
+    return "\n".join(line[len("Output: ") :] for line in reply.split("\r\n") if line.startswith("Output: "))
 
 
 def ami_ready() -> bool:

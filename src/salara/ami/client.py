@@ -1,0 +1,403 @@
+"""The asyncio AMI client: the one owner of salara's AMI socket.
+
+It connects, logs in (MD5 challenge or plain secret), waits for
+``FullyBooted``, correlates every answer to its action by ActionID (one is
+always sent), hands every event to the registered listeners, keeps the link
+alive with ``Ping`` and, when Asterisk goes away (``Shutdown`` event, closed
+socket, failed ping), reconnects with jittered exponential backoff.
+
+Actions in flight when the link drops fail with
+:class:`~salara.errors.AMIUnavailable`; they are never replayed, because a
+replayed ``Originate`` places a second call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from salara.ami.messages import Action, Event, Greeting, Response
+from salara.ami.protocol import AMIConnection
+from salara.errors import (
+    AMIActionError,
+    AMIError,
+    AMIUnavailable,
+    AuthenticationError,
+    ProtocolError,
+)
+
+log = logging.getLogger(__name__)
+
+EventListener = Callable[[Event], None]
+StateListener = Callable[[bool], None]
+Fields = Mapping[str, str | int] | Iterable[tuple[str, str | int]]
+
+
+@dataclass(frozen=True, slots=True)
+class AMISettings:
+    """Where and how to reach AMI. Durations are in seconds."""
+
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "salara"
+    secret: str = ""
+    auth: Literal["md5", "plain"] = "md5"
+    connect_timeout_s: float = 5.0
+    action_timeout_s: float = 10.0
+    ping_interval_s: float = 20.0
+    boot_timeout_s: float = 10.0
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 5.0
+
+
+@dataclass(slots=True)
+class AMIStats:
+    """Counters the metrics endpoint reads."""
+
+    connects: int = 0
+    disconnects: int = 0
+    events: int = 0
+    actions: int = 0
+
+
+def backoff_delay(attempt: int, minimum_s: float, maximum_s: float) -> float:
+    """Full-jitter exponential backoff: uniform in [minimum, min(max, min * 2**attempt)]."""
+    ceiling = min(maximum_s, minimum_s * (2 ** min(attempt, 16)))
+    return random.uniform(minimum_s, max(minimum_s, ceiling))
+
+
+class AMIClient:
+    """One logged-in AMI session that heals itself. Run :meth:`run` as a task."""
+
+    def __init__(self, settings: AMISettings) -> None:
+        self.settings = settings
+        self.stats = AMIStats()
+        self._event_listeners: list[EventListener] = []
+        self._state_listeners: list[StateListener] = []
+        self._pending: dict[str, asyncio.Future[Response]] = {}
+        self._event_waiters: dict[str, asyncio.Future[Event]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._conn: AMIConnection | None = None
+        self._ready = asyncio.Event()
+        self._booted = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._session = 0
+        self.last_error: str | None = None
+
+    # -- public API ----------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True while logged in and Asterisk has fully booted."""
+        return self._ready.is_set()
+
+    def add_event_listener(self, listener: EventListener) -> None:
+        """Call ``listener(event)`` for every event, in arrival order.
+
+        Listeners run in the reader task: they must be quick and must not raise
+        (an exception is logged and the event goes on to the next listener).
+        """
+        self._event_listeners.append(listener)
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        """Call ``listener(ready)`` whenever readiness changes."""
+        self._state_listeners.append(listener)
+
+    async def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Wait until ready; raises :class:`TimeoutError`."""
+        async with asyncio.timeout(timeout_s):
+            await self._ready.wait()
+
+    def next_action_id(self) -> str:
+        return f"salara-{self._session}-{next(self._ids)}"
+
+    async def action(
+        self,
+        name: str,
+        fields: Fields = (),
+        *,
+        timeout_s: float | None = None,
+        check: bool = True,
+    ) -> Response:
+        """Send action ``name`` with ``fields`` and return its :class:`Response`.
+
+        List actions return once ``EventList: Complete`` arrived, with the
+        items in ``Response.events``. Raises :class:`AMIUnavailable` when not
+        ready or when the link drops before the answer,
+        :class:`~salara.errors.LocalProtocolError` for a field AMI cannot carry
+        (nothing sent), :class:`AMIError` on timeout and, when ``check`` is
+        true, :class:`AMIActionError` for ``Response: Error``.
+        """
+        response = await self._send(Action.build(name, self.next_action_id(), fields), timeout_s)
+        if check and not response.ok:
+            raise AMIActionError(name, response.message)
+        return response
+
+    async def originate(self, fields: Fields, *, timeout_s: float) -> tuple[Response, asyncio.Future[Event]]:
+        """Send ``Originate`` with ``Async: true``.
+
+        Returns Asterisk's immediate answer and a future resolving to the
+        ``OriginateResponse`` event that carries the same ActionID (its
+        ``Response`` header is ``Success`` or ``Failure``, ``Reason`` the
+        cause code). The future fails with :class:`AMIUnavailable` if the link
+        drops, or :class:`TimeoutError` after ``timeout_s`` seconds.
+        """
+        action = Action.build("Originate", self.next_action_id(), [*_pairs(fields), ("Async", "true")])
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[Event] = loop.create_future()
+        self._event_waiters[action.action_id] = outcome
+        handle = loop.call_later(timeout_s, _fail, outcome, TimeoutError("no OriginateResponse"))
+
+        def forget(_: object) -> None:
+            handle.cancel()
+            self._event_waiters.pop(action.action_id, None)
+
+        outcome.add_done_callback(forget)
+        try:
+            response = await self._send(action, None)
+        except BaseException:
+            outcome.cancel()
+            raise
+        if not response.ok:
+            outcome.cancel()
+            raise AMIActionError("Originate", response.message)
+        return response, outcome
+
+    async def command(self, command: str, *, timeout_s: float | None = None) -> list[str]:
+        """Run an Asterisk CLI command (AMI ``Command``); return its output lines.
+
+        Raises :class:`AMIActionError` if Asterisk reports an error (for
+        example an unknown command); the output is in its message.
+        """
+        response = await self.action("Command", {"Command": command}, timeout_s=timeout_s, check=False)
+        if not response.ok:
+            detail = "; ".join(response.output) or response.message
+            raise AMIActionError("Command", detail)
+        return response.output
+
+    async def run(self) -> None:
+        """Connect, serve and reconnect until cancelled."""
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session_once()
+            except asyncio.CancelledError:
+                raise
+            except AuthenticationError as exc:
+                self.last_error = str(exc)
+                log.error("AMI login refused for user %r: %s", self.settings.username, exc)
+            except (OSError, ProtocolError, AMIError, TimeoutError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "AMI %s:%d unavailable: %s", self.settings.host, self.settings.port, self.last_error
+                )
+            finally:
+                self._drop_connection()
+            # A session that lasted resets the backoff: that was a fresh failure.
+            attempt = 0 if time.monotonic() - started > 30 else attempt + 1
+            delay = backoff_delay(attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+            log.info("AMI reconnecting in %.2f s", delay)
+            await asyncio.sleep(delay)
+
+    # -- connection lifecycle ------------------------------------------------
+
+    async def _session_once(self) -> None:
+        settings = self.settings
+        self._session += 1
+        async with asyncio.timeout(settings.connect_timeout_s):
+            reader, writer = await asyncio.open_connection(settings.host, settings.port)
+        self._writer = writer
+        self._conn = conn = AMIConnection()
+        self._booted.clear()
+        reader_task = asyncio.create_task(self._read_loop(reader, conn), name="ami-reader")
+        pinger: asyncio.Task[None] | None = None
+        try:
+            await self._login()
+            await self._wait_booted(reader_task)
+            self.stats.connects += 1
+            self._set_ready(True)
+            log.info("AMI logged in to %s:%d as %r", settings.host, settings.port, settings.username)
+            pinger = asyncio.create_task(self._ping_loop(), name="ami-ping")
+            await reader_task
+        finally:
+            for task in (pinger, reader_task):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    async def _login(self) -> None:
+        settings = self.settings
+        fields: list[tuple[str, str | int]] = [("Username", settings.username)]
+        if settings.auth == "md5":
+            challenge = await self._send(
+                Action.build("Challenge", self.next_action_id(), {"AuthType": "MD5"}), None
+            )
+            if not challenge.ok or not challenge.get("Challenge"):
+                raise AuthenticationError(challenge.message or "no MD5 challenge")
+            key = hashlib.md5(
+                (challenge["Challenge"] + settings.secret).encode(), usedforsecurity=False
+            ).hexdigest()
+            fields += [("AuthType", "MD5"), ("Key", key)]
+        else:
+            fields.append(("Secret", settings.secret))
+        response = await self._send(Action.build("Login", self.next_action_id(), fields), None)
+        if not response.ok:
+            raise AuthenticationError(response.message or "login refused")
+
+    async def _wait_booted(self, reader_task: asyncio.Task[None]) -> None:
+        booted = asyncio.create_task(self._booted.wait())
+        try:
+            await asyncio.wait(
+                (booted, reader_task),
+                timeout=self.settings.boot_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            booted.cancel()
+        if reader_task.done():
+            reader_task.result()  # the link died while booting: raise why
+            raise ConnectionError("AMI closed the connection while booting")
+        if not self._booted.is_set():
+            # FullyBooted needs read=system; without it we cannot know, so go on.
+            log.warning(
+                "AMI: no FullyBooted event within %.0f s (does the AMI user have read=system?)",
+                self.settings.boot_timeout_s,
+            )
+
+    async def _read_loop(self, reader: asyncio.StreamReader, conn: AMIConnection) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                for message in conn.drain():
+                    if isinstance(message, Event):
+                        self._on_event(message)
+                    elif isinstance(message, Response):
+                        self._on_response(message)
+                    elif isinstance(message, Greeting):
+                        log.debug("AMI greeting: %s", message.text)
+                if not data:
+                    raise ConnectionError("AMI closed the connection")
+        finally:
+            # Nothing more can answer: fail what waits now, not at its timeout.
+            self._fail_waiters()
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ping_interval_s)
+            try:
+                await self._send(Action("Ping", self.next_action_id()), self.settings.action_timeout_s)
+            except AMIError as exc:
+                log.warning("AMI ping failed (%s); reconnecting", exc)
+                if self._writer is not None:
+                    self._writer.close()
+                return
+
+    def _drop_connection(self) -> None:
+        logged_in = self._conn is not None and self._booted.is_set()
+        was_ready = self.ready
+        self._ready.clear()
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        self._conn = None
+        self._fail_waiters()
+        if logged_in:
+            self.stats.disconnects += 1
+        if was_ready:
+            self._notify_state(False)
+
+    def _fail_waiters(self) -> None:
+        failure = AMIUnavailable("AMI connection lost; the action was not replayed")
+        waiters: list[asyncio.Future[Any]] = [*self._pending.values(), *self._event_waiters.values()]
+        self._pending.clear()
+        self._event_waiters.clear()
+        for waiter in waiters:
+            _fail(waiter, failure)
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready:
+            self._ready.set()
+        else:
+            self._ready.clear()
+        self._notify_state(ready)
+
+    def _notify_state(self, ready: bool) -> None:
+        for listener in self._state_listeners:
+            try:
+                listener(ready)
+            except Exception:
+                log.exception("AMI state listener failed")
+
+    # -- message dispatch ----------------------------------------------------
+
+    async def _send(self, action: Action, timeout_s: float | None) -> Response:
+        conn, writer = self._conn, self._writer
+        if conn is None or writer is None:
+            raise AMIUnavailable("AMI is not connected")
+        if action.name not in ("Login", "Challenge") and not self.ready:
+            raise AMIUnavailable("AMI is not logged in")
+        data = conn.send(action)  # validates before anything is written
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[action.action_id] = future
+        self.stats.actions += 1
+        try:
+            writer.write(data)
+            async with asyncio.timeout(timeout_s or self.settings.action_timeout_s):
+                return await future
+        except TimeoutError:
+            raise AMIError(f"{action.name}: no answer from Asterisk in time") from None
+        finally:
+            self._pending.pop(action.action_id, None)
+            if not future.done():
+                conn.forget(action.action_id)
+
+    def _on_response(self, response: Response) -> None:
+        action_id = response.action_id
+        future = self._pending.get(action_id) if action_id is not None else None
+        if future is None:
+            log.debug("AMI response without a waiting action: %s", response.headers)
+            return
+        if not future.done():
+            future.set_result(response)
+
+    def _on_event(self, event: Event) -> None:
+        self.stats.events += 1
+        name = event.name
+        if name == "FullyBooted":
+            self._booted.set()
+        elif name == "Shutdown":
+            log.warning("Asterisk is shutting down (Restart: %s)", event.get("Restart", "?"))
+            if self.ready:
+                self._set_ready(False)
+        if self._event_waiters:
+            action_id = event.get("ActionID")
+            waiter = self._event_waiters.get(action_id) if action_id else None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event)
+        for listener in self._event_listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("AMI event listener failed on %s", name)
+
+
+def _pairs(fields: Fields) -> list[tuple[str, str | int]]:
+    return list(fields.items() if isinstance(fields, Mapping) else fields)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+        # Nobody may be awaiting this future any more; do not warn about it.
+        future.exception()

@@ -1,0 +1,147 @@
+"""Immutable AMI messages: actions we send, responses and events we receive.
+
+Headers are kept as ordered ``(name, value)`` pairs so that repeated headers
+(``ChanVariable``, ``Output``, ``Variable``) survive; lookup by name is
+case-insensitive and returns the first occurrence. Names follow the Asterisk
+Manager Interface documentation (docs.asterisk.org, "AMI Actions/Events").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class _HeaderLookup:
+    """Case-insensitive, first-wins header lookup shared by every message kind."""
+
+    __slots__ = ()
+    headers: Headers
+
+    def _index(self) -> dict[str, str]:
+        index: dict[str, str] | None = getattr(self, "_cache", None)
+        if index is None:
+            index = {}
+            for name, value in self.headers:
+                index.setdefault(name.lower(), value)
+            object.__setattr__(self, "_cache", index)
+        return index
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header ``name`` (any case), or ``default``."""
+        return self._index().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return self._index()[name.lower()]
+        except KeyError:
+            raise KeyError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index()
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of a repeated header, in order (e.g. ``Output``)."""
+        lowered = name.lower()
+        return [value for key, value in self.headers if key.lower() == lowered]
+
+    def as_dict(self) -> dict[str, str]:
+        """Headers as a plain dict (first value wins), original case kept."""
+        result: dict[str, str] = {}
+        for name, value in self.headers:
+            result.setdefault(name, value)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """An AMI action to send: ``Action: <name>``, ``ActionID``, then ``headers``.
+
+    ``headers`` may repeat a name (``Variable`` for Originate). The protocol
+    layer validates names and values before a single byte is produced.
+    """
+
+    name: str
+    action_id: str
+    headers: Headers = ()
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        action_id: str,
+        fields: Mapping[str, str | int] | Iterable[tuple[str, str | int]] = (),
+    ) -> Action:
+        """Build an action from a mapping or pairs; integers become strings."""
+        pairs = fields.items() if isinstance(fields, Mapping) else fields
+        return cls(name, action_id, tuple((key, str(value)) for key, value in pairs))
+
+
+@dataclass(frozen=True, slots=True)
+class Event(_HeaderLookup):
+    """An AMI event (``Event: <name>`` first). ``name`` is the event's name."""
+
+    name: str
+    headers: Headers
+    _cache: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def action_id(self) -> str | None:
+        return self.get("ActionID")
+
+
+@dataclass(frozen=True, slots=True)
+class Response(_HeaderLookup):
+    """The answer to one action (``Response: Success|Error|Goodbye|Follows``).
+
+    For list actions (``EventList: start``) ``events`` holds every list item,
+    the final ``...Complete`` event included; the list ends only on
+    ``EventList: Complete``. For ``Command``, :attr:`output` gives the lines.
+    """
+
+    status: str
+    headers: Headers
+    events: tuple[Event, ...] = ()
+    _cache: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def action_id(self) -> str | None:
+        return self.get("ActionID")
+
+    @property
+    def ok(self) -> bool:
+        """True for ``Success``, ``Goodbye`` and ``Follows``; False for ``Error``."""
+        return self.status.lower() != "error"
+
+    @property
+    def message(self) -> str:
+        return self.get("Message", "") or ""
+
+    @property
+    def output(self) -> list[str]:
+        """Command output lines (``Output:`` headers, or an old ``Follows`` body)."""
+        return self.get_all("Output")
+
+    @property
+    def items(self) -> tuple[Event, ...]:
+        """List items without the closing ``...Complete`` event."""
+        return tuple(e for e in self.events if (e.get("EventList") or "").lower() != "complete")
+
+    def with_events(self, events: Iterable[Event]) -> Response:
+        return Response(self.status, self.headers, tuple(events))
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """The one-line banner AMI sends on connect, e.g. ``Asterisk Call Manager/11.0.0``."""
+
+    text: str
+
+    @property
+    def version(self) -> str:
+        return self.text.rpartition("/")[2]
+
+
+Message = Event | Response | Greeting

@@ -1,0 +1,378 @@
+"""salara's configuration: the old module's ``salara.conf``, read as it is.
+
+Format (the old module's, SPEC §4): ``[section]`` headers, ``key=value``
+lines, whole-line ``;`` or ``#`` comments, and a ``[route]`` section of
+``CALLER:CALLED`` lines. New keys salara needs live in the same file; every
+key can be overridden by an environment variable ``SALARA_<SECTION>_<KEY>``
+(for example ``SALARA_AMI_SECRET``). Unknown keys are logged and ignored, so
+an old file with keys salara does not use still loads.
+
+Values are validated into frozen pydantic models; a bad value raises
+:class:`~salara.errors.ConfigError` naming its section and key. Durations in
+code carry their unit (``_s``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from salara.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "SALARA_"
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _yes_no(value: object) -> object:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "yes", "true", "on"):
+            return True
+        if lowered in ("0", "no", "false", "off", ""):
+            return False
+    return value
+
+
+IntList = Annotated[tuple[int, ...], BeforeValidator(_split_list)]
+StrList = Annotated[tuple[str, ...], BeforeValidator(_split_list)]
+Flag = Annotated[bool, BeforeValidator(_yes_no)]
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """A ``host:port`` listen or connect address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str, default_port: int | None = None) -> HostPort:
+        """Parse ``host:port`` (``[v6]:port`` too); raises ValueError."""
+        host, sep, port = text.strip().rpartition(":")
+        if not sep:
+            if default_port is None:
+                raise ValueError(f"{text!r} is not host:port")
+            host, port = text.strip(), str(default_port)
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{text!r} is not host:port")
+        return cls(host, int(port))
+
+
+def _host_port(default_port: int) -> BeforeValidator:
+    return BeforeValidator(lambda v: HostPort.parse(v, default_port) if isinstance(v, str) else v)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
+
+
+class General(_Section):
+    """``[general]``: routing fallback, CRM timeout, default context, operator device."""
+
+    default: str = ""
+    """Fallback routing destination (for example a queue, ``710``)."""
+    curlopt_timeout: float = Field(3.0, gt=0, le=300)
+    """Seconds the CRM has to answer (routing lookup and each webhook POST)."""
+    default_context: str = "default"
+    """Dialplan context when a request names none."""
+    operator_technology: str = Field("PJSIP", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    """Channel technology of the operator's device for make call (``PJSIP/8001``)."""
+
+
+class Event(_Section):
+    """``[event]``: log level, originate options and per-event modes (SPEC §2)."""
+
+    verbose: int = Field(1, ge=0, le=3)
+    timeout_makecall: float = Field(30.0, gt=0, le=600)
+    """Seconds the operator's device rings before make call gives up."""
+    watch_makecall: Flag = False
+    newchannel: int = Field(0, ge=0, le=2)
+    hangup: int = Field(0, ge=0, le=2)
+    newexten: int = Field(0, ge=0, le=3)
+    agentcon: int = Field(0, ge=0, le=3)
+    payload: Literal["compat", "extended"] = "compat"
+
+
+class Url(_Section):
+    """``[url]``: API listen address, CRM URLs, good states, webhook options."""
+
+    rest_server: Annotated[HostPort, _host_port(5058)] = HostPort("127.0.0.1", 5058)
+    dest_url: str = ""
+    dest_url_event: str = ""
+    good_status: IntList = (0,)
+    tls_verify: Flag = True
+    """Verify the CRM's TLS certificate (the old module never did)."""
+    webhook_secret: str = ""
+    """When set, webhooks are signed the Standard Webhooks way."""
+
+
+class Keys(_Section):
+    """``[keys]``: JSON key names of the compat API (SPEC §1)."""
+
+    key_word: str = "personal_manager_internal_phone"
+    key_operator: str = "operator"
+    key_phone: str = "phone"
+    key_msg: str = "msg"
+    key_extension: str = "exten"
+    key_peer: str = "peer"
+    key_channel: str = "chan"
+    key_context: str = "context"
+
+
+class Ami(_Section):
+    """``[ami]``: how salara reaches the Asterisk Manager Interface."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5038, gt=0, lt=65536)
+    username: str = "salara"
+    secret: str = ""
+    auth: Literal["md5", "plain"] = "md5"
+    ping_interval: float = Field(20.0, gt=0)
+    reconnect_max: float = Field(5.0, gt=0)
+
+
+class Agi(_Section):
+    """``[agi]``: the FastAGI server that routes incoming calls."""
+
+    listen: Annotated[HostPort, _host_port(4573)] = HostPort("127.0.0.1", 4573)
+
+
+class Outbox(_Section):
+    """``[outbox]``: the durable store of events waiting for the CRM."""
+
+    path: str = "salara-outbox.db"
+    max_rows: int = Field(100_000, gt=0)
+    retry_max: float = Field(300.0, gt=0)
+    """Longest wait between two delivery attempts of one event, seconds."""
+    concurrency: int = Field(8, gt=0, le=256)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "general": General,
+    "event": Event,
+    "url": Url,
+    "keys": Keys,
+    "ami": Ami,
+    "agi": Agi,
+    "outbox": Outbox,
+}
+SECRET_KEYS = frozenset({("ami", "secret"), ("url", "webhook_secret")})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. ``routes`` maps caller number to destination."""
+
+    general: General = General()
+    event: Event = Event()
+    url: Url = Url()
+    keys: Keys = Keys()
+    ami: Ami = Ami()
+    agi: Agi = Agi()
+    outbox: Outbox = Outbox()
+    routes: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def masked(self) -> dict[str, dict[str, object]]:
+        """Every setting by section, secrets replaced by ``***`` (for ``show config``)."""
+        out: dict[str, dict[str, object]] = {}
+        for name in SECTIONS:
+            section: _Section = getattr(self, name)
+            values: dict[str, object] = {}
+            for key, value in section.model_dump().items():
+                if (name, key) in SECRET_KEYS and value:
+                    value = "***"
+                values[key] = str(value) if isinstance(value, HostPort) else value
+            out[name] = values
+        out["route"] = dict(self.routes)
+        return out
+
+
+# -- the file format -------------------------------------------------------
+
+_SECTION_RE = re.compile(r"^\s*\[([^\]]+)\]\s*$")
+
+
+@dataclass(slots=True)
+class RawConfig:
+    """A parsed file: ``{section: {key: value}}`` plus the ``[route]`` pairs in order."""
+
+    sections: dict[str, dict[str, str]] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)
+
+
+def _is_comment(line: str) -> bool:
+    stripped = line.strip()
+    return not stripped or stripped[0] in ";#"
+
+
+def parse_text(text: str) -> RawConfig:
+    """Split the old module's format into sections; raises ConfigError on a bad line."""
+    raw = RawConfig()
+    section: str | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if _is_comment(line):
+            continue
+        match = _SECTION_RE.match(line)
+        if match:
+            section = match.group(1).strip().lower()
+            raw.sections.setdefault(section, {})
+            continue
+        if section is None:
+            raise ConfigError("?", None, f"line {number}: {line.strip()!r} before any [section]")
+        if section == "route":
+            caller, sep, called = line.strip().partition(":")
+            if not sep or not caller.strip() or not called.strip():
+                raise ConfigError("route", line.strip(), f"line {number}: expected CALLER:CALLED")
+            raw.routes[caller.strip()] = called.strip()
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(section, line.strip(), f"line {number}: expected key=value")
+        raw.sections[section][key.strip().lower()] = value.strip()
+    return raw
+
+
+def _apply_env(raw: RawConfig, environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        for section in SECTIONS:
+            if rest.startswith(section + "_"):
+                raw.sections.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                break
+
+
+def build(raw: RawConfig, path: Path | None = None) -> Config:
+    """Validate a :class:`RawConfig` into a :class:`Config`; raises ConfigError."""
+    values: dict[str, Any] = {}
+    for name, model in SECTIONS.items():
+        given = raw.sections.get(name, {})
+        unknown = sorted(set(given) - set(model.model_fields))
+        for key in unknown:
+            log.warning("config: [%s] %s is not a salara setting; ignored", name, key)
+        try:
+            values[name] = model.model_validate(given)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            bad_key = str(error["loc"][0]) if error["loc"] else None
+            shown = "***" if (name, bad_key) in SECRET_KEYS else given.get(bad_key or "", "")
+            raise ConfigError(name, bad_key, f"{error['msg']} (got {shown!r})") from None
+    for section in sorted(set(raw.sections) - set(SECTIONS) - {"route"}):
+        log.warning("config: section [%s] is not used by salara; ignored", section)
+    return Config(**values, routes=dict(raw.routes), path=path)
+
+
+def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (None: defaults only), apply ``SALARA_*`` overrides, validate.
+
+    Raises :class:`ConfigError` for a missing file or any invalid value.
+    """
+    raw = RawConfig()
+    file_path = Path(path) if path is not None else None
+    if file_path is not None:
+        try:
+            text = file_path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise ConfigError("file", None, f"cannot read {file_path}: {exc.strerror}") from None
+        raw = parse_text(text)
+        _warn_if_readable(file_path)
+    _apply_env(raw, os.environ if environ is None else environ)
+    return build(raw, file_path)
+
+
+def _warn_if_readable(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o004:
+        log.warning("config: %s is readable by every user and may hold secrets; chmod 600 it", path)
+
+
+# -- editing the route table in place ---------------------------------------
+
+
+def edit_route(text: str, caller: str, called: str | None) -> str:
+    """Return ``text`` with the ``[route]`` entry of ``caller`` set or removed.
+
+    Comments, order and every other line stay as they are. ``called=None``
+    deletes the entry. A missing ``[route]`` section is appended.
+    """
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    start = end = None
+    section: str | None = None
+    for index, line in enumerate(lines):
+        match = _SECTION_RE.match(line)
+        if match:
+            section = match.group(1).strip().lower()
+            if section == "route" and start is None:
+                start = end = index + 1
+            continue
+        if section == "route" and not _is_comment(line):
+            end = index + 1
+    new_line = f"{caller}:{called}\n" if called is not None else None
+    if start is None:
+        if new_line is None:
+            return "".join(lines)
+        return "".join(lines) + f"[route]\n{new_line}"
+    assert end is not None
+    for index in range(start, len(lines)):
+        line = lines[index]
+        if _SECTION_RE.match(line):
+            break
+        if not _is_comment(line) and line.strip().partition(":")[0].strip() == caller:
+            if new_line is None:
+                del lines[index]
+            else:
+                lines[index] = new_line
+            return "".join(lines)
+    if new_line is not None:
+        lines.insert(end, new_line)
+    return "".join(lines)
+
+
+def save_route(path: Path, caller: str, called: str | None) -> None:
+    """Set (or with ``called=None`` delete) a route in the file at ``path``, atomically.
+
+    Writes a temporary file beside it, fsyncs, then renames over the original
+    (keeping its permissions), so a reader never sees half a file.
+    """
+    for what, value in (("caller", caller), ("called", called)):
+        if value is not None and not re.fullmatch(r"[0-9A-Za-z_+*#.\-]{1,80}", value):
+            raise ConfigError("route", value, f"{what} must be a dial string of digits/letters")
+    text = path.read_text(encoding="utf-8")
+    updated = edit_route(text, caller, called)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(updated)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
