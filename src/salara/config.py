@@ -198,7 +198,8 @@ class Config:
         for name in SECTIONS:
             section: _Section = getattr(self, name)
             values: dict[str, object] = {}
-            for key, value in section.model_dump().items():
+            for key in type(section).model_fields:
+                value = getattr(section, key)
                 if (name, key) in SECRET_KEYS and value:
                     value = "***"
                 values[key] = str(value) if isinstance(value, HostPort) else value

@@ -1,0 +1,3 @@
+from salara.cli import main
+
+main()

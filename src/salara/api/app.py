@@ -1,0 +1,38 @@
+"""The HTTP application: health endpoints, then the compat endpoint on every other path."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+import salara
+from salara.api import compat
+from salara.service import Telephony
+
+
+def create_app(telephony: Telephony) -> FastAPI:
+    """Build the FastAPI app serving ``telephony``.
+
+    Routes: ``GET /health`` (process alive), ``GET /ready`` (AMI logged in
+    and Asterisk booted; 503 otherwise), and the compat endpoint (GET/POST on
+    any other path).
+    """
+    app = FastAPI(title="salara", version=salara.__version__)
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"])
+    async def ready() -> JSONResponse:
+        ami = telephony.ami
+        if ami.ready:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unready", "reason": ami.last_error or "AMI not connected"}, 503)
+
+    # The compat endpoint answers on any path, so it is registered last.
+    @app.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+    async def compat_endpoint(request: Request) -> JSONResponse:
+        return await compat.handle(request, telephony)
+
+    return app

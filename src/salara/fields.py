@@ -1,0 +1,78 @@
+"""What Asterisk accepts for each kind of field that salara puts into AMI or AGI.
+
+Every value that reaches an AMI action or an AGI command is checked here
+first, in addition to the protocol layer's CR/LF/NUL refusal. Limits follow
+Asterisk: ``AST_MAX_EXTENSION`` and ``AST_MAX_CONTEXT`` are 80 bytes,
+channel names are ``Tech/resource``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from salara.errors import SalaraError
+
+MAX_EXTENSION: Final = 80
+MAX_CONTEXT: Final = 80
+MAX_CHANNEL: Final = 255
+MAX_MESSAGE_BYTES: Final = 900
+"""A ``MessageSend`` body must fit in one 1024-byte AMI line with its header."""
+
+# An extension to dial or query: digits, letters and the dial-string signs
+# Asterisk keeps literally. No leading "_": that would make it a pattern.
+_EXTENSION = re.compile(r"[0-9A-Za-z*#+][0-9A-Za-z*#+._\-]*")
+_CONTEXT = re.compile(r"[0-9A-Za-z_\-][0-9A-Za-z_.\-]*")
+_CHANNEL = re.compile(r"[A-Za-z][A-Za-z0-9_]*/[!-~]+")
+_ENDPOINT = re.compile(r"[0-9A-Za-z_.+\-@]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class FieldError(SalaraError):
+    """A request field holds a value Asterisk would not accept. Names the field."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.field = name
+        self.reason = reason
+
+
+def _check(name: str, value: str, pattern: re.Pattern[str], limit: int, kind: str) -> str:
+    if not value:
+        raise FieldError(name, "is empty")
+    if _CONTROL.search(value):
+        raise FieldError(name, "contains a control character (CR, LF, NUL...)")
+    if len(value.encode()) > limit:
+        raise FieldError(name, f"is longer than {limit} bytes")
+    if not pattern.fullmatch(value):
+        raise FieldError(name, f"is not a valid {kind}")
+    return value
+
+
+def extension(name: str, value: str) -> str:
+    """An extension or number, e.g. ``8001``, ``+4930123``, ``*97``."""
+    return _check(name, value, _EXTENSION, MAX_EXTENSION, "extension or number")
+
+
+def context(name: str, value: str) -> str:
+    """A dialplan context name, e.g. ``from-internal``."""
+    return _check(name, value, _CONTEXT, MAX_CONTEXT, "dialplan context")
+
+
+def channel(name: str, value: str) -> str:
+    """A channel name, e.g. ``PJSIP/8003-00000020`` or ``Local/9999@sim-0000000a;1``."""
+    return _check(name, value, _CHANNEL, MAX_CHANNEL, "channel name (Tech/resource)")
+
+
+def endpoint(name: str, value: str) -> str:
+    """A PJSIP endpoint (or chan_sip peer) name, e.g. ``8001``."""
+    return _check(name, value, _ENDPOINT, MAX_EXTENSION, "endpoint name")
+
+
+def message_text(name: str, value: str) -> str:
+    """Text of a SIP MESSAGE: one line (AMI cannot carry CR/LF), tabs allowed."""
+    if _CONTROL.search(value):
+        raise FieldError(name, "contains a control character (CR, LF, NUL...)")
+    if len(value.encode()) > MAX_MESSAGE_BYTES:
+        raise FieldError(name, f"is longer than {MAX_MESSAGE_BYTES} bytes")
+    return value

@@ -1,0 +1,171 @@
+"""Call control on Asterisk through AMI: states, originate, messages.
+
+The operations behind both the compat API and ``/v1``; each is one or two
+AMI actions (named in its docstring). Errors: :class:`AMIUnavailable` when
+AMI is down, :class:`AMIError` when Asterisk does not answer in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from salara.ami.client import AMIClient
+from salara.ami.messages import Event
+from salara.config import Config
+from salara.errors import AMIActionError
+from salara.states import channel_state_name, extension_state_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StateAnswer:
+    """The compat answer ``{"result": N, "text": "..."}``."""
+
+    result: int
+    text: str
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"result": self.result, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """An Originate Asterisk accepted: its ActionID and the future outcome event."""
+
+    action_id: str
+    outcome: asyncio.Future[Event]
+
+
+OriginateListener = Callable[[str, str, str, "asyncio.Future[Event]"], None]
+"""Called as ``listener(action_id, operator, phone, outcome)`` for each placed call."""
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+class Telephony:
+    """State queries and actions of the compat API (SPEC §1) over one AMI client."""
+
+    def __init__(self, ami: AMIClient, config: Config) -> None:
+        self.ami = ami
+        self.config = config
+        self._originate_listeners: list[OriginateListener] = []
+
+    def add_originate_listener(self, listener: OriginateListener) -> None:
+        self._originate_listeners.append(listener)
+
+    def is_good(self, state: StateAnswer) -> bool:
+        """Whether an extension state counts as available (``[url] good_status``)."""
+        return state.result in self.config.url.good_status
+
+    async def extension_state(self, exten: str, context: str) -> StateAnswer:
+        """AMI ``ExtensionState``: the hint state of ``exten@context``.
+
+        -1 ``Unknown`` when there is no such extension or it has no hint.
+        """
+        response = await self.ami.action("ExtensionState", {"Exten": exten, "Context": context})
+        code = _int(response.get("Status"), -1)
+        return StateAnswer(code, extension_state_name(code))
+
+    async def peer_state(self, peer: str) -> StateAnswer:
+        """AMI ``PJSIPShowEndpoint``: reachability of a PJSIP endpoint.
+
+        ``Reachable`` if a contact answers qualify, ``Unreachable`` if contacts
+        exist and none answers, ``Unknown`` if none is registered or none is
+        qualified; ``-1 Error`` for an unknown endpoint. Falls back to chan_sip
+        ``SIPshowpeer`` on an Asterisk without PJSIP.
+        """
+        response = await self.ami.action("PJSIPShowEndpoint", {"Endpoint": peer}, check=False)
+        if not response.ok:
+            if "invalid/unknown command" in response.message.lower():
+                return await self._sip_peer_state(peer)
+            return StateAnswer(-1, "Error")
+        statuses = [
+            (event.get("Status") or "")
+            for event in response.events
+            if event.name == "ContactStatusDetail"
+        ]
+        if "Reachable" in statuses:
+            return StateAnswer(0, "Reachable")
+        if "Unreachable" in statuses:
+            return StateAnswer(0, "Unreachable")
+        return StateAnswer(0, "Unknown")
+
+    async def _sip_peer_state(self, peer: str) -> StateAnswer:
+        response = await self.ami.action("SIPshowpeer", {"Peer": peer}, check=False)
+        if not response.ok:
+            return StateAnswer(-1, "Error")
+        status = (response.get("Status") or "").upper()
+        if status.startswith("OK"):
+            return StateAnswer(0, "Reachable")
+        if status.startswith(("UNREACHABLE", "LAGGED")):
+            return StateAnswer(0, "Unreachable")
+        return StateAnswer(0, "Unknown")
+
+    async def channel_state(self, channel: str) -> StateAnswer:
+        """AMI ``Status`` of one channel: ``Up (6)``; ``-1 Channel not present``."""
+        response = await self.ami.action("Status", {"Channel": channel}, check=False)
+        items = [event for event in response.items if event.name == "Status"]
+        if not response.ok or not items:
+            return StateAnswer(-1, "Channel not present")
+        code = _int(items[0].get("ChannelState"), 10)
+        return StateAnswer(0, f"{channel_state_name(code)} ({code})")
+
+    async def make_call(self, operator: str, phone: str, context: str) -> tuple[StateAnswer, Placed | None]:
+        """Click-to-call: ring the operator's device, then dial ``phone`` in ``context``.
+
+        Checks the operator's extension state first (``ExtensionState``); only
+        when it is good sends ``Originate`` (Async) of
+        ``<operator_technology>/<operator>`` to ``phone@context`` priority 1,
+        CallerID the operator, ring timeout ``[event] timeout_makecall``.
+        Returns the state and, when placed, the Originate's ActionID and outcome.
+        """
+        state = await self.extension_state(operator, context)
+        if not self.is_good(state):
+            log.info("make call %s -> %s refused: operator is %s", operator, phone, state.text)
+            return state, None
+        config = self.config
+        fields = {
+            "Channel": f"{config.general.operator_technology}/{operator}",
+            "Context": context,
+            "Exten": phone,
+            "Priority": 1,
+            "CallerID": f'"{operator}" <{operator}>',
+            "Timeout": int(config.event.timeout_makecall * 1000),
+        }
+        response, outcome = await self.ami.originate(fields, timeout_s=config.event.timeout_makecall + 30)
+        action_id = response.action_id or ""
+        log.info("make call %s -> %s@%s queued (ActionID %s)", operator, phone, context, action_id)
+        for listener in self._originate_listeners:
+            listener(action_id, operator, phone, outcome)
+        return state, Placed(action_id, outcome)
+
+    async def send_message(self, operator: str, phone: str, text: str, context: str) -> tuple[StateAnswer, bool]:
+        """Send a SIP MESSAGE to the operator's endpoint, from ``phone``.
+
+        Checks the operator's extension state (``ExtensionState``); when good
+        sends ``MessageSend`` to ``pjsip:<operator>`` with From ``phone``.
+        Returns the state and whether Asterisk accepted the message.
+        """
+        state = await self.extension_state(operator, context)
+        if not self.is_good(state):
+            log.info("message to %s refused: operator is %s", operator, state.text)
+            return state, False
+        try:
+            await self.ami.action(
+                "MessageSend",
+                {"To": f"pjsip:{operator}", "From": f'"{phone}" <sip:{phone}@localhost>', "Body": text},
+            )
+        except AMIActionError as exc:
+            log.warning("message to %s not sent: %s", operator, exc.message)
+            return state, False
+        log.info("message from %s to %s sent", phone, operator)
+        return state, True

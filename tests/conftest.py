@@ -1,0 +1,142 @@
+"""Shared fixtures: the test Asterisk, a salara process, AMI watchers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from testpbx import pbx
+from tests.amiwatch import AMIRecorder, EventWatch
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "salara.conf.example"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def asterisk() -> Iterator[None]:
+    """The project's test Asterisk and phone 8001, started once per test session."""
+    if not pbx.is_built():
+        pytest.fail("the test PBX is not built: run `python3 -m testpbx build` as root (make pbx)")
+    pbx.start()
+    yield
+    pbx.stop()
+
+
+@pytest.fixture
+def ami_events(asterisk: None) -> Iterator[EventWatch]:
+    watch = EventWatch()
+    yield watch
+    watch.close()
+
+
+@pytest.fixture
+def ami_recorder(asterisk: None) -> Iterator[AMIRecorder]:
+    recorder = AMIRecorder()
+    yield recorder
+    recorder.close()
+
+
+class SalaraProcess:
+    """``salara serve`` run as a real process on free loopback ports."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.port = int(env["SALARA_URL_REST_SERVER"].rpartition(":")[2])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "salara.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_ready: bool = True) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "salara", "-c", str(self.workdir / "salara.conf"), "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"salara exited early:\n{self.log()}")
+            try:
+                path = "/ready" if wait_ready else "/health"
+                if httpx.get(self.url + path, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"salara did not become ready:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def post(self, body: object, path: str = "/") -> httpx.Response:
+        return httpx.post(self.url + path, json=body, timeout=15)
+
+
+SalaraFactory = Callable[..., SalaraProcess]
+
+
+@pytest.fixture
+def salara_factory(asterisk: None, tmp_path: Path) -> Iterator[SalaraFactory]:
+    """Start salara processes: ``factory(config_text=None, **env_overrides)``.
+
+    Env keys are ``SALARA_<SECTION>_<KEY>`` overrides; the API and FastAGI ports
+    default to free loopback ports.
+    """
+    started: list[SalaraProcess] = []
+
+    def factory(config_text: str | None = None, start: bool = True, **overrides: str) -> SalaraProcess:
+        workdir = tmp_path / f"salara{len(started)}"
+        workdir.mkdir()
+        conf = workdir / "salara.conf"
+        conf.write_text(config_text if config_text is not None else EXAMPLE_CONFIG.read_text())
+        conf.chmod(0o600)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SALARA_")}
+        env.update(
+            {
+                "SALARA_URL_REST_SERVER": f"127.0.0.1:{free_port()}",
+                "SALARA_AGI_LISTEN": f"127.0.0.1:{free_port()}",
+                "SALARA_OUTBOX_PATH": str(workdir / "outbox.db"),
+                "SALARA_EVENT_VERBOSE": "2",
+            }
+        )
+        env.update(overrides)
+        process = SalaraProcess(workdir, env)
+        started.append(process)
+        if start:
+            process.start()
+        return process
+
+    yield factory
+    for process in started:
+        process.stop()
