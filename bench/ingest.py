@@ -1,0 +1,128 @@
+"""AMI ingest benchmark: events/s parsing the stream of :mod:`bench.ami_stream`.
+
+Run from the repository root::
+
+    python -m bench.ingest --events 1000000
+
+Each parser gets the same chunks (same seed, regenerated lazily for each run)
+and only the time spent inside the parser is counted, with a clock read around
+every chunk, so generating the stream is not measured. Compare:
+
+(a) :func:`baseline_parse` -- the plainest pure-Python parse of the same bytes;
+(b) :func:`protocol_parse` -- salara's :class:`~salara.ami.protocol.AMIConnection`;
+(c) :func:`full_path` -- the whole ingest path (call tracking, event filtering,
+    outbox): not built yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterable, Iterator
+
+from bench.ami_stream import stream_chunks
+from salara.ami.messages import Event
+from salara.ami.protocol import AMIConnection
+
+
+def baseline_parse(chunks: Iterable[bytes]) -> tuple[int, float]:
+    """Parse with plain bytes/str splitting; return (events seen, seconds parsing).
+
+    Accumulate bytes, split messages on CR LF CR LF, decode each, split lines
+    on CR LF and headers on the first ``": "`` into ``[name, value]`` lists.
+    The greeting is skipped as the first line.
+    """
+    clock = time.perf_counter
+    events = 0
+    elapsed = 0.0
+    buffer = b""
+    greeted = False
+    for chunk in chunks:
+        start = clock()
+        buffer += chunk
+        if not greeted:
+            newline = buffer.find(b"\r\n")
+            if newline >= 0:
+                buffer = buffer[newline + 2 :]
+                greeted = True
+        if greeted:
+            parts = buffer.split(b"\r\n\r\n")
+            buffer = parts.pop()
+            messages = [[line.split(": ", 1) for line in part.decode().split("\r\n")] for part in parts]
+            for headers in messages:
+                if headers[0][0] == "Event":
+                    events += 1
+        elapsed += clock() - start
+    return events, elapsed
+
+
+def protocol_parse(chunks: Iterable[bytes]) -> tuple[int, float]:
+    """Parse with ``AMIConnection.receive_data`` + ``drain``; return (events, seconds)."""
+    clock = time.perf_counter
+    events = 0
+    elapsed = 0.0
+    connection = AMIConnection()
+    for chunk in chunks:
+        start = clock()
+        connection.receive_data(chunk)
+        for message in connection.drain():
+            if isinstance(message, Event):
+                events += 1
+        elapsed += clock() - start
+    return events, elapsed
+
+
+def full_path(chunks: Iterable[bytes]) -> tuple[int, float] | None:
+    """Hook for the full ingest path (parse, call tracking, event filtering, outbox).
+
+    Not built yet: prints so and returns None.
+    """
+    print("full path (call tracking, event filtering, outbox): not built yet")
+    return None
+
+
+class _Counted:
+    """Pass chunks through, counting reads and bytes."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.reads = 0
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.reads += 1
+            self.size += len(chunk)
+            yield chunk
+
+
+def _line(label: str, events: int, seconds: float) -> str:
+    rate = events / seconds if seconds else float("inf")
+    return f"{label:<12} {events:>10,} events in {seconds:7.3f} s = {rate:>12,.0f} events/s"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run (a) and (b) on the same chunks and print events/s and the ratio (b)/(a)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the stream")
+    parser.add_argument("--seed", type=int, default=1, help="stream and read-size seed")
+    args = parser.parse_args(argv)
+
+    counted = _Counted(stream_chunks(args.events, args.seed))
+    base_events, base_s = baseline_parse(counted)
+    print(
+        f"stream: {args.events:,} events, {counted.size / 1e6:,.1f} MB in {counted.reads:,} reads "
+        f"(mean {counted.size // max(counted.reads, 1):,} B), generated lazily, not timed"
+    )
+    print(_line("(a) baseline", base_events, base_s))
+    proto_events, proto_s = protocol_parse(stream_chunks(args.events, args.seed))
+    print(_line("(b) protocol", proto_events, proto_s))
+    if base_events != proto_events:
+        print(f"WARNING: event counts differ: baseline {base_events}, protocol {proto_events}")
+    ratio = (proto_events / proto_s) / (base_events / base_s) if proto_s and base_s else float("nan")
+    print(f"ratio (b)/(a) in events/s: {ratio:.2f} ({'faster' if ratio >= 1 else 'slower'} than baseline)")
+    full_path(stream_chunks(args.events, args.seed))
+
+
+if __name__ == "__main__":
+    main()

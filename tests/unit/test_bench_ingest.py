@@ -1,0 +1,34 @@
+"""Smoke test of the AMI ingest benchmark (bench/): counts and figures, never speed."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.ami_stream import HEAD, build_stream, chunks, stream_chunks
+from bench.ingest import baseline_parse, full_path, protocol_parse
+
+EVENTS = 2_000
+
+
+def test_stream_is_deterministic_and_chunked_losslessly() -> None:
+    stream = build_stream(EVENTS, seed=7)
+    assert stream.startswith(HEAD)
+    assert stream == build_stream(EVENTS, seed=7)
+    assert stream.count(b"\r\n\r\n") == EVENTS + 1  # the Login response
+    reads = chunks(stream, seed=7)
+    assert b"".join(reads) == stream
+    assert reads == list(stream_chunks(EVENTS, seed=7))
+    assert all(256 <= len(read) <= 65536 for read in reads[:-1])
+
+
+def test_both_parsers_see_every_event() -> None:
+    reads = chunks(build_stream(EVENTS))
+    base_events, base_seconds = baseline_parse(reads)
+    proto_events, proto_seconds = protocol_parse(reads)
+    assert base_events == proto_events == EVENTS
+    assert base_seconds > 0 and proto_seconds > 0
+
+
+def test_full_path_is_a_placeholder(capsys: pytest.CaptureFixture[str]) -> None:
+    assert full_path([]) is None
+    assert "not built yet" in capsys.readouterr().out
