@@ -1,0 +1,340 @@
+"""The asyncio FastAGI server: one task per call.
+
+The dialplan line ``AGI(agi://127.0.0.1:4573/route?x=1,arg)`` makes Asterisk
+open one TCP connection per call, send the variable block and then wait for
+commands until the connection closes; the dialplan goes on after the AGI line.
+This module owns those sockets and nothing else: framing and parsing are
+:mod:`salara.agi.protocol`'s, what to do with the call is the handler's.
+
+Per connection: the variable block must be complete within
+``header_timeout_s`` (a silent or trickling peer is dropped); a peer that
+closes before finishing it ends its session with a log line. The handler then
+gets an :class:`AGISession`; whatever it raises is logged, never propagated.
+When it returns, the socket is closed. At most ``max_sessions`` connections
+are served at once; more are closed at once (Asterisk then carries on with the
+dialplan rather than wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Final
+
+from salara.agi.protocol import (
+    CLOSED,
+    DEFAULT_MAX_LINE_BYTES,
+    NEED_DATA,
+    AGICommandError,
+    AGIConnection,
+    AGIHangup,
+    AGIReply,
+    AGIRequest,
+)
+from salara.errors import ProtocolError, RemoteProtocolError
+
+log = logging.getLogger(__name__)
+
+_READ_BYTES: Final = 1 << 16
+_CLOSE_WAIT_S: Final = 1.0
+
+
+class AGISession:
+    """One call's FastAGI session, handed to the handler.
+
+    Commands run one at a time (concurrent calls wait their turn), each bound
+    by ``command_timeout_s`` seconds. After a timeout, a broken or closed
+    connection, or a cancelled command, the reply pairing can no longer be
+    trusted: the session is closed and every later command raises
+    :class:`AGIHangup`.
+    """
+
+    def __init__(
+        self,
+        request: AGIRequest,
+        connection: AGIConnection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        command_timeout_s: float,
+        peer: str = "",
+    ) -> None:
+        self.request = request
+        self.peer = peer
+        self._connection = connection
+        self._reader = reader
+        self._writer = writer
+        self._timeout_s = command_timeout_s
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def hungup(self) -> bool:
+        """True once Asterisk reported the hangup (seen while reading a reply)."""
+        return self._connection.hungup
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the connection; Asterisk continues the dialplan after the AGI line."""
+        self._closed = True
+        self._writer.close()
+
+    async def command(self, name: str, *args: str | int, timeout_s: float | None = None) -> AGIReply:
+        """Send one command (``"GET VARIABLE"``, ``"CRMID"``) and return its final reply.
+
+        ``timeout_s`` overrides the session's command timeout; ``math.inf``
+        waits for ever (``GOSUB`` runs dialplan before it answers). Raises
+        :class:`AGICommandError` for a 4xx/5xx answer (the session stays
+        usable), :class:`~salara.errors.LocalProtocolError` for an argument
+        Asterisk cannot take (nothing sent, session usable),
+        :class:`AGIHangup` when the session is over or the reply is late, and
+        :class:`~salara.errors.RemoteProtocolError` when Asterisk broke the
+        protocol (the session is closed).
+        """
+        limit = self._timeout_s if timeout_s is None else timeout_s
+        async with self._lock:
+            if self._closed:
+                raise AGIHangup(f"{name}: FastAGI session is closed")
+            data = self._connection.send_command(name, *args)
+            settled = False
+            try:
+                self._writer.write(data)
+                async with asyncio.timeout(None if math.isinf(limit) else limit):
+                    await self._writer.drain()
+                    reply = await self._reply(name)
+                settled = True
+                return reply
+            except AGICommandError:
+                settled = True
+                raise
+            except TimeoutError:
+                raise AGIHangup(f"{name}: no reply within {limit} s; session closed") from None
+            except OSError as exc:
+                raise AGIHangup(f"{name}: connection lost ({exc})") from exc
+            finally:
+                if not settled:
+                    self.close()
+
+    async def _reply(self, name: str) -> AGIReply:
+        while True:
+            event = self._connection.next_event()
+            if event is NEED_DATA:
+                self._connection.receive_data(await self._reader.read(_READ_BYTES))
+            elif event is CLOSED:
+                raise AGIHangup(f"{name}: Asterisk closed the connection")
+            elif isinstance(event, AGIReply):
+                return event
+            elif isinstance(event, AGICommandError):
+                raise event
+            else:
+                raise RemoteProtocolError(f"{name}: unexpected {event!r}")
+
+    async def get_variable(self, name: str) -> str | None:
+        """A channel variable's value, or None when it is not set."""
+        reply = await self.command("GET VARIABLE", name)
+        return (reply.data or "") if reply.result == "1" else None
+
+    async def get_full_variable(self, expression: str) -> str | None:
+        """``expression`` with ``${...}`` substituted (``"${CALLERID(num)}"``), or None."""
+        reply = await self.command("GET FULL VARIABLE", expression)
+        return (reply.data or "") if reply.result == "1" else None
+
+    async def set_variable(self, name: str, value: str | int) -> None:
+        """Set a channel variable."""
+        await self.command("SET VARIABLE", name, value)
+
+    async def exec(self, app: str, *args: str | int) -> AGIReply:
+        """Run a dialplan application: ``exec("Goto", "sim", "9001", "1")``.
+
+        Asterisk passes a single option string to the application, so ``args``
+        are joined with ``,`` as in the dialplan (an argument holding a comma
+        must be escaped by the caller). ``result`` is the application's return
+        value; ``-2`` means no such application.
+        """
+        if args:
+            return await self.command("EXEC", app, ",".join(str(arg) for arg in args))
+        return await self.command("EXEC", app)
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        """Write ``message`` to Asterisk's console at verbosity ``level``."""
+        await self.command("VERBOSE", message, level)
+
+    async def hangup(self, channel: str | None = None) -> None:
+        """Hang up this channel (or the channel named ``channel``)."""
+        if channel is None:
+            await self.command("HANGUP")
+        else:
+            await self.command("HANGUP", channel)
+
+
+Handler = Callable[[AGISession], Awaitable[None]]
+
+
+class AGIServer:
+    """A FastAGI listener calling ``await handler(session)`` for each connection.
+
+    Durations are in seconds. Use as ``async with AGIServer(handler) as server:``
+    or call :meth:`start` and :meth:`close`; :attr:`port` is the bound port
+    (useful with ``port=0``).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 4573,
+        *,
+        header_timeout_s: float = 5.0,
+        command_timeout_s: float = 10.0,
+        max_sessions: int = 200,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        if header_timeout_s <= 0 or command_timeout_s <= 0:
+            raise ValueError("timeouts must be positive")
+        if max_sessions < 1 or max_line_bytes < 1:
+            raise ValueError("max_sessions and max_line_bytes must be positive")
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._header_timeout_s = header_timeout_s
+        self._command_timeout_s = command_timeout_s
+        self._max_sessions = max_sessions
+        self._max_line_bytes = max_line_bytes
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start listening; returns once the socket is bound."""
+        if self._server is None:
+            self._server = await asyncio.start_server(self._on_connect, self._host, self._port)
+            log.info("FastAGI listening on %s:%d", self._host, self.port)
+
+    async def close(self) -> None:
+        """Stop listening and end every running session (their handlers are cancelled)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        """Start (if needed) and serve until cancelled, then close."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    async def __aenter__(self) -> AGIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("AGIServer is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def active_sessions(self) -> int:
+        """Connections being served right now."""
+        return len(self._tasks)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = _peer_name(writer)
+        task = asyncio.current_task()
+        if task is None or len(self._tasks) >= self._max_sessions:
+            log.warning("FastAGI %s refused: %d sessions already running", peer, len(self._tasks))
+            writer.close()
+            return
+        self._tasks.add(task)
+        try:
+            await self._serve(reader, writer, peer)
+        finally:
+            self._tasks.discard(task)
+            await _close(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+        connection = AGIConnection(max_line_bytes=self._max_line_bytes)
+        try:
+            async with asyncio.timeout(self._header_timeout_s):
+                request = await _read_request(connection, reader)
+        except TimeoutError:
+            log.warning("FastAGI %s: no variable block within %s s; dropped", peer, self._header_timeout_s)
+            return
+        except (ProtocolError, OSError) as exc:
+            log.warning("FastAGI %s: %s; dropped", peer, exc)
+            return
+        if request is None:
+            log.info("FastAGI %s: disconnected before the end of its variable block", peer)
+            return
+        log.info(
+            "FastAGI %s: %s channel=%s uniqueid=%s callerid=%s",
+            peer,
+            request.network_script,
+            request.channel,
+            request.uniqueid,
+            request.callerid,
+        )
+        session = AGISession(
+            request, connection, reader, writer, command_timeout_s=self._command_timeout_s, peer=peer
+        )
+        try:
+            await self._handler(session)
+        except AGIHangup as exc:
+            log.info("FastAGI %s (%s): session ended: %s", peer, request.channel, exc)
+        except ProtocolError as exc:
+            log.warning("FastAGI %s (%s): %s", peer, request.channel, exc)
+        except Exception:
+            log.exception("FastAGI %s (%s): handler failed", peer, request.channel)
+
+
+async def _read_request(connection: AGIConnection, reader: asyncio.StreamReader) -> AGIRequest | None:
+    """The variable block, or None if the peer closed before its end."""
+    while True:
+        event = connection.next_event()
+        if isinstance(event, AGIRequest):
+            return event
+        if event is CLOSED:
+            return None
+        if event is not NEED_DATA:
+            raise RemoteProtocolError(f"expected the variable block, got {event!r}")
+        connection.receive_data(await reader.read(_READ_BYTES))
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close the socket; a peer that stopped reading gets it aborted."""
+    writer.close()
+    try:
+        async with asyncio.timeout(_CLOSE_WAIT_S):
+            await writer.wait_closed()
+    except (TimeoutError, OSError):
+        writer.transport.abort()
+
+
+def _peer_name(writer: asyncio.StreamWriter) -> str:
+    with contextlib.suppress(Exception):
+        host, port, *_ = writer.get_extra_info("peername")
+        return f"{host}:{port}"
+    return "?"
