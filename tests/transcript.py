@@ -37,9 +37,9 @@ def load(name: str) -> list[Block]:
         comment = _COMMENT.search(body)
         if comment:
             body = body[: comment.start()]
-            # Blank lines before a comment are layout, not data; keep the
-            # single separator rule: drop exactly one trailing newline.
-        if body.endswith(b"\n"):
+        # One newline separates a block from the next marker or comment; the
+        # file's last block has none after it.
+        if (comment or end < len(raw)) and body.endswith(b"\n"):
             body = body[:-1]
         conn = re.search(rb"conn=(\d+)", marker.group(2))
         blocks.append(Block(marker.group(1) == b">>> SENT", body, conn.group(1).decode() if conn else None))

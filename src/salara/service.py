@@ -89,9 +89,7 @@ class Telephony:
                 return await self._sip_peer_state(peer)
             return StateAnswer(-1, "Error")
         statuses = [
-            (event.get("Status") or "")
-            for event in response.events
-            if event.name == "ContactStatusDetail"
+            (event.get("Status") or "") for event in response.events if event.name == "ContactStatusDetail"
         ]
         if "Reachable" in statuses:
             return StateAnswer(0, "Reachable")
@@ -133,7 +131,7 @@ class Telephony:
             log.info("make call %s -> %s refused: operator is %s", operator, phone, state.text)
             return state, None
         config = self.config
-        fields = {
+        fields: dict[str, str | int] = {
             "Channel": f"{config.general.operator_technology}/{operator}",
             "Context": context,
             "Exten": phone,
@@ -148,7 +146,9 @@ class Telephony:
             listener(action_id, operator, phone, outcome)
         return state, Placed(action_id, outcome)
 
-    async def send_message(self, operator: str, phone: str, text: str, context: str) -> tuple[StateAnswer, bool]:
+    async def send_message(
+        self, operator: str, phone: str, text: str, context: str
+    ) -> tuple[StateAnswer, bool]:
         """Send a SIP MESSAGE to the operator's endpoint, from ``phone``.
 
         Checks the operator's extension state (``ExtensionState``); when good

@@ -64,15 +64,19 @@ def test_make_call_rings_the_operator_then_dials_the_phone(
     assert answer.json() == {"result": 0, "text": "Idle"}
     # The phone (PJSIP/8001) answers, then 9002 runs in the context.
     answered = ami_events.wait_for(
-        lambda e: e.get("Event") == "Newstate"
-        and e.get("Channel", "").startswith("PJSIP/8001-")
-        and e.get("ChannelStateDesc") == "Up"
+        lambda e: (
+            e.get("Event") == "Newstate"
+            and e.get("Channel", "").startswith("PJSIP/8001-")
+            and e.get("ChannelStateDesc") == "Up"
+        )
     )
     dialled = ami_events.wait_for(
-        lambda e: e.get("Event") == "Newexten"
-        and e.get("Channel") == answered["Channel"]
-        and e.get("Exten") == "9002"
-        and e.get("Context") == "phones"
+        lambda e: (
+            e.get("Event") == "Newexten"
+            and e.get("Channel") == answered["Channel"]
+            and e.get("Exten") == "9002"
+            and e.get("Context") == "phones"
+        )
     )
     assert dialled["Linkedid"] == answered["Linkedid"]
     response = ami_events.wait_for(lambda e: e.get("Event") == "OriginateResponse")
@@ -106,9 +110,11 @@ def test_channel_state_of_a_live_channel(salara: SalaraProcess, ami_events: Even
     )
     assert "Success" in reply
     up = ami_events.wait_for(
-        lambda e: e.get("Event") == "Newstate"
-        and e.get("Channel", "").startswith("Local/9999@sim-")
-        and e.get("ChannelStateDesc") == "Up"
+        lambda e: (
+            e.get("Event") == "Newstate"
+            and e.get("Channel", "").startswith("Local/9999@sim-")
+            and e.get("ChannelStateDesc") == "Up"
+        )
     )
     assert salara.post({"chan": up["Channel"]}).json() == {"result": 0, "text": "Up (6)"}
     hangup_all()
@@ -152,9 +158,7 @@ def test_message_reaches_the_phone(salara: SalaraProcess) -> None:
             sent = [b for b in blocks if "\nMESSAGE sip:8001" in b and body in b]
             if sent:
                 call_id = sent[0].split("Call-ID: ", 1)[1].split("\n", 1)[0].strip()
-                ok = next(
-                    (b for b in blocks if "SIP/2.0 200 OK" in b and f"Call-ID: {call_id}" in b), None
-                )
+                ok = next((b for b in blocks if "SIP/2.0 200 OK" in b and f"Call-ID: {call_id}" in b), None)
             time.sleep(0.1)
         assert sent, "the MESSAGE never left Asterisk"
         assert 'From: "8002" <sip:8002@' in sent[0]

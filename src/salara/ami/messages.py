@@ -79,17 +79,54 @@ class Action:
         return cls(name, action_id, tuple((key, str(value)) for key, value in pairs))
 
 
-@dataclass(frozen=True, slots=True)
 class Event(_HeaderLookup):
-    """An AMI event (``Event: <name>`` first). ``name`` is the event's name."""
+    """An AMI event (``Event: <name>`` first). ``name`` is the event's name.
 
+    Built from wire text, an event parses its headers only when first asked:
+    a busy PBX sends thousands of events a second and most are never read
+    past their name. Immutable; equal when name and headers are equal.
+    """
+
+    __slots__ = ("_cache", "_headers", "_text", "name")
     name: str
-    headers: Headers
-    _cache: dict[str, str] | None = field(default=None, repr=False, compare=False)
+    _headers: Headers | None
+    _text: str | None
+    _cache: dict[str, str] | None
+
+    def __init__(self, name: str, headers: Headers | None = None, *, text: str | None = None) -> None:
+        if headers is None and text is None:
+            headers = ()
+        for slot, value in (("name", name), ("_headers", headers), ("_text", text), ("_cache", None)):
+            object.__setattr__(self, slot, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Event is immutable")
+
+    @property
+    def headers(self) -> Headers:  # type: ignore[override]
+        headers = self._headers
+        if headers is None:
+            from salara.ami.protocol import parse_headers  # the wire format lives there
+
+            headers = parse_headers(self._text or "")
+            object.__setattr__(self, "_headers", headers)
+            object.__setattr__(self, "_text", None)
+        return headers
 
     @property
     def action_id(self) -> str | None:
         return self.get("ActionID")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return self.name == other.name and self.headers == other.headers
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.headers))
+
+    def __repr__(self) -> str:
+        return f"Event(name={self.name!r}, headers={self.headers!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,14 +102,18 @@ def _split_header(line: str) -> tuple[str, str]:
     return (name, value.lstrip()) if sep else ("", line)
 
 
-def _headers(text: str) -> Headers:
-    out = []
-    for line in text.split("\r\n"):
-        if not line:
-            continue
-        index = line.find(": ")
-        out.append((line[:index], line[index + 2 :]) if index > 0 else _split_header(line))
-    return tuple(out)
+def parse_headers(text: str) -> Headers:
+    """The ``(name, value)`` pairs of one message's text, in order.
+
+    Lines end in CR LF, but some Asterisk answers put a bare LF at the end of
+    a value ("Message: Unable to retrieve endpoint 9999\\n"): both split.
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    pairs = tuple(tuple(line.split(": ", 1)) for line in lines)
+    # Fast path: every line is "Name: value" (one C call per line).
+    if min(map(len, pairs)) == 2:
+        return pairs  # type: ignore[return-value]
+    return tuple(_split_header(line) for line in lines if line)
 
 
 def parse_message(text: str) -> Event | Response:
@@ -119,7 +123,7 @@ def parse_message(text: str) -> Event | Response:
     an :class:`Event` named ``""`` so that callers ignore it like any unknown
     event.
     """
-    headers = _headers(text)
+    headers = parse_headers(text)
     if headers:
         first, value = headers[0]
         kind = first.lower()
@@ -231,7 +235,12 @@ class AMIConnection:
             text = buffer[:end].decode("utf-8", "replace")
             del buffer[: end + 4]
             for part in text.split("\r\n\r\n"):
-                if part:
+                if part.startswith("Event: "):
+                    # Events are the bulk of the stream: name now, headers on demand.
+                    newline = part.find("\r\n")
+                    name = part[7:newline] if newline >= 0 else part[7:]
+                    self._deliver(Event(name.rstrip("\n"), text=part))
+                elif part:
                     self._deliver(parse_message(part))
             return
 
