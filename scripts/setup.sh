@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install everything salara and its tests need on Debian 12, as root; idempotent.
+#   - Debian packages: python3 (3.11+) with venv, debootstrap, curl
+#   - .venv with salara and its development tools
+#   - the test PBX (Asterisk 22 + a SIP phone in a Debian sid chroot, .testpbx/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v curl >/dev/null || need+=(curl)
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+python3 - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"setup: salara needs Python 3.11 or newer, found {sys.version.split()[0]}")
+PY
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+pip_log=.venv/pip-install.log
+if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[dev]'; } >"$pip_log" 2>&1; then
+  cat "$pip_log"
+  echo "setup: pip install failed (log above)" >&2
+  exit 1
+fi
+
+.venv/bin/python -m testpbx build
+echo "setup: done"
