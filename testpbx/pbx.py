@@ -215,6 +215,11 @@ def start_asterisk() -> None:
     if _pid("asterisk"):
         _wait("AMI", ami_ready, 30)
         return
+    if ami_ready():
+        raise SystemExit(
+            f"testpbx: another Asterisk already answers on {AMI_HOST}:{AMI_PORT} "
+            "(not this checkout's); stop it first"
+        )
     _install_config()
     _spawn("asterisk", _chroot("/usr/sbin/asterisk", "-f", "-n"))
     _wait("AMI", ami_ready, 30)

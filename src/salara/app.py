@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import uvicorn
@@ -62,6 +61,5 @@ async def serve(config: Config) -> None:
         await server.serve()
     finally:
         ami_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ami_task
+        await asyncio.wait([ami_task])
     log.info("salara stopped")

@@ -14,7 +14,6 @@ replayed ``Originate`` places a second call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 import logging
@@ -229,11 +228,12 @@ class AMIClient:
             pinger = asyncio.create_task(self._ping_loop(), name="ami-ping")
             await reader_task
         finally:
-            for task in (pinger, reader_task):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            helpers = [task for task in (pinger, reader_task) if task is not None]
+            for task in helpers:
+                task.cancel()
+            # asyncio.wait does not raise the helpers' CancelledError, so a
+            # cancellation of run() itself still propagates from here.
+            await asyncio.wait(helpers)
 
     async def _login(self) -> None:
         settings = self.settings
@@ -289,7 +289,10 @@ class AMIClient:
                 if not data:
                     raise ConnectionError("AMI closed the connection")
         finally:
-            # Nothing more can answer: fail what waits now, not at its timeout.
+            # Nothing more can answer: stop taking actions and fail what waits
+            # now, not at its timeout.
+            if self.ready:
+                self._set_ready(False)
             self._fail_waiters()
 
     async def _ping_loop(self) -> None:
@@ -343,7 +346,7 @@ class AMIClient:
 
     async def _send(self, action: Action, timeout_s: float | None) -> Response:
         conn, writer = self._conn, self._writer
-        if conn is None or writer is None:
+        if conn is None or writer is None or conn.closed:
             raise AMIUnavailable("AMI is not connected")
         if action.name not in ("Login", "Challenge") and not self.ready:
             raise AMIUnavailable("AMI is not logged in")
