@@ -31,10 +31,12 @@ def free_port() -> int:
 def asterisk() -> Iterator[None]:
     """The project's test Asterisk and phone 8001, started once per test session."""
     if not pbx.is_built():
-        pytest.fail("the test PBX is not built: run `python3 -m testpbx build` as root (make pbx)")
+        pytest.fail("the test PBX is not built: run ./scripts/setup.sh (as root) first")
+    already_running = pbx.status()["asterisk"]
     pbx.start()
     yield
-    pbx.stop()
+    if not already_running:  # leave a PBX someone else started as it was
+        pbx.stop()
 
 
 @pytest.fixture
