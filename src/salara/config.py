@@ -110,6 +110,8 @@ class Event(_Section):
     newexten: int = Field(0, ge=0, le=3)
     agentcon: int = Field(0, ge=0, le=3)
     payload: Literal["compat", "extended"] = "compat"
+    sweep_interval: float = Field(60.0, gt=0)
+    """Seconds between checks of tracked calls against Asterisk's live channels."""
 
 
 class Url(_Section):
@@ -156,6 +158,18 @@ class Agi(_Section):
     listen: Annotated[HostPort, _host_port(4573)] = HostPort("127.0.0.1", 4573)
 
 
+class Routing(_Section):
+    """``[routing]``: how routing copes with a failing CRM."""
+
+    breaker_failures: int = Field(5, ge=1)
+    """Consecutive CRM failures that open the circuit (lookups skipped)."""
+    breaker_cooldown: float = Field(30.0, gt=0)
+    """Seconds the circuit stays open before one lookup is tried again."""
+    cache_max_age: float = Field(3600.0, ge=0)
+    """Oldest CRM answer (seconds) reused for the same caller when the CRM fails; 0 disables."""
+    cache_size: int = Field(10_000, ge=0)
+
+
 class Outbox(_Section):
     """``[outbox]``: the durable store of events waiting for the CRM."""
 
@@ -173,6 +187,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "keys": Keys,
     "ami": Ami,
     "agi": Agi,
+    "routing": Routing,
     "outbox": Outbox,
 }
 SECRET_KEYS = frozenset({("ami", "secret"), ("url", "webhook_secret")})
@@ -188,6 +203,7 @@ class Config:
     keys: Keys = Keys()
     ami: Ami = Ami()
     agi: Agi = Agi()
+    routing: Routing = Routing()
     outbox: Outbox = Outbox()
     routes: Mapping[str, str] = field(default_factory=dict)
     path: Path | None = None

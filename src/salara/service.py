@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import secrets
+import time
 from dataclasses import dataclass
 
 from salara.ami.client import AMIClient
 from salara.ami.messages import Event
+from salara.calls import CallTracker
 from salara.config import Config
 from salara.errors import AMIActionError
 from salara.states import channel_state_name, extension_state_name
@@ -34,14 +36,20 @@ class StateAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Placed:
-    """An Originate Asterisk accepted: its ActionID and the future outcome event."""
+    """An Originate Asterisk accepted: the call's Linkedid and the future outcome event."""
 
-    action_id: str
+    linkedid: str
     outcome: asyncio.Future[Event]
 
 
-OriginateListener = Callable[[str, str, str, "asyncio.Future[Event]"], None]
-"""Called as ``listener(action_id, operator, phone, outcome)`` for each placed call."""
+def new_channel_id() -> str:
+    """A Uniqueid for the first channel of a call salara originates.
+
+    Choosing it (``Originate`` ``ChannelId``) makes it the call's Linkedid
+    before Asterisk emits a single event, so the call can be tracked from its
+    very first ``Newchannel``. 19 characters: fits CDR schemas of 32.
+    """
+    return f"salara-{secrets.token_hex(6)}"
 
 
 def _int(value: str | None, default: int) -> int:
@@ -54,13 +62,11 @@ def _int(value: str | None, default: int) -> int:
 class Telephony:
     """State queries and actions of the compat API (SPEC §1) over one AMI client."""
 
-    def __init__(self, ami: AMIClient, config: Config) -> None:
+    def __init__(self, ami: AMIClient, config: Config, tracker: CallTracker | None = None) -> None:
         self.ami = ami
         self.config = config
-        self._originate_listeners: list[OriginateListener] = []
-
-    def add_originate_listener(self, listener: OriginateListener) -> None:
-        self._originate_listeners.append(listener)
+        self.tracker = tracker
+        """Tracks placed calls for events when ``[event] watch_makecall`` is on."""
 
     def is_good(self, state: StateAnswer) -> bool:
         """Whether an extension state counts as available (``[url] good_status``)."""
@@ -131,6 +137,7 @@ class Telephony:
             log.info("make call %s -> %s refused: operator is %s", operator, phone, state.text)
             return state, None
         config = self.config
+        linkedid = new_channel_id()
         fields: dict[str, str | int] = {
             "Channel": f"{config.general.operator_technology}/{operator}",
             "Context": context,
@@ -138,13 +145,33 @@ class Telephony:
             "Priority": 1,
             "CallerID": f'"{operator}" <{operator}>',
             "Timeout": int(config.event.timeout_makecall * 1000),
+            "ChannelId": linkedid,
         }
-        response, outcome = await self.ami.originate(fields, timeout_s=config.event.timeout_makecall + 30)
-        action_id = response.action_id or ""
-        log.info("make call %s -> %s@%s queued (ActionID %s)", operator, phone, context, action_id)
-        for listener in self._originate_listeners:
-            listener(action_id, operator, phone, outcome)
-        return state, Placed(action_id, outcome)
+        tracker = self.tracker if config.event.watch_makecall else None
+        if tracker is not None:
+            # Tracked before the Originate leaves, so its first Newchannel counts.
+            tracker.track(linkedid, operator, phone, "makecall", time.monotonic())
+        try:
+            _, outcome = await self.ami.originate(fields, timeout_s=config.event.timeout_makecall + 30)
+        except BaseException:
+            if tracker is not None:
+                tracker.forget(linkedid)
+            raise
+        if tracker is not None:
+            outcome.add_done_callback(lambda done: self._originate_done(linkedid, done))
+        log.info("make call %s -> %s@%s queued (call %s)", operator, phone, context, linkedid)
+        return state, Placed(linkedid, outcome)
+
+    def _originate_done(self, linkedid: str, outcome: asyncio.Future[Event]) -> None:
+        """A failed Originate that created no channel will send no Hangup: stop tracking it."""
+        if self.tracker is None:
+            return
+        failed = outcome.cancelled() or outcome.exception() is not None
+        if not failed and outcome.result().get("Response") == "Failure":
+            failed = True
+        call = self.tracker.calls.get(linkedid)
+        if failed and call is not None and not call.channels:
+            self.tracker.forget(linkedid)
 
     async def send_message(
         self, operator: str, phone: str, text: str, context: str

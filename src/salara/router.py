@@ -1,0 +1,228 @@
+"""Incoming-call routing over FastAGI: ask the CRM, check, fall back, send the call on.
+
+The dialplan hands a call to salara with ``AGI(agi://127.0.0.1:4573/route)``.
+salara decides within ``[general] curlopt_timeout`` seconds (CRM lookup
+included; past it, the fallbacks decide at once), then sets
+``SALARA_ROUTE`` (the destination, empty if none) and ``SALARA_ROUTE_SOURCE``
+(crm, cache, table, default or none) on the channel and sends it to the
+destination with ``EXEC Goto <context>,<exten>,1``. With ``route?goto=no``
+only the variables are set and the dialplan after the AGI line dials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from salara import fields
+from salara.agi.protocol import AGIError
+from salara.agi.server import AGISession
+from salara.calls import CallTracker
+from salara.config import Config, parse_text
+from salara.errors import AMIError, ConfigError
+from salara.routing import AnswerCache, CircuitBreaker, Decision, Source, candidates, choose
+from salara.service import Telephony
+
+log = logging.getLogger(__name__)
+
+
+class LookupFailed(Exception):
+    """The CRM gave no usable destination; the message says why."""
+
+
+class CrmLookup:
+    """The CRM routing lookup (SPEC §3 step 1).
+
+    ``dest_url`` ending in ``=`` (``...?phone=``): GET with the caller's
+    number appended; otherwise POST ``{"phone": "<number>"}``. The JSON
+    answer's ``key_word`` (string or integer) names the extension.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, url: str, key_word: str) -> None:
+        self.client = client
+        self.url = url
+        self.key_word = key_word
+
+    async def lookup(self, caller: str) -> str:
+        """The extension the CRM names for ``caller``; raises :class:`LookupFailed`."""
+        try:
+            if self.url.endswith("="):
+                response = await self.client.get(self.url + quote(caller, safe=""))
+            else:
+                response = await self.client.post(self.url, json={"phone": caller})
+        except httpx.HTTPError as exc:
+            raise LookupFailed(f"{type(exc).__name__}: {exc}") from None
+        if not response.is_success:
+            raise LookupFailed(f"HTTP {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError:
+            raise LookupFailed("answer is not JSON") from None
+        value = answer.get(self.key_word) if isinstance(answer, dict) else None
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            raise LookupFailed(f"answer has no usable {self.key_word!r}")
+        try:
+            return fields.extension(self.key_word, str(value))
+        except fields.FieldError as exc:
+            raise LookupFailed(str(exc)) from None
+
+
+class RouteTable:
+    """The ``[route]`` table, re-read when the config file changes (``salara route set``)."""
+
+    def __init__(self, path: Path | None, routes: dict[str, str]) -> None:
+        self.path = path
+        self._routes = dict(routes)
+        self._stamp = self._mtime()
+
+    def _mtime(self) -> int | None:
+        try:
+            return os.stat(self.path).st_mtime_ns if self.path else None
+        except OSError:
+            return None
+
+    def current(self) -> dict[str, str]:
+        stamp = self._mtime()
+        if stamp != self._stamp and self.path is not None:
+            self._stamp = stamp
+            try:
+                self._routes = parse_text(self.path.read_text(encoding="utf-8")).routes
+                log.info("route table reloaded from %s: %d entries", self.path, len(self._routes))
+            except (OSError, ConfigError) as exc:
+                log.error("route table not reloaded (keeping the old one): %s", exc)
+        return self._routes
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A finished routing decision and how long it took (seconds)."""
+
+    decision: Decision
+    elapsed_s: float
+    crm_error: str | None
+
+
+class Router:
+    """Decides routes (bounded by the deadline) and serves the ``route`` FastAGI script."""
+
+    def __init__(
+        self,
+        config: Config,
+        telephony: Telephony,
+        lookup: CrmLookup | None,
+        tracker: CallTracker | None,
+        table: RouteTable,
+    ) -> None:
+        self.config = config
+        self.telephony = telephony
+        self.lookup = lookup
+        self.tracker = tracker
+        self.table = table
+        routing = config.routing
+        self.breaker = CircuitBreaker(routing.breaker_failures, routing.breaker_cooldown)
+        self.cache = AnswerCache(routing.cache_max_age, routing.cache_size)
+        self.decisions: Counter[str] = Counter()
+        """Routing decisions by source, for metrics."""
+
+    @property
+    def deadline_s(self) -> float:
+        return self.config.general.curlopt_timeout
+
+    async def _ask_crm(self, caller: str, budget_s: float) -> tuple[str | None, Source, str | None]:
+        """The CRM's answer (or a cached one on failure) within ``budget_s`` seconds."""
+        if self.lookup is None or not caller:
+            return None, Source.CRM, "no CRM lookup (no dest_url or no caller number)"
+        now = time.monotonic()
+        error: str
+        if not self.breaker.allow(now):
+            error = "circuit open: CRM failing, lookup skipped"
+        else:
+            try:
+                async with asyncio.timeout(budget_s):
+                    exten = await self.lookup.lookup(caller)
+            except TimeoutError:
+                error = f"CRM did not answer within {budget_s:.2f} s"
+                self.breaker.failure(time.monotonic())
+            except LookupFailed as exc:
+                error = str(exc)
+                self.breaker.failure(time.monotonic())
+            else:
+                self.breaker.success()
+                self.cache.put(caller, exten, time.monotonic())
+                return exten, Source.CRM, None
+        cached = self.cache.get(caller, time.monotonic())
+        return (cached, Source.CACHE, error) if cached else (None, Source.CRM, error)
+
+    async def _state(self, exten: str, context: str) -> int | None:
+        try:
+            return (await self.telephony.extension_state(exten, context)).result
+        except AMIError as exc:
+            log.warning("extension state of %s@%s unknown: %s", exten, context, exc)
+            return None
+
+    async def decide(self, caller: str, context: str) -> Routed:
+        """Route ``caller``: finishes within the deadline (``curlopt_timeout`` seconds)."""
+        started = time.monotonic()
+        deadline = self.deadline_s
+        # Keep a slice of the deadline for the extension-state checks after the lookup.
+        reserve = min(0.5, deadline / 4)
+        crm_exten, crm_source, crm_error = await self._ask_crm(caller, deadline - reserve)
+        options = candidates(caller, crm_exten, crm_source, self.table.current(), self.config.general.default)
+        states: dict[str, int | None] = {}
+        try:
+            async with asyncio.timeout(max(0.0, deadline - (time.monotonic() - started))):
+                codes = await asyncio.gather(*(self._state(o.exten, context) for o in options))
+            states = dict(zip((o.exten for o in options), codes, strict=True))
+        except TimeoutError:
+            log.warning("extension states not read within the deadline; routing on trust")
+        decision = choose(options, states, self.config.url.good_status)
+        elapsed = time.monotonic() - started
+        self.decisions[decision.source] += 1
+        log.info(
+            "route %s -> %s via %s in %.1f ms (%s)%s",
+            caller or "<unknown>",
+            decision.exten or "(stays)",
+            decision.source,
+            elapsed * 1000,
+            decision.reason,
+            f"; CRM: {crm_error}" if crm_error else "",
+        )
+        return Routed(decision, elapsed, crm_error)
+
+    async def handle(self, session: AGISession) -> None:
+        """The FastAGI handler: ``agi://host:port/route[?context=ctx&goto=no]``."""
+        request = session.request
+        script = request.network_script.strip("/")
+        if script != "route":
+            log.warning("FastAGI script %r is not known (use /route); call left alone", script)
+            await session.verbose(f"salara: unknown script {script}")
+            return
+        context = request.query.get("context") or self.config.general.default_context
+        try:
+            fields.context("context", context)
+        except fields.FieldError as exc:
+            log.warning("FastAGI route: %s; call left alone", exc)
+            return
+        caller = request.callerid if request.callerid not in ("", "unknown") else ""
+        routed = await self.decide(caller, context)
+        decision = routed.decision
+        try:
+            await session.set_variable("SALARA_ROUTE", decision.exten or "")
+            await session.set_variable("SALARA_ROUTE_SOURCE", str(decision.source))
+            if decision.exten is None:
+                return
+            if self.tracker is not None:
+                linkedid = await session.get_full_variable("${CHANNEL(linkedid)}") or request.uniqueid
+                self.tracker.track(linkedid, caller, decision.exten, "route", time.monotonic())
+            if request.query.get("goto", "yes").lower() not in ("no", "0", "false"):
+                await session.exec("Goto", f"{context},{decision.exten},1")
+        except AGIError as exc:
+            log.warning("route of %s not applied: %s", request.channel, exc)

@@ -1,0 +1,156 @@
+"""Where an incoming call goes (SPEC §3), as pure decisions; time is an argument.
+
+The destination candidates, in order: the extension the CRM names for the
+caller (or, when the CRM fails, a recent answer of it for the same caller:
+stale-if-error), the caller's ``[route]`` entry, then ``[general] default``.
+The first whose extension state is in ``good_status`` wins; when none is, the
+call stays where it is and the dialplan goes on after the AGI line.
+
+A circuit breaker stops asking a CRM that keeps failing, for a cool-down, so
+callers go straight to the fallbacks while it is down.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Source(StrEnum):
+    """Where a routing destination came from."""
+
+    CRM = "crm"
+    CACHE = "cache"
+    TABLE = "table"
+    DEFAULT = "default"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    exten: str
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome: ``exten`` is None when the call stays where it is."""
+
+    exten: str | None
+    source: Source
+    reason: str
+    """Why, in words, for the log (e.g. ``crm named 8002 but it is Unavailable``)."""
+
+
+def candidates(
+    caller: str,
+    crm_exten: str | None,
+    crm_source: Source,
+    routes: Mapping[str, str],
+    default: str,
+) -> list[Candidate]:
+    """The destinations to try in order, without repeats or empties."""
+    ordered = [
+        Candidate(crm_exten or "", crm_source),
+        Candidate(routes.get(caller, ""), Source.TABLE),
+        Candidate(default, Source.DEFAULT),
+    ]
+    seen: set[str] = set()
+    out = []
+    for candidate in ordered:
+        if candidate.exten and candidate.exten not in seen:
+            seen.add(candidate.exten)
+            out.append(candidate)
+    return out
+
+
+def choose(
+    options: list[Candidate],
+    states: Mapping[str, int | None],
+    good_status: tuple[int, ...],
+) -> Decision:
+    """The first candidate whose extension state is good.
+
+    ``states`` maps each candidate's extension to its state code, or None when
+    the state could not be read (AMI down): such a candidate is taken on trust,
+    since routing the call beats leaving it.
+    """
+    refused = []
+    for option in options:
+        state = states.get(option.exten)
+        if state is None:
+            return Decision(option.exten, option.source, f"{option.source} {option.exten}, state unknown")
+        if state in good_status:
+            return Decision(option.exten, option.source, f"{option.source} {option.exten} (state {state})")
+        refused.append(f"{option.source} {option.exten} has state {state}")
+    reason = "; ".join(refused) if refused else "no destination known"
+    return Decision(None, Source.NONE, reason)
+
+
+class CircuitBreaker:
+    """Closed -> open after ``failures`` consecutive failures -> one trial after ``cooldown_s``.
+
+    Times are monotonic seconds passed in by the caller.
+    """
+
+    def __init__(self, failures: int, cooldown_s: float) -> None:
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self.consecutive = 0
+        self.opened_at: float | None = None
+        self.trial_running = False
+
+    def allow(self, now: float) -> bool:
+        """Whether a lookup may be tried now."""
+        if self.opened_at is None:
+            return True
+        if now - self.opened_at >= self.cooldown_s and not self.trial_running:
+            self.trial_running = True  # half-open: one call tries, the others fall back
+            return True
+        return False
+
+    def success(self) -> None:
+        self.consecutive = 0
+        self.opened_at = None
+        self.trial_running = False
+
+    def failure(self, now: float) -> None:
+        self.consecutive += 1
+        self.trial_running = False
+        if self.consecutive >= self.failures:
+            self.opened_at = now
+
+    @property
+    def open(self) -> bool:
+        return self.opened_at is not None
+
+
+class AnswerCache:
+    """Recent CRM answers per caller, for stale-if-error; bounded in size and age."""
+
+    def __init__(self, max_age_s: float, max_entries: int) -> None:
+        self.max_age_s = max_age_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def put(self, caller: str, exten: str, now: float) -> None:
+        self._entries[caller] = (exten, now)
+        self._entries.move_to_end(caller)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def get(self, caller: str, now: float) -> str | None:
+        """The cached answer if younger than ``max_age_s``, else None."""
+        entry = self._entries.get(caller)
+        if entry is None:
+            return None
+        exten, stored_at = entry
+        if now - stored_at > self.max_age_s:
+            del self._entries[caller]
+            return None
+        return exten
+
+    def __len__(self) -> int:
+        return len(self._entries)
