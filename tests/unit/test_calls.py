@@ -37,83 +37,24 @@ def modes(**kw: int) -> Modes:
 def test_tracked_queue_call_events_in_mode_1() -> None:
     tracker = CallTracker(modes(newchannel=1, hangup=1, newexten=1, agentcon=1))
     tracker.track(QUEUE_CALL, "8001", "710", "route", now=0)
+    phone, agent1, agent2 = (
+        "PJSIP/8001-00000000",
+        "Local/agent1@queue-agents-00000000;1",
+        "Local/agent1@queue-agents-00000000;2",
+    )
+    parties = {"caller": "8001", "exten": "710"}
     assert run(tracker, "inbound_ua_to_queue.txt") == [
-        {
-            "event": "Newchannel",
-            "chan": "PJSIP/8001-00000000",
-            "caller": "8001",
-            "exten": "710",
-            "state": "RING",
-        },
-        {
-            "event": "Newchannel",
-            "chan": "Local/agent1@queue-agents-00000000;1",
-            "caller": "8001",
-            "exten": "710",
-            "state": "DOWN",
-        },
-        {
-            "event": "Newchannel",
-            "chan": "Local/agent1@queue-agents-00000000;2",
-            "caller": "8001",
-            "exten": "710",
-            "state": "RING",
-        },
-        {
-            "event": "Newexten",
-            "chan": "PJSIP/8001-00000000",
-            "caller": "8001",
-            "exten": "710",
-            "state": "UP",
-            "app": "Queue",
-        },
-        {
-            "event": "Newexten",
-            "chan": "Local/agent1@queue-agents-00000000;1",
-            "caller": "8001",
-            "exten": "710",
-            "state": "UP",
-            "app": "AppQueue",
-        },
-        {
-            "event": "AgentConnect",
-            "chan": "PJSIP/8001-00000000",
-            "caller": "8001",
-            "queue": "710",
-            "state": "UP",
-            "agent": "agent1",
-        },
-        {
-            "event": "Newexten",
-            "chan": "Local/agent1@queue-agents-00000000;2",
-            "caller": "8001",
-            "exten": "710",
-            "state": "UP",
-            "app": "Wait",
-        },
-        {
-            "event": "Newexten",
-            "chan": "Local/agent1@queue-agents-00000000;2",
-            "caller": "8001",
-            "exten": "710",
-            "state": "UP",
-            "app": "Hangup",
-        },
-        {
-            "event": "Hangup",
-            "chan": "Local/agent1@queue-agents-00000000;2",
-            "caller": "8001",
-            "exten": "710",
-            "state": "UP",
-        },
-        {
-            "event": "Hangup",
-            "chan": "Local/agent1@queue-agents-00000000;1",
-            "caller": "8001",
-            "exten": "710",
-            "state": "UP",
-        },
-        {"event": "Hangup", "chan": "PJSIP/8001-00000000", "caller": "8001", "exten": "710", "state": "UP"},
+        {"event": "Newchannel", "chan": phone, **parties, "state": "RING"},
+        {"event": "Newexten", "chan": phone, **parties, "state": "UP", "app": "Queue"},
+        {"event": "Newchannel", "chan": agent1, **parties, "state": "DOWN"},
+        {"event": "Newchannel", "chan": agent2, **parties, "state": "RING"},
+        {"event": "Newexten", "chan": agent1, **parties, "state": "UP", "app": "AppQueue"},
+        {"event": "AgentConnect", "chan": phone, "caller": "8001", "queue": "710", "state": "UP", "agent": "agent1"},
+        {"event": "Newexten", "chan": agent2, **parties, "state": "UP", "app": "Wait"},
+        {"event": "Newexten", "chan": agent2, **parties, "state": "UP", "app": "Hangup"},
+        {"event": "Hangup", "chan": agent2, **parties, "state": "UP"},
+        {"event": "Hangup", "chan": agent1, **parties, "state": "UP"},
+        {"event": "Hangup", "chan": phone, **parties, "state": "UP"},
     ]
     # The last Hangup ended tracking.
     assert tracker.calls == {}
