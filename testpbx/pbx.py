@@ -223,7 +223,16 @@ def start_asterisk() -> None:
     _install_config()
     _spawn("asterisk", _chroot("/usr/sbin/asterisk", "-f", "-n"))
     _wait("AMI", ami_ready, 30)
+    after_boot()
     _log("asterisk fully booted")
+
+
+def after_boot() -> None:
+    """Bring device states to where tests expect them after (re)boot."""
+    # Queue 710's agent is available: its state interface is this Custom device.
+    # Queue:710_avail reads InUse after boot until a member's state *changes*.
+    for state in ("INUSE", "NOT_INUSE"):
+        ami_command("Action: Setvar", "Variable: DEVICE_STATE(Custom:agent1)", f"Value: {state}")
 
 
 def start_phone() -> None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
+import httpx
 import uvicorn
 
+from salara.agi.server import AGIServer
 from salara.ami.client import AMIClient, AMISettings
 from salara.api.app import create_app
+from salara.calls import CallTracker
 from salara.config import Config
+from salara.router import CrmLookup, Router, RouteTable
 from salara.service import Telephony
 
 log = logging.getLogger(__name__)
@@ -23,6 +28,10 @@ def setup_logging(verbose: int) -> None:
         level=LOG_LEVELS.get(verbose, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if verbose < 3:
+        # Per-request lines of the HTTP client would drown everything else.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def ami_settings(config: Config) -> AMISettings:
@@ -38,11 +47,42 @@ def ami_settings(config: Config) -> AMISettings:
     )
 
 
+def crm_client(config: Config) -> httpx.AsyncClient:
+    """The HTTP client for CRM requests: TLS verified unless ``[url] tls_verify=no``."""
+    return httpx.AsyncClient(
+        verify=config.url.tls_verify,
+        timeout=config.general.curlopt_timeout,
+        follow_redirects=False,
+        headers={"user-agent": "salara"},
+    )
+
+
+@dataclass
+class Services:
+    """Every long-lived part of a running salara."""
+
+    config: Config
+    ami: AMIClient
+    tracker: CallTracker
+    telephony: Telephony
+    router: Router
+    crm: httpx.AsyncClient
+
+    @classmethod
+    def build(cls, config: Config) -> Services:
+        ami = AMIClient(ami_settings(config))
+        tracker = CallTracker(config.event)
+        telephony = Telephony(ami, config, tracker)
+        crm = crm_client(config)
+        lookup = CrmLookup(crm, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
+        router = Router(config, telephony, lookup, tracker, RouteTable(config.path, dict(config.routes)))
+        return cls(config, ami, tracker, telephony, router, crm)
+
+
 async def serve(config: Config) -> None:
-    """Run salara until SIGINT/SIGTERM: AMI client and HTTP API."""
-    ami = AMIClient(ami_settings(config))
-    telephony = Telephony(ami, config)
-    app = create_app(telephony)
+    """Run salara until SIGINT/SIGTERM: AMI client, FastAGI router and HTTP API."""
+    services = Services.build(config)
+    app = create_app(services.telephony)
     listen = config.url.rest_server
     server = uvicorn.Server(
         uvicorn.Config(
@@ -55,11 +95,22 @@ async def serve(config: Config) -> None:
             timeout_graceful_shutdown=5,
         )
     )
-    log.info("salara starting: API on http://%s, AMI %s:%d", listen, config.ami.host, config.ami.port)
-    ami_task = asyncio.create_task(ami.run(), name="ami")
+    agi = AGIServer(services.router.handle, config.agi.listen.host, config.agi.listen.port)
+    await agi.start()
+    log.info(
+        "salara starting: API on http://%s, FastAGI on %s, AMI %s:%d",
+        listen,
+        config.agi.listen,
+        config.ami.host,
+        config.ami.port,
+    )
+    tasks = [asyncio.create_task(services.ami.run(), name="ami")]
     try:
         await server.serve()
     finally:
-        ami_task.cancel()
-        await asyncio.wait([ami_task])
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        await agi.close()
+        await services.crm.aclose()
     log.info("salara stopped")

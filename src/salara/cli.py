@@ -119,14 +119,6 @@ def show_config(ctx: click.Context) -> None:
         click.echo()
 
 
-@show.command("routes")
-@click.pass_context
-def show_routes(ctx: click.Context) -> None:
-    """Print the [route] table (caller:called)."""
-    for caller, called in load_config(ctx).routes.items():
-        click.echo(f"{caller}:{called}")
-
-
 @show.command("info")
 @click.pass_context
 def show_info(ctx: click.Context) -> None:
@@ -150,6 +142,58 @@ def show_info(ctx: click.Context) -> None:
     }
     info.update(with_telephony(ctx, work))
     emit(info)
+
+
+@main.group()
+def route() -> None:
+    """Show or change the [route] table (saved to the config file; the service picks it up)."""
+
+
+@route.command("show")
+@click.pass_context
+def route_show(ctx: click.Context) -> None:
+    """Print the [route] table (caller:called)."""
+    for caller, called in load_config(ctx).routes.items():
+        click.echo(f"{caller}:{called}")
+
+
+def _config_file(ctx: click.Context) -> Path:
+    path = find_config(ctx.obj["config_path"])
+    if path is None or not path.is_file():
+        raise click.ClickException("no config file to change: give one with -c")
+    return path
+
+
+@route.command("set")
+@click.argument("caller")
+@click.argument("called")
+@click.pass_context
+def route_set(ctx: click.Context, caller: str, called: str) -> None:
+    """Route calls from CALLER to CALLED when the CRM gives no answer."""
+    path = _config_file(ctx)
+    try:
+        config_module.save_route(path, caller, called)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{caller}:{called} saved to {path}")
+
+
+@route.command("del")
+@click.argument("caller")
+@click.pass_context
+def route_del(ctx: click.Context, caller: str) -> None:
+    """Remove CALLER from the [route] table."""
+    path = _config_file(ctx)
+    if caller not in load_config(ctx).routes:
+        raise click.ClickException(f"{caller} is not in the [route] table")
+    try:
+        config_module.save_route(path, caller, None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{caller} removed from {path}")
+
+
+show.add_command(route_show, "routes")
 
 
 @main.group()

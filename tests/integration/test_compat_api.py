@@ -234,4 +234,5 @@ def test_core_restart_reconnects_and_answers_again(salara: SalaraProcess) -> Non
         assert time.monotonic() - back < 5, f"salara did not answer within 5 s:\n{salara.log()}"
         time.sleep(0.1)
     assert response.json()["text"] in ("Idle", "InUse", "Unavailable")
+    pbx.after_boot()
     pbx.start_phone()  # the phone re-registers after the restart

@@ -1,0 +1,394 @@
+"""Delivery of call events to the CRM: Standard Webhooks signatures and the worker.
+
+Every event is an HTTP ``POST`` of its JSON body to ``dest_url_event`` with
+``Content-Type: application/json`` and the headers of Standard Webhooks
+(https://www.standardwebhooks.com/, spec v1):
+
+- ``webhook-id``: the event's id, the same on every attempt, so the CRM can
+  drop duplicates (delivery is at-least-once); always sent;
+- ``webhook-timestamp``: the attempt's Unix time in seconds; always sent;
+- ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``,
+  only when a secret is configured.
+
+The secret: ``whsec_<base64>`` (the form Standard Webhooks libraries
+generate) is base64-decoded into the HMAC key; any other string is used as
+its UTF-8 bytes, so an admin can put a plain password in ``salara.conf`` and
+the CRM uses the same string. :func:`verify` is the CRM side.
+
+:class:`DeliveryWorker` takes events from the :class:`~salara.outbox.Outbox`
+and classifies each answer: 2xx delivered; ``410 Gone`` gone (never retried);
+any other status, a timeout or a connection error: retried later, with
+exponential backoff and jitter up to ``retry_max_s``. It runs on its own
+task with at most ``concurrency`` requests in flight, so a slow or dead CRM
+never holds up whoever adds events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+
+from salara import __version__
+from salara.outbox import Claimed, Outbox, Result, new_event_id
+
+log = logging.getLogger(__name__)
+
+SECRET_PREFIX: Final = "whsec_"
+SIGNATURE_VERSION: Final = "v1"
+USER_AGENT: Final = f"salara/{__version__}"
+ERROR_TEXT_CHARS: Final = 200
+"""How much of a refusing answer's body goes to the attempt log."""
+
+ClientFactory = Callable[[], httpx.AsyncClient]
+
+
+# -- signatures ----------------------------------------------------------------
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of ``secret``: base64-decoded after ``whsec_``, else its UTF-8 bytes.
+
+    Raises ValueError for ``whsec_`` followed by something that is not base64.
+    """
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        except binascii.Error:
+            raise ValueError("a webhook secret starting with whsec_ must go on in base64") from None
+    return secret.encode()
+
+
+def _signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of ``id.timestamp.body``."""
+    return _signature(secret_key(secret), msg_id, timestamp, body)
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance_s: float = 300.0,
+    now: float | None = None,
+) -> bool:
+    """True when ``headers`` carry a valid signature of ``body`` made with ``secret``.
+
+    False when a header is missing, the timestamp is more than
+    ``tolerance_s`` seconds away from ``now`` (replay protection), or no
+    ``v1`` signature of the space-separated list matches. Header names are
+    matched case-insensitively.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    msg_id = lowered.get("webhook-id", "")
+    signatures = lowered.get("webhook-signature", "")
+    try:
+        timestamp = int(lowered.get("webhook-timestamp", ""))
+    except ValueError:
+        return False
+    if not msg_id or not signatures:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, msg_id, timestamp, body).encode()
+    return any(hmac.compare_digest(expected, candidate.encode()) for candidate in signatures.split())
+
+
+def webhook_headers(key: bytes | None, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The headers of one POST; ``key`` None (no secret) leaves out the signature."""
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+    }
+    if key is not None:
+        headers["webhook-signature"] = _signature(key, msg_id, timestamp, body)
+    return headers
+
+
+# -- HTTP ----------------------------------------------------------------------
+
+
+def make_client(*, tls_verify: bool = True, concurrency: int = 8) -> httpx.AsyncClient:
+    """An HTTP client for the CRM: certificates verified unless ``tls_verify`` is false.
+
+    Keeps up to ``concurrency`` connections alive; redirects are not followed
+    (an event is posted where it was configured to go, nowhere else).
+    """
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(
+        verify=tls_verify, limits=limits, follow_redirects=False, headers={"user-agent": USER_AGENT}
+    )
+
+
+async def send_test_post(
+    url: str,
+    body: bytes,
+    *,
+    secret: str = "",
+    timeout_s: float = 3.0,
+    client: httpx.AsyncClient | None = None,
+    tls_verify: bool = True,
+) -> tuple[int, str]:
+    """POST ``body`` once the way events are posted (SPEC §5 ``send post``): (status, answer text).
+
+    The request gets a fresh ``webhook-id`` and, with a secret, a signature.
+    Raises :class:`httpx.HTTPError` when the CRM cannot be reached or does
+    not answer within ``timeout_s``; ValueError for a malformed ``whsec_`` secret.
+    """
+    key = secret_key(secret) if secret else None
+    headers = webhook_headers(key, new_event_id(), int(time.time()), body)
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(make_client(tls_verify=tls_verify, concurrency=1))
+        response = await client.post(url, content=body, headers=headers, timeout=timeout_s)
+        return response.status_code, response.text
+
+
+def retry_delay_s(failures: int, minimum_s: float, maximum_s: float) -> float:
+    """Seconds to wait after the ``failures``-th failure in a row (1, 2, ...).
+
+    Exponential backoff with full jitter: uniform between ``minimum_s`` and
+    ``minimum_s * 2**(failures - 1)`` capped at ``maximum_s``. The floor keeps a
+    dead CRM from being hammered; the jitter spreads the retries out.
+    """
+    ceiling = min(maximum_s, minimum_s * 2 ** min(max(failures - 1, 0), 32))
+    return random.uniform(minimum_s, max(minimum_s, ceiling))
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """Counters of delivery attempts by outcome, for metrics."""
+
+    delivered: int = 0
+    retried: int = 0
+    """Attempts that failed and will be tried again."""
+    gone: int = 0
+    last_error: str | None = None
+
+
+class DeliveryWorker:
+    """Posts the outbox's due events to ``url``. Run :meth:`run` as a task; cancel it to stop.
+
+    ``client`` is an :class:`httpx.AsyncClient` (owned by the caller) or a
+    factory called once per :meth:`run` (the worker closes what it made);
+    None makes one with :func:`make_client` (TLS verified). ``secret`` signs
+    the requests (see the module doc). ``timeout_s`` bounds each request.
+
+    The worker wakes when :meth:`notify` says events were added, when a
+    request ends, when the next retry is due, and otherwise every
+    ``idle_poll_s`` (events re-queued by another process). When the CRM
+    cannot be reached at all (connection refused, timeout), it sends one
+    event at a time after a backoff pause, and goes back to full
+    concurrency at the first answer, rather than pile up failed attempts.
+    Delivered events are pruned ``keep_delivered_s`` after delivery, attempt
+    log rows after ``keep_attempts_s``.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        url: str,
+        *,
+        client: httpx.AsyncClient | ClientFactory | None = None,
+        secret: str = "",
+        concurrency: int = 8,
+        timeout_s: float = 3.0,
+        retry_min_s: float = 1.0,
+        retry_max_s: float = 300.0,
+        idle_poll_s: float = 5.0,
+        keep_delivered_s: float = 60.0,
+        keep_attempts_s: float = 7 * 86400.0,
+        prune_interval_s: float = 5.0,
+    ) -> None:
+        if not url:
+            raise ValueError("no URL to deliver events to")
+        if concurrency <= 0 or timeout_s <= 0 or not 0 < retry_min_s <= retry_max_s:
+            raise ValueError("concurrency, timeout and retry delays must be positive, retry_min <= retry_max")
+        self.outbox = outbox
+        self.url = url
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self.idle_poll_s = idle_poll_s
+        self.keep_delivered_s = keep_delivered_s
+        self.keep_attempts_s = keep_attempts_s
+        self.prune_interval_s = prune_interval_s
+        self.stats = DeliveryStats()
+        self._client_option = client
+        self._key = secret_key(secret) if secret else None
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, Claimed] = {}
+        self._results: list[Result] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unreachable = 0
+        """Consecutive attempts that got no answer at all."""
+        self._paused_until = 0.0
+        self._failing = False
+        self._next_prune = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        """Requests under way now."""
+        return len(self._inflight)
+
+    def notify(self) -> None:
+        """Tell the worker that events were added (cheap; call after each :meth:`Outbox.add`)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled. Events in flight at cancellation go back to due."""
+        async with contextlib.AsyncExitStack() as stack:
+            client = await self._open_client(stack)
+            try:
+                await self._loop(client)
+            finally:
+                for task in self._tasks:
+                    task.cancel()
+                if self._tasks:
+                    # asyncio.wait does not raise the tasks' CancelledError, so
+                    # a cancellation of run() itself still propagates.
+                    await asyncio.wait(self._tasks)
+                self._flush()
+                try:
+                    self.outbox.release(self._inflight.values())
+                except sqlite3.Error:
+                    log.exception("outbox %s: cannot release events in flight", self.outbox.path)
+                self._inflight.clear()
+
+    async def _open_client(self, stack: contextlib.AsyncExitStack) -> httpx.AsyncClient:
+        option = self._client_option
+        if isinstance(option, httpx.AsyncClient):
+            return option
+        made = option() if option is not None else make_client(concurrency=self.concurrency)
+        return await stack.enter_async_context(made)
+
+    async def _loop(self, client: httpx.AsyncClient) -> None:
+        while True:
+            self._wake.clear()
+            now = time.time()
+            self._flush()
+            free = self._free_slots(now)
+            try:
+                claimed = self.outbox.claim(free, now)
+                if now >= self._next_prune:
+                    self._next_prune = now + self.prune_interval_s
+                    self.outbox.prune(now - self.keep_delivered_s, now - self.keep_attempts_s)
+                sleep_s = self._sleep_s(now, free - len(claimed))
+            except sqlite3.Error:
+                # A locked or full disk must not end deliveries for good.
+                log.exception("outbox %s: cannot read due events; trying again", self.outbox.path)
+                claimed, sleep_s = [], self.idle_poll_s
+            for event in claimed:
+                self._inflight[event.seq] = event
+                task = asyncio.create_task(self._deliver(client, event), name=f"webhook-{event.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not self._wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(sleep_s):
+                        await self._wake.wait()
+
+    def _free_slots(self, now: float) -> int:
+        free = self.concurrency - len(self._inflight)
+        if self._unreachable:
+            # CRM unreachable: one probe at a time, after the pause.
+            free = min(free, 1 - len(self._inflight)) if now >= self._paused_until else 0
+        return free
+
+    def _sleep_s(self, now: float, free_left: int) -> float:
+        """How long to wait for a wake-up (a notify or a finished request) before looking again."""
+        if self._unreachable and now < self._paused_until:
+            return min(self._paused_until - now, self.idle_poll_s)
+        if free_left <= 0:
+            return self.idle_poll_s  # every slot busy: a finished request wakes us
+        due = self.outbox.next_due()
+        if due is None:
+            return self.idle_poll_s
+        return min(max(due - now, 0.0), self.idle_poll_s)
+
+    def _flush(self) -> None:
+        if not self._results:
+            return
+        try:
+            self.outbox.record(self._results)
+        except sqlite3.Error:
+            # Kept for the next round; the events stay in flight meanwhile.
+            log.exception(
+                "outbox %s: cannot record %d results; trying again", self.outbox.path, len(self._results)
+            )
+            return
+        for result in self._results:
+            self._inflight.pop(result.event.seq, None)
+        self._results.clear()
+
+    async def _deliver(self, client: httpx.AsyncClient, event: Claimed) -> None:
+        at = time.time()
+        status: int | None = None
+        error = ""
+        try:
+            headers = webhook_headers(self._key, event.id, int(at), event.body)
+            response = await client.post(
+                self.url, content=event.body, headers=headers, timeout=self.timeout_s
+            )
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}: {response.text[:ERROR_TEXT_CHARS]}"
+        except httpx.TimeoutException:
+            error = f"no answer within {self.timeout_s:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug must not leave the event in flight for good
+            log.exception("webhook %s: unexpected failure", event.id)
+            error = f"{type(exc).__name__}: {exc}"
+        self._results.append(self._classify(event, at, status, error))
+        self._wake.set()
+
+    def _classify(self, event: Claimed, at: float, status: int | None, error: str) -> Result:
+        stats = self.stats
+        if status is None:
+            self._unreachable += 1
+            self._paused_until = time.time() + retry_delay_s(
+                self._unreachable, self.retry_min_s, self.retry_max_s
+            )
+        else:
+            self._unreachable = 0
+        if status is not None and 200 <= status < 300:
+            stats.delivered += 1
+            if self._failing:
+                self._failing = False
+                log.info("CRM %s accepts events again", self.url)
+            return Result(event, "delivered", at, status)
+        stats.last_error = error
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "CRM %s did not take event %s (%s); events wait in the outbox", self.url, event.id, error
+            )
+        else:
+            log.debug("CRM %s did not take event %s: %s", self.url, event.id, error)
+        if status == 410:
+            stats.gone += 1
+            return Result(event, "gone", at, status, error)
+        stats.retried += 1
+        delay_s = retry_delay_s(event.attempts + 1, self.retry_min_s, self.retry_max_s)
+        return Result(event, "retry", at, status, error, at + delay_s)
