@@ -31,9 +31,11 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import importlib.util
 import logging
 import random
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,6 +55,15 @@ ERROR_TEXT_CHARS: Final = 200
 """How much of a refusing answer's body goes to the attempt log."""
 
 ClientFactory = Callable[[], httpx.AsyncClient]
+
+# httpcore (up to 1.0.9 at least) tries ``import sniffio`` for every lock and
+# event it sets up; sniffio is optional and anyio >= 4.11 no longer pulls it in.
+# Python does not remember a failed import, so each try searches sys.path
+# again: a quarter of the delivery worker's CPU in bench/webhooks.py (see
+# encode/httpcore discussion 1102). None in sys.modules makes the import fail
+# at once, just as it would, without the search. Installing sniffio does too.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 
 # -- signatures ----------------------------------------------------------------
@@ -193,11 +204,15 @@ class DeliveryWorker:
     None makes one with :func:`make_client` (TLS verified). ``secret`` signs
     the requests (see the module doc). ``timeout_s`` bounds each request.
 
-    The worker wakes when :meth:`notify` says events were added, when a
-    request ends, when the next retry is due, and otherwise every
-    ``idle_poll_s`` (events re-queued by another process). When the CRM
-    cannot be reached at all (connection refused, timeout), it sends one
-    event at a time after a backoff pause, and goes back to full
+    ``concurrency`` senders post; the worker keeps up to as many claimed
+    events again waiting for them, so a sender goes straight on to the next
+    event (claimed events are in flight for the outbox: a crash makes them
+    due again). The worker looks at the outbox when :meth:`notify` says
+    events were added, when requests end, when the next retry is due, and
+    otherwise every ``idle_poll_s`` (events re-queued by another process);
+    each look stores the outcomes so far and claims more in one transaction.
+    When the CRM cannot be reached at all (connection refused, timeout), it
+    sends one event at a time after a backoff pause and goes back to full
     concurrency at the first answer, rather than pile up failed attempts.
     Delivered events are pruned ``keep_delivered_s`` after delivery, attempt
     log rows after ``keep_attempts_s``.
@@ -236,10 +251,15 @@ class DeliveryWorker:
         self.stats = DeliveryStats()
         self._client_option = client
         self._key = secret_key(secret) if secret else None
+        # Parsed once: httpx would parse a str on every request.
+        self._url = httpx.URL(url)
+        self._timeout = httpx.Timeout(timeout_s)
         self._wake = asyncio.Event()
-        self._inflight: dict[int, Claimed] = {}
+        self._claimed: dict[int, Claimed] = {}
+        """Every event claimed and not yet recorded: queued, being posted, or with a result."""
+        self._queue: asyncio.Queue[Claimed] = asyncio.Queue()
         self._results: list[Result] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._posting = 0
         self._unreachable = 0
         """Consecutive attempts that got no answer at all."""
         self._paused_until = 0.0
@@ -249,31 +269,40 @@ class DeliveryWorker:
     @property
     def in_flight(self) -> int:
         """Requests under way now."""
-        return len(self._inflight)
+        return self._posting
 
     def notify(self) -> None:
         """Tell the worker that events were added (cheap; call after each :meth:`Outbox.add`)."""
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver until cancelled. Events in flight at cancellation go back to due."""
+        """Deliver until cancelled. Events claimed but not posted go back to due."""
         async with contextlib.AsyncExitStack() as stack:
             client = await self._open_client(stack)
+            senders = [
+                asyncio.create_task(self._sender(client), name=f"webhook-sender-{n}") for n in range(self.concurrency)
+            ]
             try:
-                await self._loop(client)
+                await self._loop()
             finally:
-                for task in self._tasks:
+                for task in senders:
                     task.cancel()
-                if self._tasks:
-                    # asyncio.wait does not raise the tasks' CancelledError, so
-                    # a cancellation of run() itself still propagates.
-                    await asyncio.wait(self._tasks)
-                self._flush()
-                try:
-                    self.outbox.release(self._inflight.values())
-                except sqlite3.Error:
-                    log.exception("outbox %s: cannot release events in flight", self.outbox.path)
-                self._inflight.clear()
+                # asyncio.wait does not raise the senders' CancelledError, so a
+                # cancellation of run() itself still propagates.
+                await asyncio.wait(senders)
+                self._stop()
+
+    def _stop(self) -> None:
+        try:
+            self.outbox.record(self._results)
+            done = {result.event.seq for result in self._results}
+            self.outbox.release(event for seq, event in self._claimed.items() if seq not in done)
+        except sqlite3.Error:
+            # They stay in flight in the file: due again when it is next opened.
+            log.exception("outbox %s: cannot put back the events in flight", self.outbox.path)
+        self._results.clear()
+        self._claimed.clear()
+        self._queue = asyncio.Queue()
 
     async def _open_client(self, stack: contextlib.AsyncExitStack) -> httpx.AsyncClient:
         option = self._client_option
@@ -282,74 +311,77 @@ class DeliveryWorker:
         made = option() if option is not None else make_client(concurrency=self.concurrency)
         return await stack.enter_async_context(made)
 
-    async def _loop(self, client: httpx.AsyncClient) -> None:
+    async def _loop(self) -> None:
         while True:
             self._wake.clear()
-            now = time.time()
-            self._flush()
-            free = self._free_slots(now)
-            try:
-                claimed = self.outbox.claim(free, now)
-                if now >= self._next_prune:
-                    self._next_prune = now + self.prune_interval_s
-                    self.outbox.prune(now - self.keep_delivered_s, now - self.keep_attempts_s)
-                sleep_s = self._sleep_s(now, free - len(claimed))
-            except sqlite3.Error:
-                # A locked or full disk must not end deliveries for good.
-                log.exception("outbox %s: cannot read due events; trying again", self.outbox.path)
-                claimed, sleep_s = [], self.idle_poll_s
-            for event in claimed:
-                self._inflight[event.seq] = event
-                task = asyncio.create_task(self._deliver(client, event), name=f"webhook-{event.id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            sleep_s = self._look(time.time())
             if not self._wake.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(sleep_s):
                         await self._wake.wait()
 
-    def _free_slots(self, now: float) -> int:
-        free = self.concurrency - len(self._inflight)
+    def _look(self, now: float) -> float:
+        """Store the outcomes so far, hand due events to the senders; return how long to sleep."""
+        results = self._results
+        room = self._room(now, len(self._claimed) - len(results))
+        try:
+            claimed = self.outbox.claim(room, now, results=results)
+        except sqlite3.Error:
+            # A locked or full disk must not end deliveries for good; the
+            # outcomes are kept for the next look.
+            log.exception("outbox %s: cannot store outcomes or claim events", self.outbox.path)
+            return self.idle_poll_s
+        self._results = []
+        for result in results:
+            self._claimed.pop(result.event.seq, None)
+        for event in claimed:
+            self._claimed[event.seq] = event
+            self._queue.put_nowait(event)
+        try:
+            if now >= self._next_prune:
+                self._next_prune = now + self.prune_interval_s
+                self.outbox.prune(now - self.keep_delivered_s, now - self.keep_attempts_s)
+            return self._sleep_s(now, room - len(claimed))
+        except sqlite3.Error:
+            log.exception("outbox %s: cannot prune or read the next due time", self.outbox.path)
+            return self.idle_poll_s
+
+    def _room(self, now: float, claimed: int) -> int:
+        """How many more events to claim now, with ``claimed`` still queued or being posted."""
         if self._unreachable:
             # CRM unreachable: one probe at a time, after the pause.
-            free = min(free, 1 - len(self._inflight)) if now >= self._paused_until else 0
-        return free
+            return 1 - claimed if now >= self._paused_until else 0
+        return 2 * self.concurrency - claimed
 
-    def _sleep_s(self, now: float, free_left: int) -> float:
+    def _sleep_s(self, now: float, room_left: int) -> float:
         """How long to wait for a wake-up (a notify or a finished request) before looking again."""
         if self._unreachable and now < self._paused_until:
             return min(self._paused_until - now, self.idle_poll_s)
-        if free_left <= 0:
-            return self.idle_poll_s  # every slot busy: a finished request wakes us
+        if room_left <= 0:
+            return self.idle_poll_s  # enough claimed: a finished request wakes us
         due = self.outbox.next_due()
         if due is None:
             return self.idle_poll_s
         return min(max(due - now, 0.0), self.idle_poll_s)
 
-    def _flush(self) -> None:
-        if not self._results:
-            return
-        try:
-            self.outbox.record(self._results)
-        except sqlite3.Error:
-            # Kept for the next round; the events stay in flight meanwhile.
-            log.exception(
-                "outbox %s: cannot record %d results; trying again", self.outbox.path, len(self._results)
-            )
-            return
-        for result in self._results:
-            self._inflight.pop(result.event.seq, None)
-        self._results.clear()
+    async def _sender(self, client: httpx.AsyncClient) -> None:
+        while True:
+            event = await self._queue.get()
+            self._posting += 1
+            try:
+                result = await self._attempt(client, event)
+            finally:
+                self._posting -= 1
+            self._results.append(result)
+            self._wake.set()
 
-    async def _deliver(self, client: httpx.AsyncClient, event: Claimed) -> None:
+    async def _attempt(self, client: httpx.AsyncClient, event: Claimed) -> Result:
         at = time.time()
         status: int | None = None
         error = ""
         try:
             headers = webhook_headers(self._key, event.id, int(at), event.body)
-            response = await client.post(
-                self.url, content=event.body, headers=headers, timeout=self.timeout_s
-            )
+            response = await client.post(self._url, content=event.body, headers=headers, timeout=self._timeout)
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}: {response.text[:ERROR_TEXT_CHARS]}"
@@ -360,16 +392,13 @@ class DeliveryWorker:
         except Exception as exc:  # a bug must not leave the event in flight for good
             log.exception("webhook %s: unexpected failure", event.id)
             error = f"{type(exc).__name__}: {exc}"
-        self._results.append(self._classify(event, at, status, error))
-        self._wake.set()
+        return self._classify(event, at, status, error)
 
     def _classify(self, event: Claimed, at: float, status: int | None, error: str) -> Result:
         stats = self.stats
         if status is None:
             self._unreachable += 1
-            self._paused_until = time.time() + retry_delay_s(
-                self._unreachable, self.retry_min_s, self.retry_max_s
-            )
+            self._paused_until = time.time() + retry_delay_s(self._unreachable, self.retry_min_s, self.retry_max_s)
         else:
             self._unreachable = 0
         if status is not None and 200 <= status < 300:
@@ -379,16 +408,15 @@ class DeliveryWorker:
                 log.info("CRM %s accepts events again", self.url)
             return Result(event, "delivered", at, status)
         stats.last_error = error
-        if not self._failing:
-            self._failing = True
-            log.warning(
-                "CRM %s did not take event %s (%s); events wait in the outbox", self.url, event.id, error
-            )
-        else:
-            log.debug("CRM %s did not take event %s: %s", self.url, event.id, error)
         if status == 410:
             stats.gone += 1
+            log.info("CRM %s answered 410 Gone to event %s; it is not sent again", self.url, event.id)
             return Result(event, "gone", at, status, error)
+        if not self._failing:
+            self._failing = True
+            log.warning("CRM %s did not take event %s (%s); events wait in the outbox", self.url, event.id, error)
+        else:
+            log.debug("CRM %s did not take event %s: %s", self.url, event.id, error)
         stats.retried += 1
         delay_s = retry_delay_s(event.attempts + 1, self.retry_min_s, self.retry_max_s)
         return Result(event, "retry", at, status, error, at + delay_s)

@@ -1,0 +1,506 @@
+"""Signatures and the delivery worker, against a real HTTP server on 127.0.0.1 (port 0).
+
+:class:`RecordingCRM` is a minimal HTTP/1.1 server (keep-alive, Content-Length
+bodies) written here on ``asyncio.start_server``: it records every request as
+it arrives and answers what its ``policy`` says (a status, after waiting on
+whatever the policy awaits). ``stop()`` closes the port and every connection,
+so the worker sees connection refused until ``start()`` opens it again.
+Waits are bounded waits on conditions, never timing thresholds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from salara.outbox import Counts, Outbox
+from salara.webhooks import (
+    DeliveryWorker,
+    retry_delay_s,
+    secret_key,
+    send_test_post,
+    sign,
+    verify,
+)
+
+WAIT_S = 10.0
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as the CRM got it: header names in lower case."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def id(self) -> str:
+        return self.headers.get("webhook-id", "")
+
+    @property
+    def name(self) -> str:
+        return str(json.loads(self.body)["event"])
+
+
+Policy = Callable[[Request], Awaitable[int]]
+
+
+async def answer_200(request: Request) -> int:
+    return 200
+
+
+class RecordingCRM:
+    """A CRM on 127.0.0.1 that records requests and answers per ``policy``."""
+
+    def __init__(self) -> None:
+        self.received: list[Request] = []
+        self.answered: list[tuple[Request, int]] = []
+        self.policy: Policy = answer_200
+        self.active = 0
+        self.max_active = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Close the port and every open connection: clients now get connection refused."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await self.drop_connections()
+
+    async def drop_connections(self) -> None:
+        """Close every open connection (requests waiting for an answer get none)."""
+        for task in self._handlers:
+            task.cancel()
+        if self._handlers:
+            await asyncio.wait(self._handlers)
+
+    def delivered(self) -> list[Request]:
+        return [request for request, status in self.answered if 200 <= status < 300]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            while True:
+                request = await self._read(reader)
+                if request is None:
+                    return
+                self.received.append(request)
+                self.active += 1
+                self.max_active = max(self.max_active, self.active)
+                try:
+                    status = await self.policy(request)
+                finally:
+                    self.active -= 1
+                reply = b'{"result":0}'
+                writer.write(
+                    b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (status, len(reply), reply)
+                )
+                await writer.drain()
+                self.answered.append((request, status))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader) -> Request | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        return Request(method, path, headers, body)
+
+
+@pytest.fixture
+async def crm() -> AsyncIterator[RecordingCRM]:
+    server = RecordingCRM()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    with Outbox(tmp_path / "outbox.db", max_rows=10_000) as box:
+        yield box
+
+
+@contextlib.asynccontextmanager
+async def running(worker: DeliveryWorker) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(worker.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+        assert task.cancelled() or task.exception() is None
+
+
+async def until(condition: Callable[[], bool], what: str = "condition") -> None:
+    """Wait (bounded) until ``condition()`` holds."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+def fast_worker(
+    outbox: Outbox, url: str, *, concurrency: int, secret: str = "", idle_poll_s: float = 5.0
+) -> DeliveryWorker:
+    """A worker that retries within tens of milliseconds."""
+    return DeliveryWorker(
+        outbox,
+        url,
+        secret=secret,
+        concurrency=concurrency,
+        idle_poll_s=idle_poll_s,
+        retry_min_s=0.02,
+        retry_max_s=0.1,
+        timeout_s=5.0,
+    )
+
+
+def add(outbox: Outbox, worker: DeliveryWorker | None, *names: str) -> dict[str, str]:
+    """Add events named ``<call><n>`` (call key = the letters); return {name: id}."""
+    items = [(name.rstrip("0123456789"), json.dumps({"event": name}).encode()) for name in names]
+    ids = outbox.add(items)
+    if worker is not None:
+        worker.notify()
+    return dict(zip(names, ids, strict=True))
+
+
+def calls(requests: list[Request]) -> dict[str, list[str]]:
+    """Event names per call, in arrival order."""
+    out: dict[str, list[str]] = {}
+    for request in requests:
+        out.setdefault(request.name.rstrip("0123456789"), []).append(request.name)
+    return out
+
+
+# -- signatures ----------------------------------------------------------------
+
+
+def test_signature_matches_the_standard_webhooks_test_vector() -> None:
+    # The published vector of the Standard Webhooks reference libraries.
+    assert (
+        sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            b'{"test": 2432232314}',
+        )
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
+
+
+def test_verify_accepts_the_right_secret_only() -> None:
+    body = b'{"event":"Hangup"}'
+    now = 1_700_000_000
+    headers = {"Webhook-Id": "e1", "Webhook-Timestamp": str(now), "Webhook-Signature": sign(SECRET, "e1", now, body)}
+    assert verify(SECRET, headers, body, now=now)
+    assert not verify("whsec_" + base64.b64encode(b"another key").decode(), headers, body, now=now)
+    assert not verify(SECRET, headers, body + b" ", now=now)
+    assert not verify(SECRET, {**headers, "Webhook-Id": "e2"}, body, now=now)
+    assert not verify(SECRET, headers, body, now=now + 301)  # replayed later
+    assert verify(SECRET, headers, body, now=now + 299)
+    assert not verify(SECRET, {"webhook-id": "e1"}, body, now=now)
+    assert not verify(SECRET, {**headers, "Webhook-Timestamp": "soon"}, body, now=now)
+    several = {**headers, "Webhook-Signature": "v1,bm9wZQ== " + headers["Webhook-Signature"]}
+    assert verify(SECRET, several, body, now=now)
+
+
+def test_plain_secrets_are_their_utf8_bytes() -> None:
+    assert secret_key("s3cret") == b"s3cret"
+    assert secret_key(SECRET) == b"0123456789abcdef0123456789abcdef"
+    assert sign("s3cret", "e", 1, b"{}") == sign("whsec_" + base64.b64encode(b"s3cret").decode(), "e", 1, b"{}")
+    with pytest.raises(ValueError):
+        secret_key("whsec_not base64!")
+
+
+def test_retry_delay_grows_with_jitter_and_is_capped() -> None:
+    for failures, ceiling in ((1, 1.0), (2, 2.0), (3, 4.0), (6, 30.0), (500, 30.0)):
+        delays = [retry_delay_s(failures, 1.0, 30.0) for _ in range(200)]
+        assert all(1.0 <= delay <= ceiling for delay in delays)
+    assert len({retry_delay_s(5, 1.0, 30.0) for _ in range(20)}) > 1
+
+
+# -- delivery ------------------------------------------------------------------
+
+
+async def test_events_are_posted_signed_with_their_outbox_id(crm: RecordingCRM, outbox: Outbox) -> None:
+    worker = fast_worker(outbox, crm.url, secret=SECRET, concurrency=2)
+    async with running(worker):
+        ids = add(outbox, worker, "A1", "B1")
+        await until(lambda: len(crm.answered) == 2, "two deliveries")
+        await until(lambda: outbox.counts().delivered == 2, "outcomes recorded")
+    assert {r.id for r in crm.received} == set(ids.values())
+    for request in crm.received:
+        assert request.method == "POST" and request.path == "/events"
+        assert request.headers["content-type"] == "application/json"
+        assert request.body == json.dumps({"event": request.name}).encode()
+        assert request.id == ids[request.name]
+        assert verify(SECRET, request.headers, request.body)
+        assert not verify("whsec_" + base64.b64encode(b"wrong").decode(), request.headers, request.body)
+    assert worker.stats.delivered == 2 and worker.stats.retried == 0
+    assert outbox.depth() == 0
+
+
+async def test_unsigned_posts_still_carry_id_and_timestamp(crm: RecordingCRM, outbox: Outbox) -> None:
+    worker = fast_worker(outbox, crm.url, concurrency=1)
+    async with running(worker):
+        ids = add(outbox, worker, "A1")
+        await until(lambda: len(crm.answered) == 1, "a delivery")
+    (request,) = crm.received
+    assert request.id == ids["A1"]
+    assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 600
+    assert "webhook-signature" not in request.headers
+
+
+async def test_a_500_delays_its_call_but_not_the_others(crm: RecordingCRM, outbox: Outbox) -> None:
+    async def policy(request: Request) -> int:
+        # A1 fails until every event of call B has been delivered.
+        if request.name == "A1" and len([r for r in crm.delivered() if r.name.startswith("B")]) < 3:
+            return 500
+        return 200
+
+    crm.policy = policy
+    worker = fast_worker(outbox, crm.url, concurrency=4)
+    async with running(worker):
+        ids = add(outbox, worker, "A1", "B1", "A2", "B2", "A3", "B3")
+        await until(lambda: len(crm.delivered()) == 6, "all six delivered")
+    received = calls(crm.received)
+    assert received["B"] == ["B1", "B2", "B3"]  # never held up by A
+    assert received["A"][-3:] == ["A1", "A2", "A3"]
+    assert set(received["A"][:-3]) == {"A1"}  # only A1 was retried; A2 waited for it
+    assert len(received["A"]) >= 4
+    attempts = outbox.attempts(ids["A1"])
+    assert [a.outcome for a in attempts][-1] == "delivered"
+    assert {(a.outcome, a.http_status) for a in attempts[:-1]} == {("retry", 500)}
+    assert worker.stats.retried == len(received["A"]) - 3 and worker.stats.delivered == 6
+
+
+async def test_410_stops_retries_of_that_event_only(crm: RecordingCRM, outbox: Outbox) -> None:
+    async def policy(request: Request) -> int:
+        return 410 if request.name == "A1" else 200
+
+    crm.policy = policy
+    worker = fast_worker(outbox, crm.url, concurrency=2)
+    async with running(worker):
+        ids = add(outbox, worker, "A1", "A2", "B1")
+        await until(lambda: len(crm.delivered()) == 2, "A2 and B1 delivered")
+        await until(lambda: outbox.counts() == Counts(gone=1, delivered=2), "outcomes recorded")
+    assert [r.name for r in crm.received if r.name.startswith("A")] == ["A1", "A2"]
+    assert worker.stats.gone == 1 and worker.stats.retried == 0
+    (gone,) = outbox.list_events(["gone"])
+    assert gone.id == ids["A1"] and gone.last_status == 410
+
+
+async def test_crm_down_then_back_gets_every_event_once_delivered(crm: RecordingCRM, outbox: Outbox) -> None:
+    await crm.stop()  # connection refused from now on
+    worker = fast_worker(outbox, crm.url, concurrency=4)
+    async with running(worker):
+        ids = add(outbox, worker, "A1", "B1", "A2", "C1", "B2", "A3")
+        await until(lambda: worker.stats.retried >= 3, "failed attempts")
+        assert crm.received == []
+        assert outbox.counts().retrying >= 1
+        ids |= add(outbox, worker, "C2", "D1")  # added during the outage
+        await crm.start()  # same port
+        await until(lambda: len(crm.delivered()) == 8, "everything delivered")
+        await until(lambda: outbox.depth() == 0, "outbox drained")
+    assert {r.id for r in crm.received} == set(ids.values())
+    assert all(r.id == ids[r.name] for r in crm.received)
+    assert calls(crm.received) == {"A": ["A1", "A2", "A3"], "B": ["B1", "B2"], "C": ["C1", "C2"], "D": ["D1"]}
+    assert "ConnectError" in (worker.stats.last_error or "")
+
+
+CHILD = """
+import asyncio, sys
+from salara.outbox import Outbox
+from salara.webhooks import DeliveryWorker
+
+async def main():
+    outbox = Outbox(sys.argv[1], max_rows=1000)
+    await DeliveryWorker(outbox, sys.argv[2], concurrency=4, retry_min_s=0.02, retry_max_s=0.1).run()
+
+asyncio.run(main())
+"""
+
+
+async def test_sigkill_mid_delivery_redelivers_with_the_same_ids(crm: RecordingCRM, tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    with Outbox(path, max_rows=1000) as outbox:
+        ids = add(outbox, None, "A1", "A2", "B1", "B2", "C1")
+    hold = asyncio.Event()
+
+    async def policy(request: Request) -> int:
+        await hold.wait()  # the CRM got it but salara dies before the answer
+        return 200
+
+    crm.policy = policy
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(path), crm.url)
+    try:
+        await until(lambda: len(crm.received) == 3, "three events in flight")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+    assert sorted(r.name for r in crm.received) == ["A1", "B1", "C1"]
+    await crm.drop_connections()  # the dead process's connections
+    hold.set()
+
+    with Outbox(path, max_rows=1000) as outbox:
+        assert outbox.counts() == Counts(pending=5)
+        worker = fast_worker(outbox, crm.url, concurrency=4)
+        async with running(worker):
+            await until(lambda: len(crm.delivered()) == 5, "all delivered after the restart")
+            await until(lambda: outbox.depth() == 0, "outbox drained")
+    assert all(r.id == ids[r.name] for r in crm.received)
+    assert sorted(r.name for r in crm.received) == ["A1", "A1", "A2", "B1", "B1", "B2", "C1", "C1"]
+    assert calls(crm.delivered()) == {"A": ["A1", "A2"], "B": ["B1", "B2"], "C": ["C1"]}
+
+
+async def test_never_more_than_concurrency_requests_at_the_crm(crm: RecordingCRM, outbox: Outbox) -> None:
+    gate = asyncio.Event()
+
+    async def policy(request: Request) -> int:
+        await gate.wait()
+        return 200
+
+    crm.policy = policy
+    worker = fast_worker(outbox, crm.url, concurrency=3)
+    async with running(worker):
+        add(outbox, worker, *(f"{chr(ord('A') + i)}1" for i in range(12)))
+        await until(lambda: crm.active == 3, "three requests in flight")
+        for _ in range(20):  # give the worker every chance to send more
+            worker.notify()
+            await asyncio.sleep(0.01)
+        assert crm.active == 3 and worker.in_flight == 3
+        gate.set()
+        await until(lambda: len(crm.delivered()) == 12, "all delivered")
+    assert crm.max_active == 3
+
+
+async def test_a_hung_crm_does_not_block_the_event_loop(crm: RecordingCRM, outbox: Outbox) -> None:
+    gate = asyncio.Event()
+
+    async def policy(request: Request) -> int:
+        await gate.wait()
+        return 200
+
+    crm.policy = policy
+    worker = fast_worker(outbox, crm.url, concurrency=2)
+    async with running(worker):
+        add(outbox, worker, "A1", "B1", "C1")
+        await until(lambda: crm.active == 2, "the CRM holding two requests")
+        ticks = 0
+        for _ in range(10):
+            add(outbox, worker, "A9", "D1")  # the producer goes on, unhindered
+            await asyncio.sleep(0)
+            ticks += 1
+        assert ticks == 10
+        assert outbox.counts().depth == 23
+        gate.set()
+        await until(lambda: len(crm.delivered()) == 23, "all delivered")
+
+
+async def test_notify_wakes_an_idle_worker(crm: RecordingCRM, outbox: Outbox) -> None:
+    # An hour between looks: only notify() can make it post within the wait.
+    worker = fast_worker(outbox, crm.url, concurrency=2, idle_poll_s=3600.0)
+    async with running(worker):
+        for _ in range(10):
+            await asyncio.sleep(0)  # let it go to sleep on an empty outbox
+        assert crm.received == []
+        add(outbox, worker, "A1")
+        await until(lambda: len(crm.answered) == 1, "the notified delivery")
+
+
+async def test_cancelling_the_worker_puts_in_flight_events_back(crm: RecordingCRM, outbox: Outbox) -> None:
+    gate = asyncio.Event()
+
+    async def policy(request: Request) -> int:
+        await gate.wait()
+        return 200
+
+    crm.policy = policy
+    worker = fast_worker(outbox, crm.url, concurrency=2)
+    async with running(worker):
+        add(outbox, worker, "A1", "B1")
+        await until(lambda: crm.active == 2, "two in flight")
+    assert outbox.counts() == Counts(pending=2)
+    gate.set()
+
+
+async def test_timeouts_are_retried(crm: RecordingCRM, outbox: Outbox) -> None:
+    slow_once = asyncio.Event()
+
+    async def policy(request: Request) -> int:
+        if not slow_once.is_set():
+            slow_once.set()
+            await asyncio.sleep(3600)  # never answers in time
+        return 200
+
+    crm.policy = policy
+    worker = DeliveryWorker(outbox, crm.url, concurrency=1, retry_min_s=0.02, retry_max_s=0.1, timeout_s=0.2)
+    async with running(worker):
+        ids = add(outbox, worker, "A1")
+        await until(lambda: len(crm.answered) == 1, "the retry delivered")
+    first = outbox.attempts(ids["A1"])[0]
+    assert (first.outcome, first.http_status) == ("retry", None)
+    assert first.error is not None and "no answer within" in first.error
+
+
+async def test_send_test_post(crm: RecordingCRM) -> None:
+    status, text = await send_test_post(crm.url, b'{"event":"Test"}', secret=SECRET)
+    assert (status, text) == (200, '{"result":0}')
+    (request,) = crm.received
+    assert request.body == b'{"event":"Test"}' and len(request.id) == 32
+    assert verify(SECRET, request.headers, request.body)
+    await crm.stop()
+    with pytest.raises(httpx.ConnectError):
+        await send_test_post(crm.url, b"{}")
+
+
+def test_worker_refuses_bad_settings(outbox: Outbox) -> None:
+    with pytest.raises(ValueError):
+        DeliveryWorker(outbox, "")
+    with pytest.raises(ValueError):
+        DeliveryWorker(outbox, "http://127.0.0.1:1/", concurrency=0)
+    with pytest.raises(ValueError):
+        DeliveryWorker(outbox, "http://127.0.0.1:1/", retry_min_s=5, retry_max_s=1)
