@@ -14,8 +14,11 @@ from salara.ami.client import AMIClient, AMISettings
 from salara.api.app import create_app
 from salara.calls import CallTracker
 from salara.config import Config
+from salara.events import EventPipeline
+from salara.outbox import Outbox
 from salara.router import CrmLookup, Router, RouteTable
 from salara.service import Telephony
+from salara.webhooks import DeliveryWorker, make_client
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,9 @@ class Services:
     telephony: Telephony
     router: Router
     crm: httpx.AsyncClient
+    outbox: Outbox | None
+    delivery: DeliveryWorker | None
+    pipeline: EventPipeline | None
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -76,7 +82,43 @@ class Services:
         crm = crm_client(config)
         lookup = CrmLookup(crm, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
         router = Router(config, telephony, lookup, tracker, RouteTable(config.path, dict(config.routes)))
-        return cls(config, ami, tracker, telephony, router, crm)
+        outbox = delivery = pipeline = None
+        if config.url.dest_url_event:
+            outbox = Outbox(config.outbox.path, max_rows=config.outbox.max_rows)
+            delivery = DeliveryWorker(
+                outbox,
+                config.url.dest_url_event,
+                client=lambda: make_client(tls_verify=config.url.tls_verify, concurrency=config.outbox.concurrency),
+                secret=config.url.webhook_secret,
+                concurrency=config.outbox.concurrency,
+                timeout_s=config.general.curlopt_timeout,
+                retry_max_s=config.outbox.retry_max,
+            )
+            pipeline = EventPipeline(
+                tracker, outbox, extended=config.event.payload == "extended", notify=delivery.notify
+            )
+            ami.add_event_listener(pipeline.on_event)
+        else:
+            log.warning("no [url] dest_url_event: call events are not sent")
+        return cls(config, ami, tracker, telephony, router, crm, outbox, delivery, pipeline)
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """Start the background work: AMI session, event delivery, tracked-call sweep."""
+        config = self.config
+        tasks = [asyncio.create_task(self.ami.run(), name="ami")]
+        if self.delivery is not None:
+            tasks.append(asyncio.create_task(self.delivery.run(), name="delivery"))
+        if self.pipeline is not None:
+            sweep = self.pipeline.sweep_forever(
+                self.ami, config.event.sweep_interval, grace_s=config.event.timeout_makecall + 60
+            )
+            tasks.append(asyncio.create_task(sweep, name="sweep"))
+        return tasks
+
+    async def close(self) -> None:
+        await self.crm.aclose()
+        if self.outbox is not None:
+            self.outbox.close()
 
 
 async def serve(config: Config) -> None:
@@ -104,7 +146,7 @@ async def serve(config: Config) -> None:
         config.ami.host,
         config.ami.port,
     )
-    tasks = [asyncio.create_task(services.ami.run(), name="ami")]
+    tasks = services.tasks()
     try:
         await server.serve()
     finally:
@@ -112,5 +154,5 @@ async def serve(config: Config) -> None:
             task.cancel()
         await asyncio.wait(tasks)
         await agi.close()
-        await services.crm.aclose()
+        await services.close()
     log.info("salara stopped")

@@ -13,8 +13,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
+import httpx
 
 import salara
 from salara import config as config_module
@@ -23,7 +25,9 @@ from salara.ami.client import AMIClient
 from salara.app import ami_settings, serve, setup_logging
 from salara.config import Config
 from salara.errors import AMIError, ConfigError
+from salara.outbox import Outbox, Status
 from salara.service import Telephony
+from salara.webhooks import send_test_post
 
 T = TypeVar("T")
 
@@ -97,7 +101,14 @@ def serve_command(ctx: click.Context) -> None:
     """Run the service: HTTP API, AMI client (until SIGINT/SIGTERM)."""
     config = load_config(ctx)
     setup_logging(config.event.verbose)
-    asyncio.run(serve(config))
+    try:
+        import uvloop  # installed with uvicorn[standard]; the fastest event loop here
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(config))
 
 
 @main.group()
@@ -286,6 +297,117 @@ def send_command(ctx: click.Context, command: tuple[str, ...]) -> None:
 
     for output in with_telephony(ctx, work):
         click.echo(output)
+
+
+@send.command("post")
+@click.argument("body", required=False)
+@click.option("--url", help="Where to POST (default: [url] dest_url_event).")
+@click.pass_context
+def send_post(ctx: click.Context, body: str | None, url: str | None) -> None:
+    """POST a test event to the CRM the way events are posted (signed if a secret is set)."""
+    config = load_config(ctx)
+    target = url or config.url.dest_url_event
+    if not target:
+        raise click.ClickException("no URL: set [url] dest_url_event or give --url")
+    payload = (body or '{"event":"Test","chan":"","caller":"","exten":"","state":"UP"}').encode()
+    try:
+        json.loads(payload)
+    except ValueError as exc:
+        raise click.ClickException(f"BODY is not JSON: {exc}") from None
+    try:
+        status, text = asyncio.run(
+            send_test_post(
+                target,
+                payload,
+                secret=config.url.webhook_secret,
+                timeout_s=config.general.curlopt_timeout,
+                tls_verify=config.url.tls_verify,
+            )
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"{target}: {type(exc).__name__}: {exc}") from None
+    click.echo(f"HTTP {status} {text[:500]}")
+
+
+@main.group()
+def events() -> None:
+    """Call events waiting in the outbox (works while the service runs)."""
+
+
+def _outbox(ctx: click.Context) -> Outbox:
+    config = load_config(ctx)
+    path = Path(config.outbox.path)
+    if not path.exists():
+        raise click.ClickException(f"no outbox at {path}")
+    return Outbox(path, max_rows=config.outbox.max_rows)
+
+
+@events.command("list")
+@click.option("--failed", is_flag=True, help="Only events the CRM refused for good (410 Gone).")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def events_list(ctx: click.Context, failed: bool, limit: int) -> None:
+    """List pending, retrying and failed events, oldest first."""
+    with _outbox(ctx) as outbox:
+        counts = outbox.counts()
+        statuses: tuple[Status, ...] = ("gone",) if failed else ("blocked", "ready", "sending", "gone")
+        rows = outbox.list_events(statuses, limit=limit)
+    click.echo(
+        f"pending {counts.pending}, retrying {counts.retrying}, sending {counts.sending}, "
+        f"failed {counts.gone}, delivered (not pruned) {counts.delivered}"
+    )
+    for row in rows:
+        last = f"HTTP {row.last_status}" if row.last_status else (row.last_error or "-")
+        click.echo(
+            f"{row.id}  {row.status:<7} call={row.call_key} attempts={row.attempts} last={last} "
+            f"{row.body.decode(errors='replace')}"
+        )
+
+
+@events.command("retry")
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def events_retry(ctx: click.Context, ids: tuple[str, ...]) -> None:
+    """Send failed events again (all, or only IDS), and retry waiting ones now."""
+    with _outbox(ctx) as outbox:
+        changed = outbox.retry(ids or None)
+    click.echo(f"{changed} event(s) queued for delivery")
+
+
+def _service(ctx: click.Context, method: str, path: str) -> Any:
+    """Ask the running service over its API (loopback)."""
+    config = load_config(ctx)
+    listen = config.url.rest_server
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
+    url = f"http://{host}:{listen.port}{path}"
+    try:
+        response = httpx.request(method, url, timeout=5)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"salara is not answering at {url}: {exc}") from None
+    if response.status_code == 404 and method == "DELETE":
+        raise click.ClickException("no such tracked call")
+    response.raise_for_status()
+    return response.json()
+
+
+@show.command("tracked")
+@click.pass_context
+def show_tracked(ctx: click.Context) -> None:
+    """Calls the running service tracks for events."""
+    for call in _service(ctx, "GET", "/v1/tracked-calls"):
+        click.echo(
+            f"{call['linkedid']}  {call['source']:<8} caller={call['caller']} exten={call['exten']} "
+            f"channels={call['channels']}"
+        )
+
+
+@main.command("forget")
+@click.argument("linkedid")
+@click.pass_context
+def forget(ctx: click.Context, linkedid: str) -> None:
+    """Stop tracking the call LINKEDID in the running service."""
+    _service(ctx, "DELETE", f"/v1/tracked-calls/{quote(linkedid, safe='')}")
+    click.echo(f"{linkedid} forgotten")
 
 
 if __name__ == "__main__":  # pragma: no cover

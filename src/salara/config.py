@@ -173,7 +173,7 @@ class Routing(_Section):
 class Outbox(_Section):
     """``[outbox]``: the durable store of events waiting for the CRM."""
 
-    path: str = "salara-outbox.db"
+    path: str = "/var/lib/salara/outbox.db"
     max_rows: int = Field(100_000, gt=0)
     retry_max: float = Field(300.0, gt=0)
     """Longest wait between two delivery attempts of one event, seconds."""

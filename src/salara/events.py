@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -22,22 +22,15 @@ from salara.ami.client import AMIClient
 from salara.ami.messages import Event
 from salara.calls import CallTracker, CrmEvent
 from salara.errors import AMIError
+from salara.outbox import new_event_id
 
 log = logging.getLogger(__name__)
 
 
 class EventStore(Protocol):
-    """Where serialised events go: ``add([(event_id, linkedid, body), ...])``, one transaction."""
+    """Where serialised events go: ``add([(linkedid, body), ...], ids=[...])``, one transaction."""
 
-    def add(self, items: Sequence[tuple[str, str, bytes]]) -> None: ...
-
-
-def new_event_id() -> str:
-    """A unique event id, time-ordered (UUIDv7 layout) so ids sort by creation."""
-    millis = time.time_ns() // 1_000_000
-    rand = uuid.uuid4().int & ((1 << 74) - 1)
-    value = (millis << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    def add(self, items: Sequence[tuple[str, bytes]], *, ids: Sequence[str] | None = None) -> list[str]: ...
 
 
 def event_timestamp(event: Event, received_at: float) -> str:
@@ -81,9 +74,12 @@ class EventPipeline:
         self.extended = extended
         self.notify = notify
         self.live_listeners = list(live_listeners)
-        self._batch: list[tuple[str, str, bytes]] = []
+        self._batch: list[tuple[str, bytes]] = []
+        self._ids: list[str] = []
         self._flush_scheduled = False
         self.emitted = 0
+        self.lost = 0
+        """Events the outbox refused (disk full, unwritable file): counted, logged."""
 
     def on_event(self, event: Event) -> None:
         crm_event = self.tracker.on_event(event)
@@ -92,7 +88,8 @@ class EventPipeline:
         event_id = new_event_id()
         timestamp = event_timestamp(event, time.time()) if self.extended else ""
         body = body_of(crm_event, event_id, self.extended, timestamp)
-        self._batch.append((event_id, crm_event.linkedid or crm_event.uniqueid, body))
+        self._batch.append((crm_event.linkedid or crm_event.uniqueid, body))
+        self._ids.append(event_id)
         for listener in self.live_listeners:
             listener(crm_event, event_id, body)
         if not self._flush_scheduled:
@@ -105,8 +102,14 @@ class EventPipeline:
         self._flush_scheduled = False
         if not self._batch:
             return
-        batch, self._batch = self._batch, []
-        self.store.add(batch)
+        batch, ids = self._batch, self._ids
+        self._batch, self._ids = [], []
+        try:
+            self.store.add(batch, ids=ids)
+        except sqlite3.Error as exc:
+            self.lost += len(batch)
+            log.error("%d call events could NOT be stored in the outbox: %s", len(batch), exc)
+            return
         self.emitted += len(batch)
         self.notify()
 

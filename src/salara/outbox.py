@@ -245,6 +245,7 @@ class Outbox:
         self._rows = 0
         if not self.path.exists():
             # The bodies hold phone numbers: readable by salara's user only.
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = sqlite3.connect(self.path, isolation_level=None, cached_statements=64)
         try:

@@ -94,9 +94,7 @@ class Telephony:
             if "invalid/unknown command" in response.message.lower():
                 return await self._sip_peer_state(peer)
             return StateAnswer(-1, "Error")
-        statuses = [
-            (event.get("Status") or "") for event in response.events if event.name == "ContactStatusDetail"
-        ]
+        statuses = [(event.get("Status") or "") for event in response.events if event.name == "ContactStatusDetail"]
         if "Reachable" in statuses:
             return StateAnswer(0, "Reachable")
         if "Unreachable" in statuses:
@@ -173,9 +171,7 @@ class Telephony:
         if failed and call is not None and not call.channels:
             self.tracker.forget(linkedid)
 
-    async def send_message(
-        self, operator: str, phone: str, text: str, context: str
-    ) -> tuple[StateAnswer, bool]:
+    async def send_message(self, operator: str, phone: str, text: str, context: str) -> tuple[StateAnswer, bool]:
         """Send a SIP MESSAGE to the operator's endpoint, from ``phone``.
 
         Checks the operator's extension state (``ExtensionState``); when good

@@ -31,11 +31,9 @@ import binascii
 import contextlib
 import hashlib
 import hmac
-import importlib.util
 import logging
 import random
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,16 +53,6 @@ ERROR_TEXT_CHARS: Final = 200
 """How much of a refusing answer's body goes to the attempt log."""
 
 ClientFactory = Callable[[], httpx.AsyncClient]
-
-# httpcore (up to 1.0.9 at least) tries ``import sniffio`` for every lock and
-# event it sets up; sniffio is optional and anyio >= 4.11 no longer pulls it in.
-# Python does not remember a failed import, so each try searches sys.path
-# again: a quarter of the delivery worker's CPU in bench/webhooks.py (see
-# encode/httpcore discussion 1102). None in sys.modules makes the import fail
-# at once, just as it would, without the search. Installing sniffio does too.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
-
 
 # -- signatures ----------------------------------------------------------------
 

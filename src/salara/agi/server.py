@@ -297,9 +297,7 @@ class AGIServer:
             request.uniqueid,
             request.callerid,
         )
-        session = AGISession(
-            request, connection, reader, writer, command_timeout_s=self._command_timeout_s, peer=peer
-        )
+        session = AGISession(request, connection, reader, writer, command_timeout_s=self._command_timeout_s, peer=peer)
         try:
             await self._handler(session)
         except AGIHangup as exc:

@@ -196,9 +196,7 @@ class AMIClient:
                 log.error("AMI login refused for user %r: %s", self.settings.username, exc)
             except (OSError, ProtocolError, AMIError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning(
-                    "AMI %s:%d unavailable: %s", self.settings.host, self.settings.port, self.last_error
-                )
+                log.warning("AMI %s:%d unavailable: %s", self.settings.host, self.settings.port, self.last_error)
             finally:
                 self._drop_connection()
             # A session that lasted resets the backoff: that was a fresh failure.
@@ -239,14 +237,10 @@ class AMIClient:
         settings = self.settings
         fields: list[tuple[str, str | int]] = [("Username", settings.username)]
         if settings.auth == "md5":
-            challenge = await self._send(
-                Action.build("Challenge", self.next_action_id(), {"AuthType": "MD5"}), None
-            )
+            challenge = await self._send(Action.build("Challenge", self.next_action_id(), {"AuthType": "MD5"}), None)
             if not challenge.ok or not challenge.get("Challenge"):
                 raise AuthenticationError(challenge.message or "no MD5 challenge")
-            key = hashlib.md5(
-                (challenge["Challenge"] + settings.secret).encode(), usedforsecurity=False
-            ).hexdigest()
+            key = hashlib.md5((challenge["Challenge"] + settings.secret).encode(), usedforsecurity=False).hexdigest()
             fields += [("AuthType", "MD5"), ("Key", key)]
         else:
             fields.append(("Secret", settings.secret))

@@ -30,6 +30,30 @@ def create_app(telephony: Telephony) -> FastAPI:
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "unready", "reason": ami.last_error or "AMI not connected"}, 503)
 
+    tracker = telephony.tracker
+
+    @app.get("/v1/tracked-calls", tags=["operations"])
+    async def tracked_calls() -> list[dict[str, object]]:
+        """Calls tracked for events: placed (make call) or routed by salara."""
+        calls = tracker.calls.values() if tracker is not None else ()
+        return [
+            {
+                "linkedid": call.linkedid,
+                "caller": call.caller,
+                "exten": call.exten,
+                "source": call.source,
+                "channels": len(call.channels),
+            }
+            for call in calls
+        ]
+
+    @app.delete("/v1/tracked-calls/{linkedid}", tags=["operations"])
+    async def forget_tracked_call(linkedid: str) -> JSONResponse:
+        """Stop tracking a call (its later events count as untracked)."""
+        if tracker is None or not tracker.forget(linkedid):
+            return JSONResponse({"error": "not_found", "message": "no such tracked call"}, 404)
+        return JSONResponse({"forgotten": linkedid})
+
     # The compat endpoint answers on any path, so it is registered last.
     @app.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
     async def compat_endpoint(request: Request) -> JSONResponse:
