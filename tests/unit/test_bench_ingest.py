@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
 from bench.ami_stream import HEAD, build_stream, chunks, stream_chunks
 from bench.ingest import baseline_parse, full_path, protocol_parse
@@ -29,6 +29,11 @@ def test_both_parsers_see_every_event() -> None:
     assert base_seconds > 0 and proto_seconds > 0
 
 
-def test_full_path_is_a_placeholder(capsys: pytest.CaptureFixture[str]) -> None:
-    assert full_path([]) is None
-    assert "not built yet" in capsys.readouterr().out
+def test_full_path_tracks_filters_and_stores(tmp_path: Path) -> None:
+    events, stored, seconds = full_path(chunks(build_stream(EVENTS)), tmp_path)
+    assert events == EVENTS
+    # Every mode on "all calls": every Newchannel/Hangup/Newexten/AgentConnect is stored.
+    stream = build_stream(EVENTS).decode()
+    wanted = sum(stream.count(f"Event: {name}\r\n") for name in ("Newchannel", "Hangup", "Newexten", "AgentConnect"))
+    assert stored == wanted > 0
+    assert seconds > 0
