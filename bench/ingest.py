@@ -20,16 +20,16 @@ import argparse
 import asyncio
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from bench.ami_stream import stream_chunks
+from salara.ami.messages import Event
+from salara.ami.protocol import AMIConnection
 from salara.calls import CallTracker
 from salara.config import Event as EventModes
 from salara.events import EventPipeline
 from salara.outbox import Outbox
-from salara.ami.messages import Event
-from salara.ami.protocol import AMIConnection
 
 
 def baseline_parse(chunks: Iterable[bytes]) -> tuple[int, float]:
