@@ -3,10 +3,11 @@
 A *tracked call* is one salara placed (make call, with ``watch_makecall``) or
 routed (FastAGI). It is keyed by its Linkedid, which every channel of the call
 shares; salara knows the Linkedid of a call it originates because it chooses
-the first channel's Uniqueid itself (``Originate`` ``ChannelId``). Tracking
-ends when the last channel of the call hangs up; a call whose Hangup was
-missed (AMI was down) is dropped by :meth:`CallTracker.sweep` against the
-channels Asterisk still has.
+the first channel's Uniqueid itself (``Originate`` ``ChannelId``). The tracker
+keeps the live channels of every call (from Newchannel and Hangup), so a call
+tracked while it already has channels (a routed call) still ends exactly when
+its last channel hangs up. Channels whose Hangup was missed (AMI was down) are
+dropped by :meth:`CallTracker.sweep` against the channels Asterisk still has.
 
 Which AMI events become CRM events follows the ``[event]`` modes:
 
@@ -43,7 +44,7 @@ class TrackedCall:
     """``makecall`` or ``route``."""
     started_at: float
     channels: set[str] = field(default_factory=set)
-    """Uniqueids of the call's channels that have not hung up yet."""
+    """Uniqueids of the call's channels that have not hung up yet (shared with the tracker)."""
     seen_channel: bool = False
 
 
@@ -83,6 +84,8 @@ class CallTracker:
         self.modes = modes
         self.max_tracked = max_tracked
         self.calls: dict[str, TrackedCall] = {}
+        self.live: dict[str, set[str]] = {}
+        """Uniqueids of the live channels of every call, by Linkedid."""
         self.evicted = 0
         """Calls forgotten because :attr:`max_tracked` was reached."""
 
@@ -100,34 +103,41 @@ class CallTracker:
         while len(self.calls) >= self.max_tracked:
             del self.calls[next(iter(self.calls))]
             self.evicted += 1
-        call = TrackedCall(linkedid, caller, exten, source, now)
+        channels = self.live.setdefault(linkedid, set())
+        call = TrackedCall(linkedid, caller, exten, source, now, channels, bool(channels))
         self.calls[linkedid] = call
         return call
 
     def forget(self, linkedid: str) -> bool:
         """Stop tracking a call; True if it was tracked."""
-        return self.calls.pop(linkedid, None) is not None
+        if self.calls.pop(linkedid, None) is None:
+            return False
+        if not self.live.get(linkedid, True):
+            del self.live[linkedid]
+        return True
 
     def sweep(self, live_channels: Iterable[tuple[str, str]], now: float, grace_s: float) -> list[str]:
-        """Drop tracked calls none of whose channels still exists.
+        """Resynchronise with the channels Asterisk has; drop tracked calls that have none.
 
         ``live_channels`` are ``(Uniqueid, Linkedid)`` pairs of every channel
-        Asterisk has now (AMI ``CoreShowChannels``). A call younger than
-        ``grace_s`` seconds with no channel yet (an Originate still dialling)
-        is kept. Returns the Linkedids dropped.
+        Asterisk has now (AMI ``CoreShowChannels``). A tracked call younger
+        than ``grace_s`` seconds with no channel yet (an Originate still
+        dialling) is kept. Returns the Linkedids whose tracking ended.
         """
-        live_by_call: dict[str, set[str]] = {}
+        fresh: dict[str, set[str]] = {}
         for uniqueid, linkedid in live_channels:
-            live_by_call.setdefault(linkedid, set()).add(uniqueid)
+            fresh.setdefault(linkedid, set()).add(uniqueid)
         dropped = []
         for linkedid, call in list(self.calls.items()):
-            live = live_by_call.get(linkedid)
-            if live:
-                call.channels = live
-                continue
-            if call.seen_channel or now - call.started_at > grace_s:
+            # Update in place: the tracked call shares this set.
+            call.channels.clear()
+            call.channels.update(fresh.pop(linkedid, ()))
+            fresh[linkedid] = call.channels
+            if not call.channels and (call.seen_channel or now - call.started_at > grace_s):
                 del self.calls[linkedid]
+                del fresh[linkedid]
                 dropped.append(linkedid)
+        self.live = fresh
         return dropped
 
     # -- events -----------------------------------------------------------------
@@ -169,28 +179,33 @@ class CallTracker:
         )
 
     def _newchannel(self, event: Event) -> CrmEvent | None:
-        mode = self.modes.newchannel
-        call = self._call_of(event) if self.calls else None
+        linkedid = event.get("Linkedid") or ""
+        self.live.setdefault(linkedid, set()).add(event.get("Uniqueid") or "")
+        call = self.calls.get(linkedid)
         if call is not None:
-            call.channels.add(event.get("Uniqueid") or "")
             call.seen_channel = True
+        mode = self.modes.newchannel
         if mode == 0 or (mode == 1 and call is None):
             return None
         payload, _ = self._base("Newchannel", event, call)
         return self._emit("Newchannel", event, payload, call)
 
     def _hangup(self, event: Event) -> CrmEvent | None:
+        linkedid = event.get("Linkedid") or ""
+        call = self.calls.get(linkedid)
         mode = self.modes.hangup
-        call = self._call_of(event) if self.calls else None
         result = None
         if not (mode == 0 or (mode == 1 and call is None)):
             payload, _ = self._base("Hangup", event, call)
             result = self._emit("Hangup", event, payload, call)
-        if call is not None:
-            call.channels.discard(event.get("Uniqueid") or "")
-            call.seen_channel = True
-            if not call.channels:
-                del self.calls[call.linkedid]
+        channels = self.live.get(linkedid)
+        if channels is not None:
+            channels.discard(event.get("Uniqueid") or "")
+            if not channels:
+                # The call's last channel is gone: so is the call.
+                del self.live[linkedid]
+                if call is not None:
+                    del self.calls[linkedid]
         return result
 
     def _wanted(self, mode: int, call: TrackedCall | None, code: int) -> bool:

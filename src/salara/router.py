@@ -221,7 +221,9 @@ class Router:
                 return
             if self.tracker is not None:
                 linkedid = await session.get_full_variable("${CHANNEL(linkedid)}") or request.uniqueid
-                self.tracker.track(linkedid, caller, decision.exten, "route", time.monotonic())
+                call = self.tracker.track(linkedid, caller, decision.exten, "route", time.monotonic())
+                # Started before salara saw it: at least this channel is live.
+                call.channels.add(request.uniqueid)
             if request.query.get("goto", "yes").lower() not in ("no", "0", "false"):
                 await session.exec("Goto", f"{context},{decision.exten},1")
         except AGIError as exc:

@@ -152,9 +152,7 @@ def test_half_a_variable_block_does_not_disturb_other_calls(
         incoming_call("5552001")
         routed_to(ami_events, "9002")
     incoming_call("5552001")
-    assert (
-        len([e for e in ami_events.snapshot() if e.get("Exten") == "9002" and e.get("Priority") == "1"]) >= 1
-    )
+    assert len([e for e in ami_events.snapshot() if e.get("Exten") == "9002" and e.get("Priority") == "1"]) >= 1
 
 
 def test_route_set_changes_the_next_call_without_restart(
@@ -191,3 +189,19 @@ def test_route_set_changes_the_next_call_without_restart(
         capture_output=True,
     )
     assert "5552777" not in Path(conf).read_text()
+
+
+def test_a_routed_call_is_tracked_for_events_until_its_last_channel(
+    salara_factory: SalaraFactory, crm: FakeCrm, ami_events: EventWatch
+) -> None:
+    text = config_text(crm).replace("dest_url_event=http://127.0.0.1:3000/post", f"dest_url_event={crm.url}/events")
+    salara = salara_factory(text)  # mode 1 for every event type: tracked calls only
+    route_here(salara)
+    incoming_call("5552001")
+    step = routed_to(ami_events, "9002")
+    hangup_all()
+    channels = {e["Channel"] for e in ami_events.snapshot() if e.get("Linkedid") == step["Linkedid"]}
+    crm.wait_for(lambda c: sum(r.json()["event"] == "Hangup" for r in c.events()) >= len(channels))
+    hangups = [r.json() for r in crm.events() if r.json()["event"] == "Hangup"]
+    assert {h["chan"] for h in hangups} == channels
+    assert all((h["caller"], h["exten"]) == ("5552001", "9002") for h in hangups)

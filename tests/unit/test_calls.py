@@ -155,3 +155,21 @@ def test_tracking_is_bounded() -> None:
 )
 def test_agent_number_from_interface(interface: str, number: str) -> None:
     assert agent_number(interface) == number
+
+
+def test_a_call_tracked_mid_way_ends_with_its_last_channel() -> None:
+    # Routing tracks a call that already has channels (the caller's, Local pairs...).
+    tracker = CallTracker(modes(hangup=1))
+    stream = events("inbound_ua_to_queue.txt")
+    split = next(i for i, e in enumerate(stream) if e.name == "AgentConnect")
+    for event in stream[:split]:
+        assert tracker.on_event(event) is None
+    tracker.track(QUEUE_CALL, "8001", "710", "route", now=0)
+    assert len(tracker.calls[QUEUE_CALL].channels) == 3
+    hangups = [crm.payload["chan"] for e in stream[split:] if (crm := tracker.on_event(e)) is not None]
+    assert hangups == [
+        "Local/agent1@queue-agents-00000000;2",
+        "Local/agent1@queue-agents-00000000;1",
+        "PJSIP/8001-00000000",
+    ]
+    assert tracker.calls == {} and tracker.live == {}
