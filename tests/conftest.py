@@ -63,6 +63,10 @@ class SalaraProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "salara.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.headers: dict[str, str] = {}
+        """Sent with the readiness probe and :meth:`post` (e.g. an API token)."""
+        self.secrets: set[str] = configured_secrets((workdir / "salara.conf").read_text(), env)
+        """Values that must never appear in this process's log (checked when the fixture ends)."""
 
     def start(self, wait_ready: bool = True) -> None:
         log = self.log_path.open("ab")
@@ -79,7 +83,7 @@ class SalaraProcess:
                 raise AssertionError(f"salara exited early:\n{self.log()}")
             try:
                 path = "/ready" if wait_ready else "/health"
-                if httpx.get(self.url + path, timeout=1).status_code == 200:
+                if httpx.get(self.url + path, timeout=1, headers=self.headers).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -102,7 +106,25 @@ class SalaraProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def post(self, body: object, path: str = "/") -> httpx.Response:
-        return httpx.post(self.url + path, json=body, timeout=15)
+        return httpx.post(self.url + path, json=body, timeout=15, headers=self.headers)
+
+    def leaked_secrets(self) -> list[str]:
+        text = self.log()
+        return sorted(f"{secret[:2]}..." for secret in self.secrets if secret in text)  # never print one whole
+
+
+def configured_secrets(config_text: str, env: dict[str, str]) -> set[str]:
+    """The AMI secret and webhook secret a salara process is given (file and environment)."""
+    from salara.config import parse_text
+
+    sections = parse_text(config_text).sections
+    found = {
+        sections.get("ami", {}).get("secret", ""),
+        sections.get("url", {}).get("webhook_secret", ""),
+        env.get("SALARA_AMI_SECRET", ""),
+        env.get("SALARA_URL_WEBHOOK_SECRET", ""),
+    }
+    return {secret for secret in found if len(secret) >= 6}
 
 
 SalaraFactory = Callable[..., SalaraProcess]
@@ -142,3 +164,5 @@ def salara_factory(asterisk: None, tmp_path: Path) -> Iterator[SalaraFactory]:
     yield factory
     for process in started:
         process.stop()
+    leaks = {str(process.log_path): process.leaked_secrets() for process in started}
+    assert not any(leaks.values()), f"secrets in salara's log: {leaks}"

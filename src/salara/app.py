@@ -12,8 +12,11 @@ import uvicorn
 from salara.agi.server import AGIServer
 from salara.ami.client import AMIClient, AMISettings
 from salara.api.app import create_app
+from salara.api.security import uvicorn_options
+from salara.auth import exposure_problem
 from salara.calls import CallTracker
 from salara.config import Config
+from salara.errors import ConfigError
 from salara.events import EventPipeline
 from salara.outbox import Outbox
 from salara.router import CrmLookup, Router, RouteTable
@@ -122,7 +125,14 @@ class Services:
 
 
 async def serve(config: Config) -> None:
-    """Run salara until SIGINT/SIGTERM: AMI client, FastAGI router and HTTP API."""
+    """Run salara until SIGINT/SIGTERM: AMI client, FastAGI router and HTTP API.
+
+    Raises :class:`ConfigError` before starting anything when the API would be
+    open beyond loopback without a token.
+    """
+    problem = exposure_problem(config)
+    if problem is not None:
+        raise ConfigError("url", "rest_server", problem)
     services = Services.build(config)
     app = create_app(services.telephony)
     listen = config.url.rest_server
@@ -135,12 +145,14 @@ async def serve(config: Config) -> None:
             access_log=config.event.verbose >= 2,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            **uvicorn_options(config),
         )
     )
     agi = AGIServer(services.router.handle, config.agi.listen.host, config.agi.listen.port)
     await agi.start()
     log.info(
-        "salara starting: API on http://%s, FastAGI on %s, AMI %s:%d",
+        "salara starting: API on %s://%s, FastAGI on %s, AMI %s:%d",
+        "https" if config.api.tls_cert else "http",
         listen,
         config.agi.listen,
         config.ami.host,

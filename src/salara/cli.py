@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,8 +21,8 @@ import click
 import httpx
 
 import salara
+from salara import auth, fields
 from salara import config as config_module
-from salara import fields
 from salara.ami.client import AMIClient
 from salara.app import ami_settings, serve, setup_logging
 from salara.config import Config
@@ -108,7 +110,10 @@ def serve_command(ctx: click.Context) -> None:
     except ImportError:  # pragma: no cover - uvloop is optional
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(config))
+        try:
+            runner.run(serve(config))
+        except ConfigError as exc:
+            raise click.ClickException(f"config: {exc}") from None
 
 
 @main.group()
@@ -374,16 +379,33 @@ def events_retry(ctx: click.Context, ids: tuple[str, ...]) -> None:
     click.echo(f"{changed} event(s) queued for delivery")
 
 
+CLIENT_TOKEN_ENV = "SALARA_CLIENT_TOKEN"
+"""Token (with the ``admin`` right) the CLI sends to the running service when tokens are configured."""
+
+
 def _service(ctx: click.Context, method: str, path: str) -> Any:
     """Ask the running service over its API (loopback)."""
     config = load_config(ctx)
     listen = config.url.rest_server
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
-    url = f"http://{host}:{listen.port}{path}"
+    verify: ssl.SSLContext | bool = False
+    if config.api.tls_cert:
+        # Our own certificate is the trust anchor; the name may not be the loopback address.
+        verify = ssl.create_default_context(cafile=config.api.tls_cert)
+        verify.check_hostname = False
+        verify.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    scheme = "https" if config.api.tls_cert else "http"
+    url = f"{scheme}://{host}:{listen.port}{path}"
+    token = os.environ.get(CLIENT_TOKEN_ENV)
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(method, url, timeout=5)
+        response = httpx.request(method, url, timeout=5, headers=headers, verify=verify)
     except httpx.HTTPError as exc:
         raise click.ClickException(f"salara is not answering at {url}: {exc}") from None
+    if response.status_code in (401, 403):
+        raise click.ClickException(
+            f"salara refused ({response.status_code}): set {CLIENT_TOKEN_ENV} to a token with the admin right"
+        )
     if response.status_code == 404 and method == "DELETE":
         raise click.ClickException("no such tracked call")
     response.raise_for_status()
@@ -408,6 +430,92 @@ def forget(ctx: click.Context, linkedid: str) -> None:
     """Stop tracking the call LINKEDID in the running service."""
     _service(ctx, "DELETE", f"/v1/tracked-calls/{quote(linkedid, safe='')}")
     click.echo(f"{linkedid} forgotten")
+
+
+@main.group()
+def token() -> None:
+    """API tokens: create (shown once, only its hash is stored), list, revoke."""
+
+
+def _csv(value: str) -> str:
+    return ",".join(part.strip() for part in value.split(",") if part.strip())
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--rights", required=True, help="Comma list of call, message, state, admin.")
+@click.option("--contexts", default="", help="Dialplan contexts calls/messages may use (default: default_context).")
+@click.option(
+    "--destinations",
+    default="",
+    help="Numbers calls may dial and messages may reach: ^regex (whole number), prefixes, or 'any'.",
+)
+@click.option("--rate", default="10/60", show_default=True, help="Calls+messages per seconds, or 'off'.")
+@click.option("--replace", is_flag=True, help="Replace an existing token of that name (the old one stops working).")
+@click.pass_context
+def token_create(
+    ctx: click.Context, name: str, rights: str, contexts: str, destinations: str, rate: str, replace: bool
+) -> None:
+    """Mint a token NAME and store its hash in the config file; the token is printed once.
+
+    The running service picks it up within a second. Example:
+    salara token create crm --rights call,message,state --destinations '^[0-9]{3,4}$'
+    """
+    path = _config_file(ctx)
+    existing = load_config(ctx).tokens
+    if name in existing and not replace:
+        raise click.ClickException(f"token {name} exists: revoke it, or give --replace")
+    wanted = {part.strip() for part in rights.split(",") if part.strip()}
+    if wanted & {"call", "message"} and not destinations.strip():
+        raise click.ClickException(
+            "calls and messages need --destinations: for example '^[0-9]{3,4}$' (internal numbers), "
+            "a prefix such as 8495, or 'any'"
+        )
+    secret = auth.new_token()
+    values = {
+        "hash": auth.hash_token(secret),
+        "rights": _csv(rights),
+        "contexts": _csv(contexts),
+        "destinations": destinations.strip(),
+        "rate": rate.strip(),
+    }
+    try:
+        config_module.save_token(path, name, values)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"token {name} saved to {path} (only its hash); it is shown this once:", err=True)
+    click.echo(secret)
+    click.echo('send it as "Authorization: Bearer <token>" or "X-API-Key: <token>"', err=True)
+
+
+@token.command("list")
+@click.pass_context
+def token_list(ctx: click.Context) -> None:
+    """List tokens: name, rights, contexts, destinations, rate (never the token)."""
+    config = load_config(ctx)
+    if not config.tokens:
+        click.echo("no tokens: only clients on loopback are served")
+    for name, entry in config.tokens.items():
+        click.echo(
+            f"{name}  rights={','.join(entry.rights) or '-'} "
+            f"contexts={','.join(entry.contexts) or config.general.default_context} "
+            f"destinations={' '.join(entry.destinations) or '-'} rate={entry.rate or 'off'}"
+        )
+
+
+@token.command("revoke")
+@click.argument("name")
+@click.pass_context
+def token_revoke(ctx: click.Context, name: str) -> None:
+    """Remove token NAME from the config file (the running service drops it within a second)."""
+    path = _config_file(ctx)
+    if name not in load_config(ctx).tokens:
+        raise click.ClickException(f"no token {name}")
+    try:
+        config_module.save_token(path, name, None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"token {name} revoked in {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

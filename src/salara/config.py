@@ -14,6 +14,7 @@ code carry their unit (``_s``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -22,9 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from salara import fields
 from salara.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -180,6 +183,129 @@ class Outbox(_Section):
     concurrency: int = Field(8, gt=0, le=256)
 
 
+class Api(_Section):
+    """``[api]``: HTTPS, who may use the API without a token, and what a client may send."""
+
+    tls_cert: str = ""
+    """PEM certificate (chain) file: with ``tls_key``, the API speaks HTTPS only."""
+    tls_key: str = ""
+    allow_remote_without_token: Flag = False
+    """Serve clients beyond loopback while no ``[token NAME]`` is configured (not advised)."""
+    max_body_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
+    max_fields: int = Field(32, ge=1, le=10_000)
+    """Fields of one request (query string and body together)."""
+    max_field_bytes: int = Field(1024, ge=64, le=1024 * 1024)
+    """Longest field name or value, in UTF-8 bytes."""
+    max_json_depth: int = Field(8, ge=1, le=1000)
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
+    """Request line and headers of one request."""
+    request_timeout: float = Field(10.0, gt=0, le=600)
+    """Seconds a client has to send a request's headers, and again its body."""
+    max_connections: int = Field(256, ge=1, le=100_000)
+    """Open connections (and requests in progress) before new requests get 503."""
+
+
+TOKEN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+"""What a ``[token NAME]`` may be called."""
+TOKEN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+RIGHTS = ("call", "message", "state", "admin")
+Right = Literal["call", "message", "state", "admin"]
+_PREFIX = re.compile(r"[0-9A-Za-z*#+]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``count`` calls and messages per ``per_s`` seconds (``10/60``)."""
+
+    count: int
+    per_s: float
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.per_s:g}"
+
+    @classmethod
+    def parse(cls, text: str) -> Rate | None:
+        """``COUNT/SECONDS``; ``off`` (or ``none``, ``0``) means no limit. Raises ValueError."""
+        text = text.strip().lower()
+        if text in ("off", "none", "0", "no"):
+            return None
+        count, sep, per = text.partition("/")
+        try:
+            rate = cls(int(count), float(per)) if sep else None
+        except ValueError:
+            rate = None
+        if rate is None or not 0 < rate.count <= 1_000_000 or not 0 < rate.per_s <= 86_400:
+            raise ValueError(f"{text!r} is not COUNT/SECONDS (for example 10/60) or off")
+        return rate
+
+
+def split_destinations(value: object) -> object:
+    """Split a destination allow-list: entries separated by spaces or commas.
+
+    A comma inside ``[...]`` or ``{...}`` belongs to a regular expression
+    (``^[0-9]{3,4}$`` is one entry).
+    """
+    if not isinstance(value, str):
+        return value
+    entries: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for char in value:
+        if char in "[{":
+            depth += 1
+        elif char in "]}" and depth:
+            depth -= 1
+        if char.isspace() or (char == "," and not depth):
+            entries.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    entries.append("".join(current))
+    return tuple(entry for entry in entries if entry)
+
+
+def _check_destinations(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        if entry == "any":
+            continue
+        if entry.startswith("^"):
+            try:
+                re.compile(entry)
+            except re.error as exc:
+                raise ValueError(f"{entry!r} is not a regular expression: {exc}") from None
+        elif not _PREFIX.fullmatch(entry):
+            raise ValueError(f"{entry!r} is neither a ^regex nor a number prefix (digits, letters, * # +)")
+    return entries
+
+
+def _check_contexts(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        try:
+            fields.context("contexts", entry)
+        except fields.FieldError as exc:
+            raise ValueError(exc.reason) from None
+    return entries
+
+
+class Token(_Section):
+    """``[token NAME]``: one API client, what it may do and how often.
+
+    Only the token's hash is stored. ``destinations`` lists what a call may
+    dial (its ``phone``) and whom a message may reach (its ``operator``):
+    ``^regex`` entries are matched against the whole number, other entries
+    are number prefixes, ``any`` allows every number; empty allows none.
+    """
+
+    hash: str = Field(pattern=TOKEN_HASH.pattern)
+    rights: Annotated[tuple[Right, ...], BeforeValidator(_split_list)] = ()
+    contexts: Annotated[StrList, AfterValidator(_check_contexts)] = ()
+    """Dialplan contexts calls and messages may name; empty: only ``default_context``."""
+    destinations: Annotated[
+        tuple[str, ...], BeforeValidator(split_destinations), AfterValidator(_check_destinations)
+    ] = ()
+    rate: Annotated[Rate | None, BeforeValidator(lambda v: Rate.parse(v) if isinstance(v, str) else v)] = Rate(10, 60)
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "general": General,
     "event": Event,
@@ -189,8 +315,11 @@ SECTIONS: dict[str, type[_Section]] = {
     "agi": Agi,
     "routing": Routing,
     "outbox": Outbox,
+    "api": Api,
 }
 SECRET_KEYS = frozenset({("ami", "secret"), ("url", "webhook_secret")})
+TOKEN_SECTION = "token "
+"""Token sections are ``[token NAME]``; the name keeps its case."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +334,11 @@ class Config:
     agi: Agi = Agi()
     routing: Routing = Routing()
     outbox: Outbox = Outbox()
+    api: Api = Api()
     routes: Mapping[str, str] = field(default_factory=dict)
     path: Path | None = None
+    tokens: Mapping[str, Token] = field(default_factory=dict)
+    """API tokens by name (``[token NAME]`` sections)."""
 
     def masked(self) -> dict[str, dict[str, object]]:
         """Every setting by section, secrets replaced by ``***`` (for ``show config``)."""
@@ -221,6 +353,14 @@ class Config:
                 values[key] = str(value) if isinstance(value, HostPort) else value
             out[name] = values
         out["route"] = dict(self.routes)
+        for name, token in self.tokens.items():
+            out[f"{TOKEN_SECTION}{name}"] = {
+                "hash": "***",
+                "rights": token.rights,
+                "contexts": token.contexts,
+                "destinations": " ".join(token.destinations),
+                "rate": str(token.rate) if token.rate else "off",
+            }
         return out
 
 
@@ -242,6 +382,14 @@ def _is_comment(line: str) -> bool:
     return not stripped or stripped[0] in ";#"
 
 
+def section_name(header: str) -> str:
+    """The name of a ``[header]``: lower case, but a token's own name keeps its case."""
+    header = header.strip()
+    if header.lower().startswith(TOKEN_SECTION):
+        return TOKEN_SECTION + header[len(TOKEN_SECTION) :].strip()
+    return header.lower()
+
+
 def parse_text(text: str) -> RawConfig:
     """Split the old module's format into sections; raises ConfigError on a bad line."""
     raw = RawConfig()
@@ -251,7 +399,7 @@ def parse_text(text: str) -> RawConfig:
             continue
         match = _SECTION_RE.match(line)
         if match:
-            section = match.group(1).strip().lower()
+            section = section_name(match.group(1))
             raw.sections.setdefault(section, {})
             continue
         if section is None:
@@ -295,9 +443,91 @@ def build(raw: RawConfig, path: Path | None = None) -> Config:
             bad_key = str(error["loc"][0]) if error["loc"] else None
             shown = "***" if (name, bad_key) in SECRET_KEYS else given.get(bad_key or "", "")
             raise ConfigError(name, bad_key, f"{error['msg']} (got {shown!r})") from None
+    tokens = _build_tokens(raw)
     for section in sorted(set(raw.sections) - set(SECTIONS) - {"route"}):
-        log.warning("config: section [%s] is not used by salara; ignored", section)
-    return Config(**values, routes=dict(raw.routes), path=path)
+        if not section.startswith(TOKEN_SECTION):
+            log.warning("config: section [%s] is not used by salara; ignored", section)
+    _check_api(values["api"])
+    _check_webhook_targets(values["url"])
+    return Config(**values, routes=dict(raw.routes), path=path, tokens=tokens)
+
+
+def _build_tokens(raw: RawConfig) -> dict[str, Token]:
+    tokens: dict[str, Token] = {}
+    hashes: dict[str, str] = {}
+    for section, given in raw.sections.items():
+        if not section.startswith(TOKEN_SECTION):
+            continue
+        name = section[len(TOKEN_SECTION) :]
+        if not TOKEN_NAME.fullmatch(name):
+            raise ConfigError(section, None, "a token name may hold only letters, digits, '_', '.' and '-'")
+        for key in sorted(set(given) - set(Token.model_fields)):
+            log.warning("config: [%s] %s is not a token setting; ignored", section, key)
+        try:
+            token = Token.model_validate(given)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            bad_key = str(error["loc"][0]) if error["loc"] else None
+            shown = "***" if bad_key == "hash" else given.get(bad_key or "", "")
+            message = error["msg"].removeprefix("Value error, ")
+            raise ConfigError(section, bad_key, f"{message} (got {shown!r})") from None
+        if token.hash in hashes:
+            raise ConfigError(section, "hash", f"the same token as [{TOKEN_SECTION}{hashes[token.hash]}]")
+        hashes[token.hash] = name
+        tokens[name] = token
+    return tokens
+
+
+def load_tokens(path: Path) -> dict[str, Token]:
+    """Only the ``[token NAME]`` sections of the file at ``path``; raises ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError("file", None, f"cannot read {path}: {exc.strerror}") from None
+    return _build_tokens(parse_text(text))
+
+
+def _check_api(api: Api) -> None:
+    if bool(api.tls_cert) != bool(api.tls_key):
+        missing = "tls_key" if api.tls_cert else "tls_cert"
+        raise ConfigError("api", missing, "HTTPS needs both tls_cert and tls_key")
+
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_local_host(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback or every address (``0.0.0.0``, ``::``)."""
+    host = host.strip("[]").lower()
+    if host in _LOCAL_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def _check_webhook_targets(url: Url) -> None:
+    """``dest_url`` and ``dest_url_event`` may not point at salara's own API (a loop)."""
+    own = url.rest_server
+    for key in ("dest_url", "dest_url_event"):
+        target = getattr(url, key)
+        if not target:
+            continue
+        try:
+            parts = urlsplit(target)
+            port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+        except ValueError:
+            raise ConfigError("url", key, f"{target!r} is not a URL") from None
+        host = (parts.hostname or "").lower()
+        if parts.scheme.lower() not in ("http", "https") or not host:
+            raise ConfigError("url", key, f"{target!r} is not an http(s) URL")
+        same_host = host == own.host.lower() or (is_local_host(host) and is_local_host(own.host))
+        if same_host and port == own.port:
+            raise ConfigError("url", key, f"points at salara's own API ([url] rest_server={own})")
 
 
 def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -372,20 +602,24 @@ def edit_route(text: str, caller: str, called: str | None) -> str:
 
 
 def save_route(path: Path, caller: str, called: str | None) -> None:
-    """Set (or with ``called=None`` delete) a route in the file at ``path``, atomically.
-
-    Writes a temporary file beside it, fsyncs, then renames over the original
-    (keeping its permissions), so a reader never sees half a file.
-    """
+    """Set (or with ``called=None`` delete) a route in the file at ``path``, atomically."""
     for what, value in (("caller", caller), ("called", called)):
         if value is not None and not re.fullmatch(r"[0-9A-Za-z_+*#.\-]{1,80}", value):
             raise ConfigError("route", value, f"{what} must be a dial string of digits/letters")
     text = path.read_text(encoding="utf-8")
-    updated = edit_route(text, caller, called)
+    replace_file(path, edit_route(text, caller, called))
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``text`` over ``path`` atomically, keeping its permissions.
+
+    Writes a temporary file beside it, fsyncs, then renames over the original,
+    so a reader never sees half a file.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(updated)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, path.stat().st_mode & 0o7777)
@@ -393,3 +627,49 @@ def save_route(path: Path, caller: str, called: str | None) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# -- editing token sections in place -----------------------------------------
+
+
+def edit_token(text: str, name: str, values: Mapping[str, str] | None) -> str:
+    """Return ``text`` with the ``[token NAME]`` section replaced, added or (``values=None``) removed.
+
+    Comments and every other section stay as they are; a replaced section
+    keeps its place, a new one is appended.
+    """
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    wanted = TOKEN_SECTION + name
+    start = None
+    end = len(lines)
+    for index, line in enumerate(lines):
+        match = _SECTION_RE.match(line)
+        if not match:
+            continue
+        if start is not None:
+            end = index
+            break
+        if section_name(match.group(1)) == wanted:
+            start = index
+    new = [f"[{wanted}]\n", *(f"{key} = {value}\n" for key, value in (values or {}).items())]
+    if start is None:
+        return "".join(lines) if values is None else "".join([*lines, *new])
+    kept_comments = [line for line in lines[start + 1 : end] if _is_comment(line)]
+    body = new if values is not None else []
+    return "".join([*lines[:start], *body, *kept_comments, *lines[end:]])
+
+
+def save_token(path: Path, name: str, values: Mapping[str, str] | None) -> None:
+    """Write (or with ``values=None`` remove) the ``[token NAME]`` section of the file, atomically.
+
+    The result must still load: a bad value raises :class:`ConfigError` and
+    the file is left as it was.
+    """
+    if not TOKEN_NAME.fullmatch(name):
+        raise ConfigError(TOKEN_SECTION + name, None, "a token name may hold only letters, digits, '_', '.' and '-'")
+    text = path.read_text(encoding="utf-8")
+    updated = edit_token(text, name, values)
+    _build_tokens(parse_text(updated))
+    replace_file(path, updated)

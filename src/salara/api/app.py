@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import salara
-from salara.api import compat
+from salara.api import compat, security
+from salara.auth import Security
 from salara.service import Telephony
 
 
@@ -15,9 +16,12 @@ def create_app(telephony: Telephony) -> FastAPI:
 
     Routes: ``GET /health`` (process alive), ``GET /ready`` (AMI logged in
     and Asterisk booted; 503 otherwise), and the compat endpoint (GET/POST on
-    any other path).
+    any other path). Every route but ``/health`` needs authentication
+    (:mod:`salara.api.security`).
     """
     app = FastAPI(title="salara", version=salara.__version__)
+    security.install(app, Security(telephony.config))
+    admin = [Depends(security.require("admin"))]
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:
@@ -32,7 +36,7 @@ def create_app(telephony: Telephony) -> FastAPI:
 
     tracker = telephony.tracker
 
-    @app.get("/v1/tracked-calls", tags=["operations"])
+    @app.get("/v1/tracked-calls", tags=["operations"], dependencies=admin)
     async def tracked_calls() -> list[dict[str, object]]:
         """Calls tracked for events: placed (make call) or routed by salara."""
         calls = tracker.calls.values() if tracker is not None else ()
@@ -47,7 +51,7 @@ def create_app(telephony: Telephony) -> FastAPI:
             for call in calls
         ]
 
-    @app.delete("/v1/tracked-calls/{linkedid}", tags=["operations"])
+    @app.delete("/v1/tracked-calls/{linkedid}", tags=["operations"], dependencies=admin)
     async def forget_tracked_call(linkedid: str) -> JSONResponse:
         """Stop tracking a call (its later events count as untracked)."""
         if tracker is None or not tracker.forget(linkedid):

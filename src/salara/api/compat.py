@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from salara.api.security import denial_headers, log_denial, principal
 from salara.compat import (
     ChannelStateQuery,
     CompatRequest,
@@ -27,29 +29,35 @@ from salara.compat import (
 )
 from salara.errors import AMIActionError, AMIError, AMIUnavailable, LocalProtocolError
 from salara.fields import FieldError
+from salara.guards import LimitError, RequestLimits, check_fields, json_depth_exceeds
 from salara.service import StateAnswer, Telephony
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
 
-
-def error(status: int, reason: str) -> JSONResponse:
+def error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The compat error answer."""
-    return JSONResponse({"result": -2, "text": f"Error: {reason}"}, status_code=status)
+    return JSONResponse({"result": -2, "text": f"Error: {reason}"}, status_code=status, headers=headers)
 
 
-def decode_fields(body: bytes, content_type: str, query: Mapping[str, str]) -> dict[str, object]:
+def decode_fields(
+    body: bytes, content_type: str, query: Mapping[str, str], limits: RequestLimits | None = None
+) -> dict[str, object]:
     """Merge the query string and the body (JSON object or form) into one mapping.
 
     Body fields win over query fields of the same name. Raises
-    :class:`RequestError` for a body that is neither a JSON object nor a form.
+    :class:`RequestError` for a body that is neither a JSON object nor a form,
+    :class:`~salara.guards.LimitError` for one beyond ``limits``.
     """
+    limits = limits or RequestLimits()
     data: dict[str, object] = dict(query)
+    check_fields(data, limits)
     stripped = body.strip()
     if not stripped:
         return data
     if "json" in content_type or stripped[:1] in (b"{", b"["):
+        if json_depth_exceeds(stripped, limits.max_json_depth):
+            raise LimitError(f"JSON nested deeper than {limits.max_json_depth} levels")
         try:
             decoded = json.loads(stripped)
         except (UnicodeDecodeError, ValueError) as exc:
@@ -57,15 +65,19 @@ def decode_fields(body: bytes, content_type: str, query: Mapping[str, str]) -> d
         if not isinstance(decoded, dict):
             raise RequestError("the JSON body must be an object")
         data.update(decoded)
+        check_fields(data, limits)
         return data
     try:
-        pairs = parse_qsl(stripped.decode(), keep_blank_values=True, strict_parsing=True)
+        pairs = parse_qsl(
+            stripped.decode(), keep_blank_values=True, strict_parsing=True, max_num_fields=limits.max_fields
+        )
     except (UnicodeDecodeError, ValueError):
-        raise RequestError("the body is neither a JSON object nor a form") from None
+        raise RequestError("the body is neither a JSON object nor a form (or has too many fields)") from None
     form: dict[str, object] = {}
     for key, value in pairs:
         form.setdefault(key, value)  # a repeated field: the first one counts
     data.update(form)
+    check_fields(data, limits)
     return data
 
 
@@ -89,16 +101,27 @@ async def answer(telephony: Telephony, request: CompatRequest) -> StateAnswer:
 async def handle(request: Request, telephony: Telephony) -> JSONResponse:
     """Serve one compat request: decode, validate, then (only then) touch AMI."""
     config = telephony.config
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    body = await request.body()  # already read within [api] limits by the security middleware
+    if len(body) > config.api.max_body_bytes:
+        return error(413, f"body larger than {config.api.max_body_bytes} bytes")
     try:
-        query = {key: value for key, value in reversed(request.query_params.multi_items())}
-        data = decode_fields(body, request.headers.get("content-type", ""), query)
+        items = request.query_params.multi_items()
+        if len(items) > config.api.max_fields:
+            raise LimitError(f"more than {config.api.max_fields} fields")
+        query = {key: value for key, value in reversed(items)}
+        data = decode_fields(body, request.headers.get("content-type", ""), query, RequestLimits.of(config.api))
         parsed = parse_request(data, config.keys, config.general.default_context)
+    except LimitError as exc:
+        log.info("compat request refused (%d): %s", exc.status, exc)
+        return error(exc.status, str(exc))
     except (RequestError, FieldError) as exc:
         log.info("compat request refused (400): %s", exc)
         return error(400, str(exc))
+    who = principal(request)
+    denial = request.app.state.security.check_compat(who, parsed, time.monotonic())
+    if denial is not None:
+        log_denial(request.method, request.url.path, request.client.host if request.client else None, who.name, denial)
+        return error(denial.status, denial.reason, denial_headers(denial))
     if not telephony.ami.ready:
         return error(503, "Asterisk (AMI) is not connected")
     try:
