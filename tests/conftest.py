@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -64,6 +65,8 @@ class SalaraProcess:
         self.log_path = workdir / "salara.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.headers: dict[str, str] = {}
+        self.verify: ssl.SSLContext | bool = True
+        """TLS verification for :meth:`start` and :meth:`post` (set ``url`` to https:// too)."""
         """Sent with the readiness probe and :meth:`post` (e.g. an API token)."""
         self.secrets: set[str] = configured_secrets((workdir / "salara.conf").read_text(), env)
         """Values that must never appear in this process's log (checked when the fixture ends)."""
@@ -83,7 +86,7 @@ class SalaraProcess:
                 raise AssertionError(f"salara exited early:\n{self.log()}")
             try:
                 path = "/ready" if wait_ready else "/health"
-                if httpx.get(self.url + path, timeout=1, headers=self.headers).status_code == 200:
+                if httpx.get(self.url + path, timeout=1, headers=self.headers, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -106,7 +109,7 @@ class SalaraProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def post(self, body: object, path: str = "/") -> httpx.Response:
-        return httpx.post(self.url + path, json=body, timeout=15, headers=self.headers)
+        return httpx.post(self.url + path, json=body, timeout=15, headers=self.headers, verify=self.verify)
 
     def leaked_secrets(self) -> list[str]:
         text = self.log()

@@ -14,6 +14,8 @@ code carry their unit (``_s``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import logging
 import os
@@ -117,6 +119,15 @@ class Event(_Section):
     """Seconds between checks of tracked calls against Asterisk's live channels."""
 
 
+def _webhook_secret(value: str) -> str:
+    if value.startswith("whsec_"):
+        try:
+            base64.b64decode(value[len("whsec_") :], validate=True)
+        except binascii.Error:
+            raise ValueError("a secret starting with whsec_ must go on in base64") from None
+    return value
+
+
 class Url(_Section):
     """``[url]``: API listen address, CRM URLs, good states, webhook options."""
 
@@ -126,7 +137,7 @@ class Url(_Section):
     good_status: IntList = (0,)
     tls_verify: Flag = True
     """Verify the CRM's TLS certificate (the old module never did)."""
-    webhook_secret: str = ""
+    webhook_secret: Annotated[str, AfterValidator(_webhook_secret)] = ""
     """When set, webhooks are signed the Standard Webhooks way."""
 
 

@@ -13,8 +13,10 @@ from typing import Final
 
 from salara.errors import SalaraError
 
-MAX_EXTENSION: Final = 80
-MAX_CONTEXT: Final = 80
+MAX_EXTENSION: Final = 79
+MAX_CONTEXT: Final = 79
+"""``AST_MAX_EXTENSION`` and ``AST_MAX_CONTEXT`` are 80-byte buffers with the NUL:
+Asterisk would silently cut an 80th byte off, and dial or query another name."""
 MAX_CHANNEL: Final = 255
 MAX_MESSAGE_BYTES: Final = 900
 """A ``MessageSend`` body must fit in one 1024-byte AMI line with its header."""

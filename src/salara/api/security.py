@@ -264,13 +264,18 @@ def check(request: Request, right: Right, context: str | None = None, number: st
     return denial
 
 
+def authorize(request: Request, right: Right, context: str | None = None, number: str | None = None) -> None:
+    """Like :func:`check`, but raises :class:`Refused` (answered by the handler :func:`install` adds)."""
+    denial = check(request, right, context, number)
+    if denial is not None:
+        raise Refused(denial)
+
+
 def require(right: Right) -> Callable[[Request], Principal]:
     """A FastAPI dependency: the request's principal, which must hold ``right`` (else 403)."""
 
     def dependency(request: Request) -> Principal:
-        denial = check(request, right)
-        if denial is not None:
-            raise Refused(denial)
+        authorize(request, right)
         return principal(request)
 
     return dependency
