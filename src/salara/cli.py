@@ -7,11 +7,13 @@ the credentials of the config file; they do not need the service running.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
 import ssl
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +28,7 @@ from salara import config as config_module
 from salara.ami.client import AMIClient
 from salara.app import ami_settings, serve, setup_logging
 from salara.config import Config
-from salara.errors import AMIError, ConfigError
+from salara.errors import ConfigError, SalaraError
 from salara.outbox import Outbox, Status
 from salara.service import Telephony
 from salara.webhooks import send_test_post
@@ -55,28 +57,36 @@ def emit(data: object) -> None:
 
 
 def with_telephony(ctx: click.Context, work: Callable[[Telephony], Awaitable[T]], timeout_s: float = 10) -> T:
-    """Connect to AMI, run ``work(telephony)``, disconnect. Errors become CLI errors."""
+    """Connect to AMI, run ``work(telephony)``, disconnect. Errors become CLI errors.
+
+    Gives up at once when AMI refuses the login, and after ``timeout_s``
+    seconds when it cannot be reached.
+    """
     config = load_config(ctx)
+    # A one-shot session: do not wait long for FullyBooted (needs read=system).
+    settings = dataclasses.replace(ami_settings(config), boot_timeout_s=2.0)
 
     async def run() -> T:
-        ami = AMIClient(ami_settings(config))
+        ami = AMIClient(settings)
         task = asyncio.create_task(ami.run())
         try:
-            try:
-                await ami.wait_ready(timeout_s)
-            except TimeoutError:
-                raise click.ClickException(
-                    f"cannot reach AMI at {config.ami.host}:{config.ami.port}: {ami.last_error or 'timeout'}"
-                ) from None
+            deadline = time.monotonic() + timeout_s
+            while not ami.ready:
+                refused = ami.last_error is not None and ami.last_error.startswith("AuthenticationError")
+                if refused or time.monotonic() > deadline:
+                    reason = ami.last_error or "timeout"
+                    raise click.ClickException(f"cannot use AMI at {config.ami.host}:{config.ami.port}: {reason}")
+                await asyncio.sleep(0.05)
             return await work(Telephony(ami, config))
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    # The one-shot session's reconnect warnings would only repeat the error shown.
     logging.getLogger("salara.ami").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(run())
-    except (AMIError, fields.FieldError) as exc:
+    except SalaraError as exc:
         raise click.ClickException(str(exc)) from None
 
 

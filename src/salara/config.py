@@ -401,12 +401,42 @@ def section_name(header: str) -> str:
     return header.lower()
 
 
+def _strip_comment(line: str) -> str:
+    """The line without its comment: Asterisk's rule, ``;`` starts one unless written ``\\;``."""
+    if ";" not in line:
+        return line
+    out = []
+    escaped = False
+    for char in line:
+        if escaped:
+            out.append(char if char == ";" else "\\" + char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ";":
+            break
+        else:
+            out.append(char)
+    if escaped:
+        out.append("\\")
+    return "".join(out)
+
+
 def parse_text(text: str) -> RawConfig:
-    """Split the old module's format into sections; raises ConfigError on a bad line."""
+    """Split the old module's format into sections; raises ConfigError on a bad line.
+
+    Asterisk's config syntax, as the old module read it through Asterisk:
+    ``;`` comments anywhere (``\\;`` for a literal one), ``key = value`` or
+    ``key => value``, whitespace around both ignored, a UTF-8 BOM allowed.
+    Errors name the line but never repeat its text (it may hold a secret).
+    """
     raw = RawConfig()
     section: str | None = None
-    for number, line in enumerate(text.splitlines(), 1):
-        if _is_comment(line):
+    for number, full_line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        if full_line.lstrip().startswith("#"):
+            continue  # Asterisk's #include/#exec directives are not followed
+        line = _strip_comment(full_line).strip()
+        if not line:
             continue
         match = _SECTION_RE.match(line)
         if match:
@@ -414,17 +444,17 @@ def parse_text(text: str) -> RawConfig:
             raw.sections.setdefault(section, {})
             continue
         if section is None:
-            raise ConfigError("?", None, f"line {number}: {line.strip()!r} before any [section]")
+            raise ConfigError("?", None, f"line {number}: a setting before any [section]")
         if section == "route":
-            caller, sep, called = line.strip().partition(":")
+            caller, sep, called = line.partition(":")
             if not sep or not caller.strip() or not called.strip():
-                raise ConfigError("route", line.strip(), f"line {number}: expected CALLER:CALLED")
+                raise ConfigError("route", None, f"line {number}: expected CALLER:CALLED")
             raw.routes[caller.strip()] = called.strip()
             continue
         key, sep, value = line.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(section, line.strip(), f"line {number}: expected key=value")
-        raw.sections[section][key.strip().lower()] = value.strip()
+            raise ConfigError(section, None, f"line {number}: expected key=value")
+        raw.sections[section][key.strip().lower()] = value.removeprefix(">").strip()
     return raw
 
 

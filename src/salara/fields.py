@@ -17,7 +17,8 @@ MAX_EXTENSION: Final = 79
 MAX_CONTEXT: Final = 79
 """``AST_MAX_EXTENSION`` and ``AST_MAX_CONTEXT`` are 80-byte buffers with the NUL:
 Asterisk would silently cut an 80th byte off, and dial or query another name."""
-MAX_CHANNEL: Final = 255
+MAX_CHANNEL: Final = 80
+"""``AST_CHANNEL_NAME``."""
 MAX_MESSAGE_BYTES: Final = 900
 """A ``MessageSend`` body must fit in one 1024-byte AMI line with its header."""
 
@@ -27,7 +28,9 @@ _EXTENSION = re.compile(r"[0-9A-Za-z*#+][0-9A-Za-z*#+._\-]*")
 _CONTEXT = re.compile(r"[0-9A-Za-z_\-][0-9A-Za-z_.\-]*")
 _CHANNEL = re.compile(r"[A-Za-z][A-Za-z0-9_]*/[!-~]+")
 _ENDPOINT = re.compile(r"[0-9A-Za-z_.+\-@]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Control characters, and lone UTF-16 surrogates (JSON "\ud800"), which no
+# UTF-8 line can carry.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 
 
 class FieldError(SalaraError):
@@ -43,7 +46,7 @@ def _check(name: str, value: str, pattern: re.Pattern[str], limit: int, kind: st
     if not value:
         raise FieldError(name, "is empty")
     if _CONTROL.search(value):
-        raise FieldError(name, "contains a control character (CR, LF, NUL...)")
+        raise FieldError(name, "contains a control character (CR, LF, NUL...) or a lone surrogate")
     if len(value.encode()) > limit:
         raise FieldError(name, f"is longer than {limit} bytes")
     if not pattern.fullmatch(value):
@@ -74,7 +77,7 @@ def endpoint(name: str, value: str) -> str:
 def message_text(name: str, value: str) -> str:
     """Text of a SIP MESSAGE: one line (AMI cannot carry CR/LF), tabs allowed."""
     if _CONTROL.search(value):
-        raise FieldError(name, "contains a control character (CR, LF, NUL...)")
+        raise FieldError(name, "contains a control character (CR, LF, NUL...) or a lone surrogate")
     if len(value.encode()) > MAX_MESSAGE_BYTES:
         raise FieldError(name, f"is longer than {MAX_MESSAGE_BYTES} bytes")
     return value

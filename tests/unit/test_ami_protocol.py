@@ -108,14 +108,14 @@ def test_old_follows_command_format() -> None:
     conn.receive_data(b"Asterisk Call Manager/2.10.0\r\n")
     conn.receive_data(
         b"Response: Follows\r\nPrivilege: Command\r\nActionID: c1\r\n"
-        b"line one\nline: two\n\nafter blank\n--END COMMAND--\r\n\r\n"
+        b"Channel: looks like a header\nline: two\n\nafter blank\n--END COMMAND--\r\n\r\n"
         b"Event: Hangup\r\nUniqueid: 1.2\r\n\r\n"
     )
     conn.next_event()
     response = conn.next_event()
     assert isinstance(response, Response)
     assert response.status == "Follows" and response.ok and response.action_id == "c1"
-    assert response.output == ["line one", "line: two", "", "after blank"]
+    assert response.output == ["Channel: looks like a header", "line: two", "", "after blank"]
     event = conn.next_event()
     assert isinstance(event, Event) and event.name == "Hangup"
     assert conn.next_event() is NEED_DATA

@@ -103,7 +103,7 @@ def test_masked_view_hides_token_hashes() -> None:
         ("[token x]\nhash = sha256:" + "0" * 64 + "\nrate = 0/60\n", "rate"),
         ("[token x]\nhash = sha256:" + "0" * 64 + "\ncontexts = a b\n", "contexts"),
         ("[token x]\nhash = sha256:" + "0" * 64 + "\ndestinations = ^[0-9\n", "destinations"),
-        ("[token x]\nhash = sha256:" + "0" * 64 + "\ndestinations = 8;9\n", "destinations"),
+        ("[token x]\nhash = sha256:" + "0" * 64 + "\ndestinations = 8/9\n", "destinations"),  # ";" starts a comment
         (token_section("a", "t" * 43) + token_section("b", "t" * 43), "same token"),
     ],
 )

@@ -25,9 +25,7 @@ def parse(data: dict[str, object], keys: Keys = KEYS) -> object:
 
 
 def test_request_kinds_in_spec_order() -> None:
-    assert parse({"operator": "8003", "phone": "0000", "msg": "hi"}) == SendMessage(
-        "8003", "0000", "hi", "from-crm"
-    )
+    assert parse({"operator": "8003", "phone": "0000", "msg": "hi"}) == SendMessage("8003", "0000", "hi", "from-crm")
     assert parse({"operator": 8003, "phone": "0000"}) == MakeCall("8003", "0000", "from-crm")
     assert parse({"exten": 9001, "context": "sim"}) == ExtensionStateQuery("9001", "sim")
     assert parse({"peer": "8001"}) == PeerStateQuery("8001")
@@ -83,3 +81,10 @@ def test_decode_fields_json_form_and_query() -> None:
     for bad in (b"{", b"[1]", b"\xff", b"no form here"):
         with pytest.raises(RequestError):
             decode_fields(bad, "", {})
+
+
+@pytest.mark.parametrize("key", ["peer", "exten", "chan", "context"])
+def test_lone_surrogates_are_refused(key: str) -> None:
+    data: dict[str, object] = {key: "8\ud8001"} if key != "context" else {"exten": "1", "context": "a\udc00"}
+    with pytest.raises(FieldError, match="surrogate"):
+        parse(data)

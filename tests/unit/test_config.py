@@ -63,8 +63,8 @@ def test_environment_overrides_the_file() -> None:
         ("[url]\ngood_status=0,x\n", "url", "good_status"),
         ("[url]\nrest_server=localhost:99999\n", "url", "rest_server"),
         ("[ami]\nport=0\n", "ami", "port"),
-        ("[route]\n8001\n", "route", "8001"),
-        ("[general]\njust a line\n", "general", "just a line"),
+        ("[route]\n8001\n", "route", None),
+        ("[general]\njust a line\n", "general", None),
     ],
 )
 def test_errors_name_the_section_and_key(tmp_path: Path, text: str, section: str, key: str) -> None:
@@ -74,7 +74,24 @@ def test_errors_name_the_section_and_key(tmp_path: Path, text: str, section: str
         config.load(path, environ={})
     assert caught.value.section == section
     assert caught.value.key == key
-    assert f"[{section}] {key}" in str(caught.value)
+    assert (f"[{section}] {key}" if key else f"[{section}]: line 2") in str(caught.value)
+
+
+def test_asterisk_syntax_bom_comments_and_arrows(tmp_path: Path) -> None:
+    path = tmp_path / "salara.conf"
+    path.write_text("\ufeff[general] ; main\ndefault => 710 ; the queue\n[ami]\nsecret = a\\;b;c\n[route]\n1:2 ; vip\n")
+    loaded = config.load(path, environ={})
+    assert loaded.general.default == "710"
+    assert loaded.ami.secret == "a;b"
+    assert loaded.routes == {"1": "2"}
+
+
+def test_a_malformed_line_is_not_repeated_in_the_error(tmp_path: Path) -> None:
+    path = tmp_path / "salara.conf"
+    path.write_text("[ami]\nsecret topsecret\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, environ={})
+    assert "topsecret" not in str(caught.value) and "line 2" in str(caught.value)
 
 
 def test_secret_never_appears_in_errors_or_masked_view(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -35,8 +36,13 @@ from salara.errors import (
 
 log = logging.getLogger(__name__)
 
+MAX_MESSAGE_BYTES = 8 << 20
+"""Largest single AMI message accepted (a Command answer can be big)."""
+
 EventListener = Callable[[Event], None]
 StateListener = Callable[[bool], None]
+ActionListener = Callable[[str, float, str], None]
+"""``listener(action_name, seconds, outcome)``; outcome ``success``, ``error``, ``timeout`` or ``lost``."""
 Fields = Mapping[str, str | int] | Iterable[tuple[str, str | int]]
 
 
@@ -81,6 +87,7 @@ class AMIClient:
         self.stats = AMIStats()
         self._event_listeners: list[EventListener] = []
         self._state_listeners: list[StateListener] = []
+        self._action_listeners: list[ActionListener] = []
         self._pending: dict[str, asyncio.Future[Response]] = {}
         self._event_waiters: dict[str, asyncio.Future[Event]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -89,6 +96,10 @@ class AMIClient:
         self._booted = asyncio.Event()
         self._ids = itertools.count(1)
         self._session = 0
+        # OriginateResponse events reach every AMI session: a per-process
+        # prefix keeps another client's ActionIDs from ever matching ours.
+        self._id_prefix = f"salara-{secrets.token_hex(4)}"
+        self._probe: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
     # -- public API ----------------------------------------------------------
@@ -110,13 +121,23 @@ class AMIClient:
         """Call ``listener(ready)`` whenever readiness changes."""
         self._state_listeners.append(listener)
 
+    def add_action_listener(self, listener: ActionListener) -> None:
+        """Call ``listener(name, seconds, outcome)`` when an action sent to Asterisk is done.
+
+        ``seconds`` is the time from writing the action to its answer (or to
+        the failure); ``outcome`` is ``success`` or ``error`` (Asterisk's
+        ``Response``), ``timeout`` or ``lost`` (the link dropped). For metrics:
+        it must be quick and must not raise.
+        """
+        self._action_listeners.append(listener)
+
     async def wait_ready(self, timeout_s: float | None = None) -> None:
         """Wait until ready; raises :class:`TimeoutError`."""
         async with asyncio.timeout(timeout_s):
             await self._ready.wait()
 
     def next_action_id(self) -> str:
-        return f"salara-{self._session}-{next(self._ids)}"
+        return f"{self._id_prefix}-{self._session}-{next(self._ids)}"
 
     async def action(
         self,
@@ -192,11 +213,15 @@ class AMIClient:
             except asyncio.CancelledError:
                 raise
             except AuthenticationError as exc:
-                self.last_error = str(exc)
+                self.last_error = f"AuthenticationError: {exc}"
                 log.error("AMI login refused for user %r: %s", self.settings.username, exc)
             except (OSError, ProtocolError, AMIError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("AMI %s:%d unavailable: %s", self.settings.host, self.settings.port, self.last_error)
+            except Exception as exc:
+                # Whatever went wrong, the client must live on and try again.
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("AMI session failed unexpectedly; reconnecting")
             finally:
                 self._drop_connection()
             # A session that lasted resets the backoff: that was a fresh failure.
@@ -213,7 +238,8 @@ class AMIClient:
         async with asyncio.timeout(settings.connect_timeout_s):
             reader, writer = await asyncio.open_connection(settings.host, settings.port)
         self._writer = writer
-        self._conn = conn = AMIConnection()
+        # Large enough for a big PBX's "core show channels" as one Command answer.
+        self._conn = conn = AMIConnection(max_message_bytes=MAX_MESSAGE_BYTES)
         self._booted.clear()
         reader_task = asyncio.create_task(self._read_loop(reader, conn), name="ami-reader")
         pinger: asyncio.Task[None] | None = None
@@ -296,9 +322,31 @@ class AMIClient:
                 await self._send(Action("Ping", self.next_action_id()), self.settings.action_timeout_s)
             except AMIError as exc:
                 log.warning("AMI ping failed (%s); reconnecting", exc)
-                if self._writer is not None:
-                    self._writer.close()
+                self._abort()
                 return
+
+    def _abort(self) -> None:
+        """Drop the link at once (a stuck peer would never drain a graceful close)."""
+        if self._writer is not None:
+            self._writer.transport.abort()
+
+    def _suspect(self) -> None:
+        """An action timed out: check the link now with a quick Ping, not at the next interval."""
+        if self._probe is not None and not self._probe.done():
+            return
+
+        async def probe() -> None:
+            try:
+                await self._send(Action("Ping", self.next_action_id()), min(5.0, self.settings.action_timeout_s))
+            except AMIUnavailable:
+                return
+            except AMIError:
+                log.warning("AMI does not answer a Ping; dropping the link to reconnect")
+                if self.ready:
+                    self._set_ready(False)
+                self._abort()
+
+        self._probe = asyncio.create_task(probe(), name="ami-probe")
 
     def _drop_connection(self) -> None:
         logged_in = self._conn is not None and self._booted.is_set()
@@ -340,7 +388,7 @@ class AMIClient:
 
     async def _send(self, action: Action, timeout_s: float | None) -> Response:
         conn, writer = self._conn, self._writer
-        if conn is None or writer is None or conn.closed:
+        if conn is None or writer is None or conn.closed or writer.is_closing():
             raise AMIUnavailable("AMI is not connected")
         if action.name not in ("Login", "Challenge") and not self.ready:
             raise AMIUnavailable("AMI is not logged in")
@@ -348,16 +396,36 @@ class AMIClient:
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[action.action_id] = future
         self.stats.actions += 1
+        started = time.perf_counter()
+        outcome = "lost"
         try:
-            writer.write(data)
+            try:
+                writer.write(data)
+                await writer.drain()
+            except (OSError, RuntimeError) as exc:  # the transport closed under us
+                raise AMIUnavailable(f"AMI link lost while sending: {exc}") from None
             async with asyncio.timeout(timeout_s or self.settings.action_timeout_s):
-                return await future
+                response = await future
+            outcome = "success" if response.ok else "error"
+            return response
         except TimeoutError:
+            outcome = "timeout"
+            if action.name != "Ping":
+                self._suspect()
             raise AMIError(f"{action.name}: no answer from Asterisk in time") from None
         finally:
             self._pending.pop(action.action_id, None)
             if not future.done():
                 conn.forget(action.action_id)
+            if self._action_listeners:
+                self._notify_action(action.name, time.perf_counter() - started, outcome)
+
+    def _notify_action(self, name: str, seconds: float, outcome: str) -> None:
+        for listener in self._action_listeners:
+            try:
+                listener(name, seconds, outcome)
+            except Exception:
+                log.exception("AMI action listener failed")
 
     def _on_response(self, response: Response) -> None:
         action_id = response.action_id
@@ -377,7 +445,7 @@ class AMIClient:
             log.warning("Asterisk is shutting down (Restart: %s)", event.get("Restart", "?"))
             if self.ready:
                 self._set_ready(False)
-        if self._event_waiters:
+        if self._event_waiters and name == "OriginateResponse":
             action_id = event.get("ActionID")
             waiter = self._event_waiters.get(action_id) if action_id else None
             if waiter is not None and not waiter.done():

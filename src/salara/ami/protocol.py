@@ -55,6 +55,7 @@ _END = b"\r\n\r\n"
 _FOLLOWS = b"Response: Follows"
 _END_COMMAND = b"--END COMMAND--"
 _FORBIDDEN = ("\r", "\n", "\0")
+_FOLLOWS_HEADERS = frozenset({"response", "privilege", "actionid", "message"})
 
 
 def check_value(value: str, what: str = "value") -> None:
@@ -144,8 +145,9 @@ def _parse_follows(raw: bytes) -> Response:
     lines = text.replace("\r\n", "\n").split("\n")
     index = 0
     while index < len(lines):
+        # Only these lead the raw body; an output line like "Channel: X" is output.
         name, sep, value = lines[index].partition(": ")
-        if not sep or " " in name or not name:
+        if not sep or name.lower() not in _FOLLOWS_HEADERS:
             break
         headers.append((name, value))
         index += 1
