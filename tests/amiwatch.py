@@ -95,6 +95,8 @@ class AMIRecorder:
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._closed = False
+        self.refusing = False
+        """While true, new connections are closed at once: the client cannot get back in."""
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -103,6 +105,9 @@ class AMIRecorder:
                 client, _ = self._server.accept()
             except OSError:
                 return
+            if self.refusing:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection((pbx.AMI_HOST, pbx.AMI_PORT), timeout=5)
             except OSError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -16,8 +17,11 @@ from salara.api.security import uvicorn_options
 from salara.auth import exposure_problem
 from salara.calls import CallTracker
 from salara.config import Config
+from salara.control import CallControl
 from salara.errors import ConfigError
 from salara.events import EventPipeline
+from salara.live import EventHub
+from salara.metrics import Metrics, Sources
 from salara.outbox import Outbox
 from salara.router import CrmLookup, Router, RouteTable
 from salara.service import Telephony
@@ -63,6 +67,13 @@ def crm_client(config: Config) -> httpx.AsyncClient:
     )
 
 
+class NoStore:
+    """The pipeline's store when there is no CRM to send events to: they go to the live stream only."""
+
+    def add(self, items: Sequence[tuple[str, bytes]], *, ids: Sequence[str] | None = None) -> list[str]:
+        return list(ids or ())
+
+
 @dataclass
 class Services:
     """Every long-lived part of a running salara."""
@@ -76,6 +87,9 @@ class Services:
     outbox: Outbox | None
     delivery: DeliveryWorker | None
     pipeline: EventPipeline | None
+    control: CallControl | None = None
+    hub: EventHub | None = None
+    metrics: Metrics | None = None
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -85,7 +99,11 @@ class Services:
         crm = crm_client(config)
         lookup = CrmLookup(crm, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
         router = Router(config, telephony, lookup, tracker, RouteTable(config.path, dict(config.routes)))
-        outbox = delivery = pipeline = None
+        control = CallControl(telephony)
+        control.attach()  # the active-call registry: AMI events, resync after each login
+        hub = EventHub()
+        outbox = delivery = None
+        extended = config.event.payload == "extended"
         if config.url.dest_url_event:
             outbox = Outbox(config.outbox.path, max_rows=config.outbox.max_rows)
             delivery = DeliveryWorker(
@@ -98,12 +116,24 @@ class Services:
                 retry_max_s=config.outbox.retry_max,
             )
             pipeline = EventPipeline(
-                tracker, outbox, extended=config.event.payload == "extended", notify=delivery.notify
+                tracker, outbox, extended=extended, notify=delivery.notify, live_listeners=[hub.publish]
             )
-            ami.add_event_listener(pipeline.on_event)
         else:
-            log.warning("no [url] dest_url_event: call events are not sent")
-        return cls(config, ami, tracker, telephony, router, crm, outbox, delivery, pipeline)
+            log.warning("no [url] dest_url_event: call events go to the live stream (/v1/events) only")
+            pipeline = EventPipeline(tracker, NoStore(), extended=extended, live_listeners=[hub.publish])
+        ami.add_event_listener(pipeline.on_event)
+        sources = Sources(
+            control=control,
+            hub=hub,
+            pipeline=pipeline,
+            outbox=outbox,
+            delivery=delivery,
+            router=router,
+            tracker=tracker,
+        )
+        metrics = Metrics(sources)
+        metrics.watch_ami(ami)
+        return cls(config, ami, tracker, telephony, router, crm, outbox, delivery, pipeline, control, hub, metrics)
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """Start the background work: AMI session, event delivery, tracked-call sweep."""
@@ -134,7 +164,7 @@ async def serve(config: Config) -> None:
     if problem is not None:
         raise ConfigError("url", "rest_server", problem)
     services = Services.build(config)
-    app = create_app(services.telephony)
+    app = create_app(services.telephony, control=services.control, hub=services.hub, metrics=services.metrics)
     listen = config.url.rest_server
     server = uvicorn.Server(
         uvicorn.Config(

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from salara.ami.client import AMIClient
@@ -121,14 +122,28 @@ class Telephony:
         code = _int(items[0].get("ChannelState"), 10)
         return StateAnswer(0, f"{channel_state_name(code)} ({code})")
 
-    async def make_call(self, operator: str, phone: str, context: str) -> tuple[StateAnswer, Placed | None]:
+    async def make_call(
+        self,
+        operator: str,
+        phone: str,
+        context: str,
+        *,
+        caller_id_name: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        on_originate: Callable[[str], None] | None = None,
+    ) -> tuple[StateAnswer, Placed | None]:
         """Click-to-call: ring the operator's device, then dial ``phone`` in ``context``.
 
         Checks the operator's extension state first (``ExtensionState``); only
         when it is good sends ``Originate`` (Async) of
         ``<operator_technology>/<operator>`` to ``phone@context`` priority 1,
-        CallerID the operator, ring timeout ``[event] timeout_makecall``.
-        Returns the state and, when placed, the Originate's ActionID and outcome.
+        CallerID ``"<caller_id_name or operator>" <operator>``, one
+        ``Variable: NAME=value`` per entry of ``variables``, ring timeout
+        ``timeout_s`` (default ``[event] timeout_makecall``) seconds.
+        ``on_originate(linkedid)`` runs right before the Originate is sent.
+        Every value must have been validated (``salara.fields``) by the caller.
+        Returns the state and, when placed, the call's Linkedid and outcome.
         """
         state = await self.extension_state(operator, context)
         if not self.is_good(state):
@@ -136,21 +151,25 @@ class Telephony:
             return state, None
         config = self.config
         linkedid = new_channel_id()
-        fields: dict[str, str | int] = {
-            "Channel": f"{config.general.operator_technology}/{operator}",
-            "Context": context,
-            "Exten": phone,
-            "Priority": 1,
-            "CallerID": f'"{operator}" <{operator}>',
-            "Timeout": int(config.event.timeout_makecall * 1000),
-            "ChannelId": linkedid,
-        }
+        ring_s = config.event.timeout_makecall if timeout_s is None else timeout_s
+        fields: list[tuple[str, str | int]] = [
+            ("Channel", f"{config.general.operator_technology}/{operator}"),
+            ("Context", context),
+            ("Exten", phone),
+            ("Priority", 1),
+            ("CallerID", f'"{caller_id_name or operator}" <{operator}>'),
+            ("Timeout", int(ring_s * 1000)),
+            ("ChannelId", linkedid),
+        ]
+        fields += [("Variable", f"{name}={value}") for name, value in (variables or {}).items()]
         tracker = self.tracker if config.event.watch_makecall else None
         if tracker is not None:
             # Tracked before the Originate leaves, so its first Newchannel counts.
             tracker.track(linkedid, operator, phone, "makecall", time.monotonic())
+        if on_originate is not None:
+            on_originate(linkedid)
         try:
-            _, outcome = await self.ami.originate(fields, timeout_s=config.event.timeout_makecall + 30)
+            _, outcome = await self.ami.originate(fields, timeout_s=ring_s + 30)
         except BaseException:
             if tracker is not None:
                 tracker.forget(linkedid)
@@ -182,6 +201,14 @@ class Telephony:
         if not self.is_good(state):
             log.info("message to %s refused: operator is %s", operator, state.text)
             return state, False
+        return state, await self.message_send(operator, phone, text) is None
+
+    async def message_send(self, operator: str, phone: str, text: str) -> str | None:
+        """AMI ``MessageSend`` to ``pjsip:<operator>`` from ``phone``, without a state check.
+
+        Returns None when Asterisk accepted the message, else Asterisk's reason
+        (e.g. ``Message failed to send.`` for an unregistered endpoint).
+        """
         try:
             await self.ami.action(
                 "MessageSend",
@@ -189,6 +216,6 @@ class Telephony:
             )
         except AMIActionError as exc:
             log.warning("message to %s not sent: %s", operator, exc.message)
-            return state, False
+            return exc.message or "refused"
         log.info("message from %s to %s sent", phone, operator)
-        return state, True
+        return None

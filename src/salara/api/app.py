@@ -1,33 +1,54 @@
-"""The HTTP application: health endpoints, then the compat endpoint on every other path."""
+"""The HTTP application: health, readiness and metrics, ``/v1``, then the compat endpoint on every other path."""
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 import salara
-from salara.api import compat, security
+from salara.api import compat, security, v1
 from salara.auth import Security
+from salara.control import CallControl
+from salara.live import EventHub
+from salara.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, Sources
 from salara.service import Telephony
 
 
-def create_app(telephony: Telephony) -> FastAPI:
+def create_app(
+    telephony: Telephony,
+    *,
+    control: CallControl | None = None,
+    hub: EventHub | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
     """Build the FastAPI app serving ``telephony``.
 
     Routes: ``GET /health`` (process alive), ``GET /ready`` (AMI logged in
-    and Asterisk booted; 503 otherwise), and the compat endpoint (GET/POST on
-    any other path). Every route but ``/health`` needs authentication
-    (:mod:`salara.api.security`).
+    and Asterisk booted; 503 otherwise), ``GET /metrics`` (Prometheus),
+    ``/v1`` (:mod:`salara.api.v1` over ``control`` and ``hub``), and the
+    compat endpoint (GET/POST on any other path). Every route but ``/health``
+    needs authentication (:mod:`salara.api.security`). Without ``control``,
+    ``hub`` or ``metrics`` (tests), fresh ones are made (not fed by AMI).
     """
-    app = FastAPI(title="salara", version=salara.__version__)
+    control = control if control is not None else CallControl(telephony)
+    hub = hub if hub is not None else EventHub()
+    metrics = metrics if metrics is not None else Metrics(Sources(ami=telephony.ami, control=control, hub=hub))
+    app = FastAPI(
+        title="salara",
+        version=salara.__version__,
+        description="Asterisk call control for CRMs: `/v1` (calls as resources, states, messages, live events). "
+        "The compat API of the old module answers on every other path and is not described here.",
+    )
     security.install(app, Security(telephony.config))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
+    v1.install_error_handlers(app)
     admin = [Depends(security.require("admin"))]
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"])
+    @app.get("/ready", tags=["operations"], responses={503: {"description": "AMI not logged in or not booted"}})
     async def ready() -> JSONResponse:
         ami = telephony.ami
         if ami.ready:
@@ -51,12 +72,35 @@ def create_app(telephony: Telephony) -> FastAPI:
             for call in calls
         ]
 
-    @app.delete("/v1/tracked-calls/{linkedid}", tags=["operations"], dependencies=admin)
+    @app.delete(
+        "/v1/tracked-calls/{linkedid}",
+        tags=["operations"],
+        dependencies=admin,
+        responses={404: {"model": v1.ErrorBody, "description": "No such tracked call"}},
+    )
     async def forget_tracked_call(linkedid: str) -> JSONResponse:
         """Stop tracking a call (its later events count as untracked)."""
         if tracker is None or not tracker.forget(linkedid):
             return JSONResponse({"error": "not_found", "message": "no such tracked call"}, 404)
         return JSONResponse({"forgotten": linkedid})
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+        dependencies=[Depends(security.require("state"))],
+    )
+    async def metrics_endpoint() -> Response:
+        """salara's metrics in the Prometheus text format (see :mod:`salara.metrics`)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    def authorize(request: Request, right: v1.Right, context: str | None, number: str | None) -> None:
+        denial = security.check(request, right, context, number)
+        if denial is not None:
+            raise security.Refused(denial)
+
+    app.include_router(v1.create_router(control, hub, authorize=authorize))
 
     # The compat endpoint answers on any path, so it is registered last.
     @app.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)

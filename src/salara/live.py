@@ -1,0 +1,199 @@
+"""The live event stream: salara's call events fanned out to ``GET /v1/events`` subscribers.
+
+:meth:`EventHub.publish` is an :class:`~salara.events.EventPipeline` live
+listener: it gets every CRM event the pipeline emits (the same events, and
+the same ids, as the webhooks) in the AMI reader task, formats it once as a
+Server-Sent Event and offers it to each subscriber's bounded queue without
+ever waiting. A subscriber whose queue is full is dropped (its stream ends
+with an ``event: dropped`` message), so a slow client never slows AMI
+reading and never holds memory beyond its queue. The number of subscribers
+is bounded too. The last ``replay_size`` events are kept so a client that
+reconnects with ``Last-Event-ID`` gets what it missed, while still in there.
+
+An SSE message::
+
+    id: 5f0c...e1
+    event: Hangup
+    data: {"event":"Hangup","chan":"PJSIP/8001-00000004","caller":"8001","exten":"9002",
+           "state":"UP","id":"5f0c...e1","uniqueid":"...","linkedid":"...","tracked":true,
+           "timestamp":"2026-11-29T14:25:01.134Z"}
+
+(``data`` is one line; it is the CRM event's compat payload plus its id,
+Uniqueid, Linkedid, whether the call is tracked and the time salara got it.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from salara.calls import CrmEvent
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES: Final = ("Newchannel", "Newexten", "Hangup", "AgentConnect")
+"""The call event types salara emits (SPEC §2)."""
+
+QUEUE_SIZE: Final = 1_000
+MAX_SUBSCRIBERS: Final = 32
+REPLAY_SIZE: Final = 1_000
+HEARTBEAT_S: Final = 15.0
+RETRY_MS: Final = 2_000
+"""Reconnection delay suggested to clients (the SSE ``retry`` field), milliseconds."""
+
+
+DROPPED_MESSAGE: Final = (
+    b'event: dropped\ndata: {"error":"subscriber_too_slow","message":"events came faster than they were read"}\n\n'
+)
+"""The last message of a stream that fell behind (no ``id``: the client keeps its last one)."""
+
+
+class TooManySubscribers(Exception):
+    """The hub already serves :attr:`EventHub.max_subscribers` streams."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    """One formatted event: its id, type, call and SSE bytes."""
+
+    id: str
+    name: str
+    linkedid: str
+    message: bytes
+
+
+def sse_message(event_id: str, name: str, data: object) -> bytes:
+    """One Server-Sent Event: ``id``, ``event`` and a one-line JSON ``data``."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {event_id}\nevent: {name}\ndata: {body}\n\n".encode()
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    """One stream's filter and bounded queue; ``None`` in the queue ends the stream."""
+
+    types: frozenset[str] | None
+    call: str | None
+    queue: asyncio.Queue[LiveEvent | None]
+    dropped: bool = False
+    sent: int = 0
+    created_at: float = field(default_factory=time.monotonic)
+
+    def wants(self, event: LiveEvent) -> bool:
+        return (self.types is None or event.name in self.types) and (self.call is None or event.linkedid == self.call)
+
+
+class EventHub:
+    """Fans call events out to live subscribers; never blocks the publisher."""
+
+    def __init__(
+        self,
+        *,
+        queue_size: int = QUEUE_SIZE,
+        max_subscribers: int = MAX_SUBSCRIBERS,
+        replay_size: int = REPLAY_SIZE,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
+        self.queue_size = queue_size
+        self.max_subscribers = max_subscribers
+        self.heartbeat_s = heartbeat_s
+        self.subscribers: set[Subscription] = set()
+        self.recent: deque[LiveEvent] = deque(maxlen=replay_size)
+        self.published = 0
+        self.dropped_subscribers = 0
+
+    def publish(self, crm_event: CrmEvent, event_id: str, body: bytes) -> None:
+        """The pipeline's live listener: format once, offer to every subscriber, never wait."""
+        self.published += 1
+        data: dict[str, object] = {
+            **crm_event.payload,
+            "id": event_id,
+            "uniqueid": crm_event.uniqueid,
+            "linkedid": crm_event.linkedid,
+            "tracked": crm_event.tracked,
+            "timestamp": _timestamp(time.time()),
+        }
+        event = LiveEvent(event_id, crm_event.name, crm_event.linkedid, sse_message(event_id, crm_event.name, data))
+        self.recent.append(event)
+        for subscription in tuple(self.subscribers):
+            if subscription.wants(event):
+                self._offer(subscription, event)
+
+    def _offer(self, subscription: Subscription, event: LiveEvent) -> None:
+        try:
+            subscription.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._drop(subscription)
+
+    def _drop(self, subscription: Subscription) -> None:
+        """A subscriber too slow to keep up: empty its queue and end its stream."""
+        subscription.dropped = True
+        self.subscribers.discard(subscription)
+        self.dropped_subscribers += 1
+        queue = subscription.queue
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(None)
+        log.warning("live event subscriber dropped: %d events queued and not read", self.queue_size)
+
+    def subscribe(
+        self, types: Iterable[str] | None = None, call: str | None = None, last_event_id: str | None = None
+    ) -> Subscription:
+        """A new subscription to events of ``types`` (None: all) of call ``call`` (None: all).
+
+        With ``last_event_id`` still among the recent events, the events after
+        it are queued first. Raises :class:`TooManySubscribers`.
+        """
+        if len(self.subscribers) >= self.max_subscribers:
+            raise TooManySubscribers(f"{self.max_subscribers} live event streams are open already")
+        subscription = Subscription(
+            frozenset(types) if types is not None else None, call, asyncio.Queue(self.queue_size)
+        )
+        if last_event_id:
+            replay = False
+            for event in tuple(self.recent):
+                if replay and subscription.wants(event):
+                    self._offer(subscription, event)
+                replay = replay or event.id == last_event_id
+            if subscription.dropped:
+                return subscription
+        self.subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscribers.discard(subscription)
+
+    async def stream(self, subscription: Subscription) -> AsyncIterator[bytes]:
+        """The SSE byte stream of a subscription: a ``retry`` hint, events, heartbeat comments.
+
+        Ends with ``event: dropped`` when the subscriber fell behind; cancelled
+        when the client goes away. Always unsubscribes.
+        """
+        try:
+            yield f"retry: {RETRY_MS}\n: salara live events\n\n".encode()
+            queue = subscription.queue
+            while True:
+                try:
+                    async with asyncio.timeout(self.heartbeat_s):
+                        event = await queue.get()
+                except TimeoutError:
+                    yield b": heartbeat\n\n"
+                    continue
+                if event is None:
+                    yield DROPPED_MESSAGE
+                    return
+                subscription.sent += 1
+                yield event.message
+        finally:
+            self.unsubscribe(subscription)
