@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 from salara.ami.client import AMIClient
 from salara.ami.messages import Event
-from salara.channels import Call, ChannelRegistry, known
+from salara.channels import HANDLED_EVENTS, Call, ChannelRegistry, known
 from salara.errors import AMIActionError, SalaraError
 from salara.service import Telephony
 from salara.states import channel_state_name, extension_state_name
@@ -299,6 +299,7 @@ class CallControl:
         self.clock = clock
         self.resyncs = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        telephony.observers.append(self)  # every call salara places, compat ones too
 
     # -- feeding the registry -------------------------------------------------
 
@@ -308,7 +309,19 @@ class CallControl:
         self.ami.add_state_listener(self.on_ami_state)
 
     def on_event(self, event: Event) -> None:
-        self.registry.on_event(event, self.clock())
+        if event.name in HANDLED_EVENTS:
+            self.registry.on_event(event, self.clock())
+
+    def originating(self, linkedid: str, operator: str, phone: str, context: str) -> None:
+        """:class:`~salara.service.CallObserver`: the call exists from before its Originate leaves."""
+        self.registry.originated(linkedid, operator, phone, context, self.clock())
+
+    def originated(self, linkedid: str, outcome: asyncio.Future[Event] | None) -> None:
+        """:class:`~salara.service.CallObserver`: record the OriginateResponse when it comes."""
+        if outcome is None:
+            self.registry.forget(linkedid)
+        else:
+            outcome.add_done_callback(lambda done: self._originate_done(linkedid, done))
 
     def on_ami_state(self, ready: bool) -> None:
         if not ready:
@@ -370,13 +383,6 @@ class CallControl:
         return await self.idempotency.run(idempotency_key, fingerprint, self.clock(), lambda: self._place(request))
 
     async def _place(self, request: PlaceCall) -> Call:
-        registry = self.registry
-        announced: list[str] = []
-
-        def announce(linkedid: str) -> None:
-            announced.append(linkedid)
-            registry.originated(linkedid, request.from_, request.to, request.context, self.clock())
-
         try:
             state, placed = await self.telephony.make_call(
                 request.from_,
@@ -385,12 +391,9 @@ class CallControl:
                 caller_id_name=request.caller_id_name,
                 variables=request.variables,
                 timeout_s=request.timeout_s,
-                on_originate=announce,
             )
-        except BaseException as exc:
-            for linkedid in announced:
-                registry.forget(linkedid)
-            if isinstance(exc, AMIActionError) and "does not exist" in exc.message.lower():
+        except AMIActionError as exc:
+            if "does not exist" in exc.message.lower():
                 raise Unprocessable(
                     f"{request.to}@{request.context} does not exist: the call was not placed",
                     error="no_such_extension",
@@ -403,9 +406,7 @@ class CallControl:
                 error="operator_unavailable",
                 details={"from": request.from_, "state": state.result, "state_text": state.text},
             )
-        linkedid = placed.linkedid
-        placed.outcome.add_done_callback(lambda done: self._originate_done(linkedid, done))
-        return self.call(linkedid)
+        return self.call(placed.linkedid)
 
     def _originate_done(self, linkedid: str, done: asyncio.Future[Event]) -> None:
         now = self.clock()

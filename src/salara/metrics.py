@@ -215,7 +215,11 @@ def _calls(control: CallControl) -> Iterator[Metric]:
     registry = control.registry
     yield GaugeMetricFamily("salara_calls_active", "Calls with live channels", len(registry.active()))
     yield GaugeMetricFamily("salara_channels_active", "Live channels", len(registry.channels))
-    yield CounterMetricFamily("salara_calls_originated", "Calls placed through /v1/calls", registry.originated_count)
+    yield CounterMetricFamily(
+        "salara_calls_originated",
+        "Calls salara placed (compat make call and POST /v1/calls)",
+        registry.originated_count,
+    )
     ended = CounterMetricFamily("salara_calls_ended", "Calls ended, by outcome", labels=["outcome"])
     for outcome in ("answered", "busy", "no_answer", "failed", "unknown"):
         ended.add_metric([outcome], max(registry.outcomes.get(outcome, 0), 0))

@@ -11,8 +11,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from salara.ami.client import AMIClient
 from salara.ami.messages import Event
@@ -60,6 +61,16 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
+class CallObserver(Protocol):
+    """Told about every call :meth:`Telephony.make_call` places (the active-call registry)."""
+
+    def originating(self, linkedid: str, operator: str, phone: str, context: str) -> None:
+        """Right before the ``Originate`` is sent."""
+
+    def originated(self, linkedid: str, outcome: asyncio.Future[Event] | None) -> None:
+        """Asterisk queued it (``outcome``: the future ``OriginateResponse``), or None: it was not sent."""
+
+
 class Telephony:
     """State queries and actions of the compat API (SPEC §1) over one AMI client."""
 
@@ -68,6 +79,8 @@ class Telephony:
         self.config = config
         self.tracker = tracker
         """Tracks placed calls for events when ``[event] watch_makecall`` is on."""
+        self.observers: list[CallObserver] = []
+        """Told about every call placed (compat make call and ``/v1``)."""
 
     def is_good(self, state: StateAnswer) -> bool:
         """Whether an extension state counts as available (``[url] good_status``)."""
@@ -131,7 +144,6 @@ class Telephony:
         caller_id_name: str | None = None,
         variables: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
-        on_originate: Callable[[str], None] | None = None,
     ) -> tuple[StateAnswer, Placed | None]:
         """Click-to-call: ring the operator's device, then dial ``phone`` in ``context``.
 
@@ -141,8 +153,8 @@ class Telephony:
         CallerID ``"<caller_id_name or operator>" <operator>``, one
         ``Variable: NAME=value`` per entry of ``variables``, ring timeout
         ``timeout_s`` (default ``[event] timeout_makecall``) seconds.
-        ``on_originate(linkedid)`` runs right before the Originate is sent.
-        Every value must have been validated (``salara.fields``) by the caller.
+        :attr:`observers` hear of it before it is sent and after. Every value
+        must have been validated (``salara.fields``) by the caller.
         Returns the state and, when placed, the call's Linkedid and outcome.
         """
         state = await self.extension_state(operator, context)
@@ -166,14 +178,18 @@ class Telephony:
         if tracker is not None:
             # Tracked before the Originate leaves, so its first Newchannel counts.
             tracker.track(linkedid, operator, phone, "makecall", time.monotonic())
-        if on_originate is not None:
-            on_originate(linkedid)
+        for observer in self.observers:
+            observer.originating(linkedid, operator, phone, context)
         try:
             _, outcome = await self.ami.originate(fields, timeout_s=ring_s + 30)
         except BaseException:
             if tracker is not None:
                 tracker.forget(linkedid)
+            for observer in self.observers:
+                observer.originated(linkedid, None)
             raise
+        for observer in self.observers:
+            observer.originated(linkedid, outcome)
         if tracker is not None:
             outcome.add_done_callback(lambda done: self._originate_done(linkedid, done))
         log.info("make call %s -> %s@%s queued (call %s)", operator, phone, context, linkedid)
