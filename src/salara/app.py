@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -189,6 +190,11 @@ async def serve(config: Config) -> None:
         config.ami.port,
     )
     tasks = services.tasks()
+    # uvicorn handles SIGINT/SIGTERM itself, then raises the signal again once
+    # it has stopped, to run the handler it found; make that one a no-op so the
+    # cleanup below runs and salara exits 0.
+    for handled in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(handled, lambda *_: None)
     try:
         await server.serve()
     finally:
