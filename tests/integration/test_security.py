@@ -556,3 +556,60 @@ def test_a_client_on_another_address_needs_a_token(salara_factory: SalaraFactory
         assert remote(tokens.monitor).startswith("200 ")
         assert f"from {address[:-1]}2" in salara.log()  # the refusal names the real peer
         salara.stop()
+
+
+# -- malformed HTTP ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /?exten=%ff%fe HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /%ff?exten=9001 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /?exten=%ZZ&exten=%0 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\n\xff\xfe\xfd\xfc",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\n\r\nexten=%ff",
+        b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nContent-Length: 0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: \xff, 127.0.0.1\r\n\r\n",
+        b"BREW /?exten=9001 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /?exten=9001\r\nAction: Originate HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,
+    ],
+    ids=[
+        "query-bad-utf8",
+        "path-bad-utf8",
+        "query-bad-escapes",
+        "negative-length",
+        "text-length",
+        "huge-length",
+        "bad-chunk",
+        "json-bad-utf8",
+        "form-bad-utf8",
+        "token-bad-utf8",
+        "forwarded-garbage",
+        "unknown-method",
+        "crlf-in-request-line",
+        "tls-hello-to-plain-http",
+    ],
+)
+def test_malformed_http_gets_4xx_or_a_closed_connection(
+    salara_factory: SalaraFactory, ami_recorder: AMIRecorder, raw: bytes
+) -> None:
+    salara = salara_factory(SALARA_AMI_PORT=str(ami_recorder.port), SALARA_API_REQUEST_TIMEOUT="2")
+    before = len(ami_recorder.actions())
+    with socket.create_connection(("127.0.0.1", salara.port)) as sock:
+        sock.sendall(raw)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        answer = _recv_all(sock, 5)
+    status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/1.1 ") else b""
+    assert not answer or status.startswith(b"4") or status == b"200", answer[:200]
+    if status == b"200":  # only a request that was in fact valid
+        assert raw.startswith((b"GET /?exten=%ZZ", b"GET / HTTP"))
+    assert [a for a in new_actions(ami_recorder, before) if a != "ExtensionState"] == []
+    assert "Traceback" not in salara.log()
+    assert salara.post({"exten": "9001"}).status_code == 200
