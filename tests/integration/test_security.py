@@ -572,7 +572,8 @@ def test_a_client_on_another_address_needs_a_token(salara_factory: SalaraFactory
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\n\xff\xfe\xfd\xfc",
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\n\r\nexten=%ff",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 9\r\n\r\nexten=%ff",
         b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nContent-Length: 0\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: \xff, 127.0.0.1\r\n\r\n",
         b"BREW /?exten=9001 HTTP/1.1\r\nHost: x\r\n\r\n",
