@@ -239,7 +239,18 @@ def start_phone() -> None:
     if not _pid("baresip"):
         _spawn("baresip", _chroot("/usr/bin/baresip", "-f", "/etc/baresip-8001"))
     _wait("phone 8001 registration", phone_registered, 20)
+    # After an Asterisk restart the hint reads Unavailable until the first qualify.
+    _wait("phone 8001 idle", phone_idle, 20)
     _log("phone 8001 registered")
+
+
+def phone_idle() -> bool:
+    """Whether the phone's hint (8001@phones) reads Idle."""
+    try:
+        reply = ami_command("Action: ExtensionState", f"Exten: {PHONE_ENDPOINT}", "Context: phones")
+    except (OSError, TimeoutError, ConnectionError):
+        return False
+    return "\r\nStatus: 0\r\n" in reply + "\r\n"
 
 
 def start() -> None:
