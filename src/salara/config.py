@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from salara import fields
 from salara.errors import ConfigError
@@ -66,20 +67,42 @@ class HostPort:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @classmethod
     def parse(cls, text: str, default_port: int | None = None) -> HostPort:
-        """Parse ``host:port`` (``[v6]:port`` too); raises ValueError."""
-        host, sep, port = text.strip().rpartition(":")
-        if not sep:
-            if default_port is None:
-                raise ValueError(f"{text!r} is not host:port")
-            host, port = text.strip(), str(default_port)
-        host = host.strip("[]")
+        """Parse ``host:port``, ``[v6]:port``, a bare host, or a bare port (host 127.0.0.1).
+
+        Raises ValueError, for example for an IPv6 address without brackets.
+        """
+        text = text.strip()
+        if text.isdigit():
+            host, port = "127.0.0.1", text
+        elif text.startswith("["):
+            host, close, rest = text[1:].partition("]")
+            port = rest.removeprefix(":") if rest.startswith(":") else ""
+            if not close or (rest and not rest.startswith(":")):
+                raise ValueError(f"{text!r} is not [address]:port")
+        elif text.count(":") > 1:
+            raise ValueError(f"{text!r}: write an IPv6 address in brackets, [address]:port")
+        else:
+            host, _, port = text.partition(":")
+        if not port and default_port is not None:
+            port = str(default_port)
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{text!r} is not host:port")
         return cls(host, int(port))
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _context(value: str) -> str:
+    try:
+        return fields.context("default_context", value)
+    except fields.FieldError as exc:
+        raise ValueError(exc.reason) from None
 
 
 def _host_port(default_port: int) -> BeforeValidator:
@@ -97,7 +120,7 @@ class General(_Section):
     """Fallback routing destination (for example a queue, ``710``)."""
     curlopt_timeout: float = Field(3.0, gt=0, le=300)
     """Seconds the CRM has to answer (routing lookup and each webhook POST)."""
-    default_context: str = "default"
+    default_context: Annotated[str, AfterValidator(_context)] = "default"
     """Dialplan context when a request names none."""
     operator_technology: str = Field("PJSIP", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     """Channel technology of the operator's device for make call (``PJSIP/8001``)."""
@@ -142,7 +165,7 @@ class Url(_Section):
 
 
 class Keys(_Section):
-    """``[keys]``: JSON key names of the compat API (SPEC §1)."""
+    """``[keys]``: JSON key names of the compat API (SPEC §1). Non-empty and distinct."""
 
     key_word: str = "personal_manager_internal_phone"
     key_operator: str = "operator"
@@ -153,6 +176,17 @@ class Keys(_Section):
     key_channel: str = "chan"
     key_context: str = "context"
 
+    @model_validator(mode="after")
+    def _distinct(self) -> Keys:
+        names = self.model_dump()
+        for key, value in names.items():
+            if not value.strip():
+                raise PydanticCustomError("empty_key", f"{key} may not be empty")
+        request_keys = [value for key, value in names.items() if key != "key_word"]
+        if len(set(request_keys)) != len(request_keys):
+            raise PydanticCustomError("duplicate_key", "two request fields share one JSON key name")
+        return self
+
 
 class Ami(_Section):
     """``[ami]``: how salara reaches the Asterisk Manager Interface."""
@@ -161,7 +195,7 @@ class Ami(_Section):
     port: int = Field(5038, gt=0, lt=65536)
     username: str = "salara"
     secret: str = ""
-    auth: Literal["md5", "plain"] = "md5"
+    auth: Annotated[Literal["md5", "plain"], BeforeValidator(_lower)] = "md5"
     ping_interval: float = Field(20.0, gt=0)
     reconnect_max: float = Field(5.0, gt=0)
 

@@ -57,9 +57,7 @@ def test_get_query_and_form_post_answer_like_json(salara: SalaraProcess) -> None
     set_device_state("Custom:9002", "NOT_INUSE")
 
 
-def test_make_call_rings_the_operator_then_dials_the_phone(
-    salara: SalaraProcess, ami_events: EventWatch
-) -> None:
+def test_make_call_rings_the_operator_then_dials_the_phone(salara: SalaraProcess, ami_events: EventWatch) -> None:
     answer = salara.post({"operator": "8001", "phone": "9002"})
     assert answer.json() == {"result": 0, "text": "Idle"}
     # The phone (PJSIP/8001) answers, then 9002 runs in the context.
@@ -236,3 +234,12 @@ def test_core_restart_reconnects_and_answers_again(salara: SalaraProcess) -> Non
     assert response.json()["text"] in ("Idle", "InUse", "Unavailable")
     pbx.after_boot()
     pbx.start_phone()  # the phone re-registers after the restart
+
+
+def test_other_methods_and_odd_paths_answer_in_the_compat_shape(salara: SalaraProcess) -> None:
+    for method in ("PUT", "DELETE", "PATCH"):
+        response = httpx.request(method, salara.url + "/", json={"exten": "9001"})
+        assert response.status_code == 405
+        assert response.json() == {"result": -2, "text": "Error: Method Not Allowed"}
+    odd = httpx.get(salara.url + "/a%0d%0ab?exten=9001")
+    assert 400 <= odd.status_code < 500 and odd.json()["result"] == -2

@@ -78,6 +78,9 @@ def test_decode_fields_json_form_and_query() -> None:
     }
     assert decode_fields(b"", "", {"exten": "2"}) == {"exten": "2"}
     assert decode_fields(b"exten=1", "", {"exten": "2", "context": "q"}) == {"exten": "1", "context": "q"}
+    # Forms are read as leniently as query strings.
+    assert decode_fields(b"exten=9001&", "", {}) == {"exten": "9001"}
+    assert decode_fields(b"a=1&&exten=2&submit", "", {}) == {"a": "1", "exten": "2", "submit": ""}
     for bad in (b"{", b"[1]", b"\xff", b"no form here"):
         with pytest.raises(RequestError):
             decode_fields(bad, "", {})

@@ -150,3 +150,38 @@ def test_route_edit_adds_a_missing_section_and_refuses_bad_values(tmp_path: Path
     with pytest.raises(ConfigError):
         config.save_route(path, "100\n[ami]", "200")
     assert config.load(path, environ={}).routes == {"100": "200"}
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [("5058", "127.0.0.1", 5058), ("0.0.0.0:80", "0.0.0.0", 80), ("[::1]:5058", "::1", 5058), ("pbx", "pbx", 4573)],
+)
+def test_host_port_forms(text: str, host: str, port: int) -> None:
+    parsed = config.HostPort.parse(text, 4573)
+    assert (parsed.host, parsed.port) == (host, port)
+    assert config.HostPort.parse(str(parsed)) == parsed
+
+
+@pytest.mark.parametrize("text", ["::1", "[::1", "host:0", "host:99999", ":80", "[::1]x"])
+def test_bad_host_port(text: str) -> None:
+    with pytest.raises(ValueError):
+        config.HostPort.parse(text, 4573)
+
+
+@pytest.mark.parametrize(
+    ("environ", "section"),
+    [
+        ({"SALARA_KEYS_KEY_PEER": "exten"}, "keys"),
+        ({"SALARA_KEYS_KEY_MSG": " "}, "keys"),
+        ({"SALARA_GENERAL_DEFAULT_CONTEXT": "a b"}, "general"),
+        ({"SALARA_GENERAL_DEFAULT_CONTEXT": ""}, "general"),
+    ],
+)
+def test_keys_and_default_context_are_validated(environ: dict[str, str], section: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, environ=environ)
+    assert caught.value.section == section
+
+
+def test_auth_is_case_insensitive() -> None:
+    assert config.load(None, environ={"SALARA_AMI_AUTH": "PLAIN"}).ami.auth == "plain"

@@ -68,9 +68,10 @@ def decode_fields(
         check_fields(data, limits)
         return data
     try:
-        pairs = parse_qsl(
-            stripped.decode(), keep_blank_values=True, strict_parsing=True, max_num_fields=limits.max_fields
-        )
+        if b"=" not in stripped:
+            raise ValueError("no field")
+        # As lenient as a query string: "exten=9001&" and "a=1&&b=2" are forms too.
+        pairs = parse_qsl(stripped.decode(), keep_blank_values=True, max_num_fields=limits.max_fields)
     except (UnicodeDecodeError, ValueError):
         raise RequestError("the body is neither a JSON object nor a form (or has too many fields)") from None
     form: dict[str, object] = {}

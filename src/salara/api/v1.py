@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
@@ -490,7 +490,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if not isinstance(request.scope.get("route"), V1Route):
-            return await http_exception_handler(request, exc)
+            # Outside /v1 a client speaks the compat API: answer in its shape.
+            headers = dict(exc.headers) if exc.headers else None
+            return JSONResponse({"result": -2, "text": f"Error: {exc.detail}"}, exc.status_code, headers)
         if exc.status_code == 400:  # FastAPI could not read the body at all (not UTF-8, not JSON)
             return ApiError(422, "validation_failed", f"invalid request: {exc.detail}").response()
         headers = dict(exc.headers) if exc.headers else None
