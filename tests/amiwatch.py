@@ -34,9 +34,7 @@ class EventWatch:
         self.events: list[Event] = []
         self._lock = threading.Lock()
         self._sock = socket.create_connection((pbx.AMI_HOST, pbx.AMI_PORT), timeout=5)
-        self._sock.sendall(
-            f"Action: Login\r\nUsername: {pbx.AMI_USER}\r\nSecret: {pbx.AMI_SECRET}\r\n\r\n".encode()
-        )
+        self._sock.sendall(f"Action: Login\r\nUsername: {pbx.AMI_USER}\r\nSecret: {pbx.AMI_SECRET}\r\n\r\n".encode())
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

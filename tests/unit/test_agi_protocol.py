@@ -322,12 +322,7 @@ def test_520_without_usage() -> None:
 
 
 def test_hangup_line_inside_usage_is_usage_text_and_pairing_holds() -> None:
-    data = (
-        b"520-Invalid command syntax.  Proper usage follows:\n"
-        b"HANGUP\n"
-        b"520 End of proper usage.\n"
-        b"200 result=1\n"
-    )
+    data = b"520-Invalid command syntax.  Proper usage follows:\nHANGUP\n520 End of proper usage.\n200 result=1\n"
     conn, events = replies_for(data, commands=2)
     assert [summary(e) for e in events] == [
         ("error", 520, SYNTAX, ("HANGUP",), "EXEC"),

@@ -216,9 +216,7 @@ async def test_endless_line_is_dropped(make_server: MakeServer, caplog: pytest.L
     writer.close()
 
 
-async def test_too_many_sessions_are_refused(
-    make_server: MakeServer, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_too_many_sessions_are_refused(make_server: MakeServer, caplog: pytest.LogCaptureFixture) -> None:
     release = asyncio.Event()
 
     async def handler(session: AGISession) -> None:
@@ -268,9 +266,7 @@ async def test_command_timeout_closes_the_session(make_server: MakeServer) -> No
     writer.close()
 
 
-async def test_dead_channel_then_asterisk_closes(
-    make_server: MakeServer, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_dead_channel_then_asterisk_closes(make_server: MakeServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     outcome: list[object] = []
 
