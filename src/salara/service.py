@@ -81,6 +81,7 @@ class Telephony:
         """Tracks placed calls for events when ``[event] watch_makecall`` is on."""
         self.observers: list[CallObserver] = []
         """Told about every call placed (compat make call and ``/v1``)."""
+        self._state_queries: dict[tuple[str, str], asyncio.Task[StateAnswer]] = {}
 
     def is_good(self, state: StateAnswer) -> bool:
         """Whether an extension state counts as available (``[url] good_status``)."""
@@ -90,7 +91,25 @@ class Telephony:
         """AMI ``ExtensionState``: the hint state of ``exten@context``.
 
         -1 ``Unknown`` when there is no such extension or it has no hint.
+        Identical queries made while one is in flight share its answer: CRMs
+        poll the same extensions in bursts, and the state a joiner gets was
+        read at most one AMI round trip before it asked.
         """
+        key = (exten, context)
+        query = self._state_queries.get(key)
+        if query is None:
+            query = asyncio.create_task(self._extension_state(exten, context))
+            self._state_queries[key] = query
+            query.add_done_callback(lambda done: self._query_done(key, done))
+        # Shielded: one caller giving up (client gone) must not cancel the others' answer.
+        return await asyncio.shield(query)
+
+    def _query_done(self, key: tuple[str, str], query: asyncio.Task[StateAnswer]) -> None:
+        self._state_queries.pop(key, None)
+        if not query.cancelled():
+            query.exception()  # retrieved here: every waiter may have gone
+
+    async def _extension_state(self, exten: str, context: str) -> StateAnswer:
         response = await self.ami.action("ExtensionState", {"Exten": exten, "Context": context})
         code = _int(response.get("Status"), -1)
         return StateAnswer(code, extension_state_name(code))

@@ -243,3 +243,22 @@ def test_other_methods_and_odd_paths_answer_in_the_compat_shape(salara: SalaraPr
         assert response.json() == {"result": -2, "text": "Error: Method Not Allowed"}
     odd = httpx.get(salara.url + "/a%0d%0ab?exten=9001")
     assert 400 <= odd.status_code < 500 and odd.json()["result"] == -2
+
+
+def test_a_burst_of_identical_state_queries_shares_ami_round_trips(
+    salara_factory: SalaraFactory, ami_recorder: AMIRecorder
+) -> None:
+    import asyncio
+
+    salara = salara_factory(SALARA_AMI_PORT=str(ami_recorder.port))
+    before = ami_recorder.actions().count("ExtensionState")
+
+    async def burst() -> list[dict[str, object]]:
+        async with httpx.AsyncClient(base_url=salara.url) as client:
+            answers = await asyncio.gather(*(client.post("/", json={"exten": "9001"}) for _ in range(40)))
+        return [answer.json() for answer in answers]
+
+    set_device_state("Custom:9001", "NOT_INUSE")
+    assert asyncio.run(burst()) == [{"result": 0, "text": "Idle"}] * 40
+    sent = ami_recorder.actions().count("ExtensionState") - before
+    assert 1 <= sent < 40

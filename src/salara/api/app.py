@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import salara
 from salara.api import compat, security, v1
@@ -39,6 +43,10 @@ def create_app(
         description="Asterisk call control for CRMs: `/v1` (calls as resources, states, messages, live events). "
         "The compat API of the old module answers on every other path and is not described here.",
     )
+    # Middleware added first runs innermost: this one after metrics and security,
+    # before routing. Starlette builds the stack at the first request, when
+    # app.routes holds every route.
+    app.add_middleware(CompatFastPath, telephony=telephony, routes=app.routes)
     security.install(app, Security(telephony.config))
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
     v1.install_error_handlers(app)
@@ -103,8 +111,55 @@ def create_app(
     app.include_router(v1.create_router(control, hub, authorize=authorize))
 
     # The compat endpoint answers on any path, so it is registered last.
-    @app.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+    @app.api_route(COMPAT_PATH, methods=["GET", "POST"], include_in_schema=False)
     async def compat_endpoint(request: Request) -> JSONResponse:
         return await compat.handle(request, telephony)
 
     return app
+
+
+COMPAT_PATH = "/{path:path}"
+
+
+class CompatFastPath:
+    """Serve the compat endpoint without FastAPI's routing, for speed.
+
+    Old CRMs poll states in bursts on the compat endpoint; matching every
+    ``/v1`` route's pattern, solving dependencies and the exception stack
+    cost more than the request itself. Requests for a path another route
+    owns, or with another method, go on to FastAPI unchanged; the answers
+    are the catch-all route's, byte for byte.
+    """
+
+    def __init__(self, app: ASGIApp, telephony: Telephony, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.telephony = telephony
+        self.route = next(r for r in routes if getattr(r, "path", None) == COMPAT_PATH)
+        exact: set[str] = set()
+        prefixes: set[str] = {"/v1/"}  # unknown /v1 paths answer in /v1's error shape
+        for route in routes:
+            path = getattr(route, "path", "")
+            if route is self.route or not path:
+                continue
+            if "{" in path:
+                prefixes.add(path.split("{", 1)[0])
+            else:
+                exact.add(path)
+        self.exact = frozenset(exact)
+        self.prefixes = tuple(sorted(prefixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or scope.get("method") not in ("GET", "POST")
+            or path in self.exact
+            or path.startswith(self.prefixes)
+            or "\n" in path
+            or "\r" in path
+        ):
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route  # as the router would set it (metrics label the route)
+        response = await compat.handle(Request(scope, receive), self.telephony)
+        await response(scope, receive, send)
