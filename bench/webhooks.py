@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=None, help="events/s of the latency phase")
     parser.add_argument("--batch", type=int, default=50, help="events per Outbox.add")
     parser.add_argument(
-        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (salara runs on asyncio)"
+        "--loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop (salara serve runs on uvloop)"
     )
     parser.add_argument("--crm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
