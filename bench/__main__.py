@@ -17,7 +17,6 @@ still run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import inspect
 import json
 import os
