@@ -7,6 +7,7 @@ demo:
 test:
 	./scripts/test.sh
 bench: setup
+	.venv/bin/python -m testpbx start
 	.venv/bin/python -m bench
 pbx-start:
 	.venv/bin/python -m testpbx start

@@ -156,7 +156,7 @@ def show_info(ctx: click.Context) -> None:
         status = await telephony.ami.action("CoreStatus")
         return {
             "asterisk_version": settings.get("AsteriskVersion"),
-            "asterisk_uptime": f"{status.get('CoreStartupDate')} {status.get('CoreStartupTime')}",
+            "asterisk_started": f"{status.get('CoreStartupDate')} {status.get('CoreStartupTime')}",
             "active_calls": status.get("CoreCurrentCalls"),
         }
 
