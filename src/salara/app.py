@@ -143,6 +143,7 @@ class Services:
         if self.delivery is not None:
             tasks.append(asyncio.create_task(self.delivery.run(), name="delivery"))
         if self.pipeline is not None:
+            self.ami.add_state_listener(self.pipeline.on_ami_state)
             sweep = self.pipeline.sweep_forever(
                 self.ami, config.event.sweep_interval, grace_s=config.event.timeout_makecall + 60
             )
@@ -180,7 +181,11 @@ async def serve(config: Config) -> None:
         )
     )
     agi = AGIServer(services.router.handle, config.agi.listen.host, config.agi.listen.port)
-    await agi.start()
+    try:
+        await agi.start()
+    except OSError as exc:
+        await services.close()
+        raise ConfigError("agi", "listen", f"cannot listen on {config.agi.listen}: {exc.strerror or exc}") from None
     log.info(
         "salara starting: API on %s://%s, FastAGI on %s, AMI %s:%d",
         "https" if config.api.tls_cert else "http",

@@ -10,6 +10,7 @@ Hangup was missed, checked against AMI ``CoreShowChannels``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -78,6 +79,7 @@ class EventPipeline:
         self._ids: list[str] = []
         self._flush_scheduled = False
         self.emitted = 0
+        self._resync = asyncio.Event()
         self.lost = 0
         """Events the outbox refused (disk full, unwritable file): counted, logged."""
 
@@ -113,11 +115,23 @@ class EventPipeline:
         self.emitted += len(batch)
         self.notify()
 
+    def on_ami_state(self, ready: bool) -> None:
+        """AMI state listener: after a (re)login, check at once what was missed while away."""
+        if ready:
+            self._resync.set()
+
     async def sweep_forever(self, ami: AMIClient, interval_s: float, grace_s: float) -> None:
-        """Every ``interval_s`` seconds drop tracked calls with no live channel left."""
+        """Every ``interval_s`` seconds, and after each AMI login, resynchronise call tracking.
+
+        Drops tracked calls with no live channel left, and channels whose
+        Hangup was missed, so the tracker's memory stays bounded.
+        """
         while True:
-            await asyncio.sleep(interval_s)
-            if not self.tracker.calls or not ami.ready:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await self._resync.wait()
+            self._resync.clear()
+            if not (self.tracker.calls or self.tracker.live) or not ami.ready:
                 continue
             try:
                 await self.sweep(ami, grace_s)

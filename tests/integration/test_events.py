@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from testpbx import pbx
-from tests.amiwatch import EventWatch
+from tests.amiwatch import AMIRecorder, EventWatch
 from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, SalaraProcess
 from tests.crm import FakeCrm, Received
 
@@ -356,3 +356,22 @@ def test_operator_commands(salara_factory: SalaraFactory, crm: FakeCrm, ami_even
     before = len(crm.events())
     assert run_cli(salara, "send", "post").startswith("HTTP 200")
     assert crm.events()[before].json()["event"] == "Test"
+
+
+def test_a_hangup_missed_while_disconnected_ends_tracking_after_reconnect(
+    salara_factory: SalaraFactory, crm: FakeCrm, ami_events: EventWatch, ami_recorder: AMIRecorder
+) -> None:
+    salara = salara_factory(config_text(crm), SALARA_AMI_PORT=str(ami_recorder.port))
+    make_call(salara, phone="9999")  # answers and waits until hung up
+    linkedid = operator_call(ami_events)
+    assert linkedid in run_cli(salara, "show", "tracked")
+    ami_recorder.refusing = True
+    ami_recorder.cut()  # salara cannot see the Hangup that follows
+    hangup_all()
+    wait_call_over(ami_events, linkedid)
+    assert linkedid in run_cli(salara, "show", "tracked")
+    ami_recorder.refusing = False  # back: the resync after login ends the call's tracking
+    deadline = time.monotonic() + 15
+    while linkedid in run_cli(salara, "show", "tracked"):
+        assert time.monotonic() < deadline, "tracking did not end after the reconnect"
+        time.sleep(0.2)
