@@ -11,8 +11,9 @@ own core and interpreter and is not the bottleneck; it notes when each
 of the machine on Linux) and hands the notes over at ``GET /dump``.
 
 The same events (compat JSON bodies, 5 per call, 100 calls interleaved at a
-time, as a busy PBX produces them) go two ways, with the same httpx client
-settings (:func:`salara.webhooks.make_client`), headers and concurrency:
+time, as a busy PBX produces them) go two ways, with the same aiohttp client
+settings (:func:`salara.webhooks.make_client`), request options, headers and
+concurrency:
 
 (a) baseline: ``concurrency`` coroutines posting the bodies straight from
     memory, no outbox;
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-import httpx
+import aiohttp
 
 from salara.outbox import Outbox, new_event_id
 from salara.webhooks import DeliveryWorker, make_client, webhook_headers
@@ -68,7 +69,7 @@ _OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\
 
 
 class _CRMProtocol(asyncio.Protocol):
-    """HTTP/1.1 with Content-Length bodies, enough for httpx's POSTs and GET /dump."""
+    """HTTP/1.1 with Content-Length bodies, enough for aiohttp's POSTs and GET /dump."""
 
     def __init__(self, notes: list[tuple[str, int]]) -> None:
         self.notes = notes
@@ -144,19 +145,22 @@ class CRMProcess:
         )
         assert self.proc.stdout is not None
         port = int(self.proc.stdout.readline())
-        self.url = httpx.URL(f"http://127.0.0.1:{port}/events")
+        self.url = f"http://127.0.0.1:{port}/events"
+        self._dump_url = f"http://127.0.0.1:{port}/dump"
 
-    async def dump(self, client: httpx.AsyncClient) -> dict[str, int]:
+    async def dump(self, client: aiohttp.ClientSession) -> dict[str, int]:
         """{event id: monotonic ns it arrived} since the last dump (the first arrival of each)."""
-        response = await client.get(self.url.copy_with(path="/dump"), timeout=60)
+        async with client.get(self._dump_url, timeout=aiohttp.ClientTimeout(total=60)) as response:
+            notes = await response.json()
         arrivals: dict[str, int] = {}
-        for event_id, at_ns in response.json():
+        for event_id, at_ns in notes:
             arrivals.setdefault(event_id, at_ns)
         return arrivals
 
     def close(self) -> None:
-        assert self.proc.stdin is not None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
+        self.proc.stdout.close()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -203,18 +207,19 @@ class Figures:
     p99_ms: float
 
 
-_TIMEOUT = httpx.Timeout(30.0)
+_TIMEOUT = aiohttp.ClientTimeout(total=30.0)
 
 
-async def _post(client: httpx.AsyncClient, url: httpx.URL, event: Event) -> None:
-    """Post one event as the worker does (URL parsed once, same headers), no outbox."""
+async def _post(client: aiohttp.ClientSession, url: str, event: Event) -> None:
+    """Post one event as the worker does (same headers and request options), no outbox."""
     event_id, _, body = event
     headers = webhook_headers(None, event_id, int(time.time()), body)
-    response = await client.post(url, content=body, headers=headers, timeout=_TIMEOUT)
-    response.raise_for_status()
+    async with client.post(url, data=body, headers=headers, timeout=_TIMEOUT, allow_redirects=False) as response:
+        await response.read()
+        response.raise_for_status()
 
 
-async def baseline_burst(url: httpx.URL, events: Sequence[Event], concurrency: int) -> float:
+async def baseline_burst(url: str, events: Sequence[Event], concurrency: int) -> float:
     """Seconds for ``concurrency`` posters to post every event straight from memory."""
     async with make_client(concurrency=concurrency) as client:
         await _post(client, url, events[0])  # connect before the clock starts (both ways do)
@@ -229,7 +234,7 @@ async def baseline_burst(url: httpx.URL, events: Sequence[Event], concurrency: i
         return time.perf_counter() - started
 
 
-async def baseline_paced(url: httpx.URL, events: Sequence[Event], concurrency: int, rate: float) -> dict[str, int]:
+async def baseline_paced(url: str, events: Sequence[Event], concurrency: int, rate: float) -> dict[str, int]:
     """Queue events at ``rate``; ``concurrency`` posters post them. {id: queued at, ns}."""
     queued_at: dict[str, int] = {}
     queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -275,14 +280,14 @@ async def _until_delivered(worker: DeliveryWorker, count: int) -> None:
 
 
 async def outbox_burst(
-    url: httpx.URL, events: Sequence[Event], concurrency: int, batch: int, workdir: Path
+    url: str, events: Sequence[Event], concurrency: int, batch: int, workdir: Path
 ) -> tuple[float, float]:
     """(seconds adding every event, seconds for the worker to deliver them all)."""
     with Outbox(workdir / "burst.db", max_rows=len(events) + 1) as outbox:
         fill_s = _fill(outbox, events, batch)
         async with make_client(concurrency=concurrency) as client:
             await _post(client, url, events[0])  # a duplicate: connect before the clock starts
-            worker = DeliveryWorker(outbox, str(url), client=client, concurrency=concurrency, timeout_s=30)
+            worker = DeliveryWorker(outbox, url, client=client, concurrency=concurrency, timeout_s=30)
             started = time.perf_counter()
             task = asyncio.create_task(worker.run())
             try:
@@ -294,13 +299,13 @@ async def outbox_burst(
 
 
 async def outbox_paced(
-    url: httpx.URL, events: Sequence[Event], concurrency: int, rate: float, workdir: Path
+    url: str, events: Sequence[Event], concurrency: int, rate: float, workdir: Path
 ) -> dict[str, int]:
     """Add events at ``rate`` while the worker delivers them. {id: added at, ns}."""
     added_at: dict[str, int] = {}
     with Outbox(workdir / "paced.db", max_rows=len(events) + 1) as outbox:
         async with make_client(concurrency=concurrency) as client:
-            worker = DeliveryWorker(outbox, str(url), client=client, concurrency=concurrency, timeout_s=30)
+            worker = DeliveryWorker(outbox, url, client=client, concurrency=concurrency, timeout_s=30)
 
             def submit(batch: Sequence[Event]) -> None:
                 now = time.monotonic_ns()
@@ -347,7 +352,7 @@ async def run(
     stream = make_events(events)
     crm = CRMProcess()
     try:
-        async with httpx.AsyncClient() as control:
+        async with aiohttp.ClientSession() as control:
             base_s = await baseline_burst(crm.url, stream, concurrency)
             base_rate = (len(stream) - 1) / base_s
             paced_rate = rate or base_rate / 2
@@ -362,7 +367,7 @@ async def run(
                 p50, p99 = _latencies_ms(added, await crm.dump(control))
     finally:
         crm.close()
-    baseline = Figures("(a) baseline: httpx, no outbox", len(stream), base_rate, base_p50, base_p99)
+    baseline = Figures("(a) baseline: aiohttp, no outbox", len(stream), base_rate, base_p50, base_p99)
     salara = Figures("(b) salara: outbox + worker", len(stream), len(stream) / deliver_s, p50, p99)
     return baseline, salara, len(stream) / fill_s
 

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 import uvicorn
 
 from salara.agi.server import AGIServer
@@ -39,10 +39,6 @@ def setup_logging(verbose: int) -> None:
         level=LOG_LEVELS.get(verbose, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if verbose < 3:
-        # Per-request lines of the HTTP client would drown everything else.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def ami_settings(config: Config) -> AMISettings:
@@ -58,13 +54,22 @@ def ami_settings(config: Config) -> AMISettings:
     )
 
 
-def crm_client(config: Config) -> httpx.AsyncClient:
-    """The HTTP client for CRM requests: TLS verified unless ``[url] tls_verify=no``."""
-    return httpx.AsyncClient(
-        verify=config.url.tls_verify,
-        timeout=config.general.curlopt_timeout,
-        follow_redirects=False,
-        headers={"user-agent": "salara"},
+CRM_CONNECTIONS = 100
+"""Routing lookups in flight at most (more wait for a connection, within their deadline)."""
+
+
+def crm_client(config: Config) -> aiohttp.ClientSession:
+    """The HTTP session for routing lookups (call it inside the event loop).
+
+    TLS verified unless ``[url] tls_verify=no``; each request takes at most
+    ``[general] curlopt_timeout`` seconds in all; redirects are not followed
+    (:class:`~salara.router.CrmLookup` asks for that on every request).
+    """
+    return make_client(
+        tls_verify=config.url.tls_verify,
+        concurrency=CRM_CONNECTIONS,
+        timeout_s=config.general.curlopt_timeout,
+        user_agent="salara",
     )
 
 
@@ -84,7 +89,7 @@ class Services:
     tracker: CallTracker
     telephony: Telephony
     router: Router
-    crm: httpx.AsyncClient
+    crm: aiohttp.ClientSession
     outbox: Outbox | None
     delivery: DeliveryWorker | None
     pipeline: EventPipeline | None
@@ -151,7 +156,7 @@ class Services:
         return tasks
 
     async def close(self) -> None:
-        await self.crm.aclose()
+        await self.crm.close()
         if self.outbox is not None:
             self.outbox.close()
 

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import http.client
 import json
 import logging
 import os
 import ssl
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import aiohttp
 import click
-import httpx
 
 import salara
 from salara import auth, fields
@@ -339,7 +342,9 @@ def send_post(ctx: click.Context, body: str | None, url: str | None) -> None:
                 tls_verify=config.url.tls_verify,
             )
         )
-    except httpx.HTTPError as exc:
+    except TimeoutError:
+        raise click.ClickException(f"{target}: no answer within {config.general.curlopt_timeout:g} s") from None
+    except aiohttp.ClientError as exc:
         raise click.ClickException(f"{target}: {type(exc).__name__}: {exc}") from None
     click.echo(f"HTTP {status} {text[:500]}")
 
@@ -394,32 +399,41 @@ CLIENT_TOKEN_ENV = "SALARA_CLIENT_TOKEN"
 
 
 def _service(ctx: click.Context, method: str, path: str) -> Any:
-    """Ask the running service over its API (loopback)."""
+    """Ask the running service over its API (loopback): its JSON answer.
+
+    Raises :class:`click.ClickException` when it does not answer within 5 s,
+    refuses the token, or answers another error.
+    """
     config = load_config(ctx)
     listen = config.url.rest_server
     host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
-    verify: ssl.SSLContext | bool = False
+    context: ssl.SSLContext | None = None
     if config.api.tls_cert:
         # Our own certificate is the trust anchor; the name may not be the loopback address.
-        verify = ssl.create_default_context(cafile=config.api.tls_cert)
-        verify.check_hostname = False
-        verify.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        context = ssl.create_default_context(cafile=config.api.tls_cert)
+        context.check_hostname = False
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     scheme = "https" if config.api.tls_cert else "http"
     url = f"{scheme}://{host}:{listen.port}{path}"
     token = os.environ.get(CLIENT_TOKEN_ENV)
     headers = {"authorization": f"Bearer {token}"} if token else {}
+    # Straight to our own port: never through a proxy named in the environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
-        response = httpx.request(method, url, timeout=5, headers=headers, verify=verify)
-    except httpx.HTTPError as exc:
+        with opener.open(urllib.request.Request(url, method=method, headers=headers), timeout=5) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code in (401, 403):
+            raise click.ClickException(
+                f"salara refused ({exc.code}): set {CLIENT_TOKEN_ENV} to a token with the admin right"
+            ) from None
+        if exc.code == 404 and method == "DELETE":
+            raise click.ClickException("no such tracked call") from None
+        raise click.ClickException(f"salara answered HTTP {exc.code} at {url}") from None
+    except (OSError, http.client.HTTPException) as exc:  # URLError and timeouts are OSErrors
         raise click.ClickException(f"salara is not answering at {url}: {exc}") from None
-    if response.status_code in (401, 403):
-        raise click.ClickException(
-            f"salara refused ({response.status_code}): set {CLIENT_TOKEN_ENV} to a token with the admin right"
-        )
-    if response.status_code == 404 and method == "DELETE":
-        raise click.ClickException("no such tracked call")
-    response.raise_for_status()
-    return response.json()
+    return json.loads(body)
 
 
 @show.command("tracked")

@@ -12,6 +12,7 @@ only the variables are set and the dialplan after the AGI line dials.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from salara import fields
 from salara.agi.protocol import AGIError
@@ -43,27 +44,31 @@ class CrmLookup:
 
     ``dest_url`` ending in ``=`` (``...?phone=``): GET with the caller's
     number appended; otherwise POST ``{"phone": "<number>"}``. The JSON
-    answer's ``key_word`` (string or integer) names the extension.
+    answer's ``key_word`` (string or integer) names the extension. Redirects
+    are not followed; ``client``'s own timeout bounds each request, and the
+    router bounds the lookup again by its deadline.
     """
 
-    def __init__(self, client: httpx.AsyncClient, url: str, key_word: str) -> None:
+    def __init__(self, client: aiohttp.ClientSession, url: str, key_word: str) -> None:
         self.client = client
         self.url = url
         self.key_word = key_word
 
     async def lookup(self, caller: str) -> str:
-        """The extension the CRM names for ``caller``; raises :class:`LookupFailed`."""
+        """The extension the CRM names for ``caller``; raises :class:`LookupFailed` or TimeoutError."""
         try:
             if self.url.endswith("="):
-                response = await self.client.get(self.url + quote(caller, safe=""))
+                request = self.client.get(self.url + quote(caller, safe=""), allow_redirects=False)
             else:
-                response = await self.client.post(self.url, json={"phone": caller})
-        except httpx.HTTPError as exc:
+                request = self.client.post(self.url, json={"phone": caller}, allow_redirects=False)
+            async with request as response:
+                body = await response.read()
+        except aiohttp.ClientError as exc:
             raise LookupFailed(f"{type(exc).__name__}: {exc}") from None
-        if not response.is_success:
-            raise LookupFailed(f"HTTP {response.status_code}")
+        if not 200 <= response.status < 300:
+            raise LookupFailed(f"HTTP {response.status}")
         try:
-            answer = response.json()
+            answer = json.loads(body)
         except ValueError:
             raise LookupFailed("answer is not JSON") from None
         value = answer.get(self.key_word) if isinstance(answer, dict) else None

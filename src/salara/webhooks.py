@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-import httpx
+import aiohttp
 
 from salara import __version__
 from salara.outbox import Claimed, Outbox, Result, new_event_id
@@ -49,10 +49,12 @@ log = logging.getLogger(__name__)
 SECRET_PREFIX: Final = "whsec_"
 SIGNATURE_VERSION: Final = "v1"
 USER_AGENT: Final = f"salara/{__version__}"
+CLAIM_WINDOW: Final = 4
+"""Events a worker keeps claimed per sender: one being posted, the rest waiting for a free sender."""
 ERROR_TEXT_CHARS: Final = 200
 """How much of a refusing answer's body goes to the attempt log."""
 
-ClientFactory = Callable[[], httpx.AsyncClient]
+ClientFactory = Callable[[], aiohttp.ClientSession]
 
 # -- signatures ----------------------------------------------------------------
 
@@ -126,16 +128,23 @@ def webhook_headers(key: bytes | None, msg_id: str, timestamp: int, body: bytes)
 # -- HTTP ----------------------------------------------------------------------
 
 
-def make_client(*, tls_verify: bool = True, concurrency: int = 8) -> httpx.AsyncClient:
-    """An HTTP client for the CRM: certificates verified unless ``tls_verify`` is false.
+def make_client(
+    *, tls_verify: bool = True, concurrency: int = 8, timeout_s: float = 300.0, user_agent: str = USER_AGENT
+) -> aiohttp.ClientSession:
+    """An HTTP session for the CRM; call it inside a running event loop (aiohttp needs one).
 
-    Keeps up to ``concurrency`` connections alive; redirects are not followed
-    (an event is posted where it was configured to go, nowhere else).
+    Certificates are verified against the system's trust store unless
+    ``tls_verify`` is false. At most ``concurrency`` connections are open at a
+    time (a request waits for one), and they are kept alive for the next
+    request. A request takes at most ``timeout_s`` seconds in all unless it
+    gives its own ``timeout`` (TimeoutError past it). Every request sends
+    ``user-agent: user_agent``. Redirects are never followed: every request
+    of salara passes ``allow_redirects=False`` (aiohttp has no session-wide
+    switch). Proxy variables of the environment are not used.
     """
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(
-        verify=tls_verify, limits=limits, follow_redirects=False, headers={"user-agent": USER_AGENT}
-    )
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=tls_verify)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, headers={"user-agent": user_agent})
 
 
 async def send_test_post(
@@ -144,22 +153,24 @@ async def send_test_post(
     *,
     secret: str = "",
     timeout_s: float = 3.0,
-    client: httpx.AsyncClient | None = None,
+    client: aiohttp.ClientSession | None = None,
     tls_verify: bool = True,
 ) -> tuple[int, str]:
     """POST ``body`` once the way events are posted (SPEC §5 ``send post``): (status, answer text).
 
     The request gets a fresh ``webhook-id`` and, with a secret, a signature.
-    Raises :class:`httpx.HTTPError` when the CRM cannot be reached or does
-    not answer within ``timeout_s``; ValueError for a malformed ``whsec_`` secret.
+    Raises :class:`aiohttp.ClientError` when the CRM cannot be reached,
+    TimeoutError when the whole exchange takes over ``timeout_s`` seconds,
+    ValueError for a malformed ``whsec_`` secret.
     """
     key = secret_key(secret) if secret else None
     headers = webhook_headers(key, new_event_id(), int(time.time()), body)
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(make_client(tls_verify=tls_verify, concurrency=1))
-        response = await client.post(url, content=body, headers=headers, timeout=timeout_s)
-        return response.status_code, response.text
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with client.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as response:
+            return response.status, await response.text(errors="replace")
 
 
 def retry_delay_s(failures: int, minimum_s: float, maximum_s: float) -> float:
@@ -187,16 +198,19 @@ class DeliveryStats:
 class DeliveryWorker:
     """Posts the outbox's due events to ``url``. Run :meth:`run` as a task; cancel it to stop.
 
-    ``client`` is an :class:`httpx.AsyncClient` (owned by the caller) or a
-    factory called once per :meth:`run` (the worker closes what it made);
-    None makes one with :func:`make_client` (TLS verified). ``secret`` signs
-    the requests (see the module doc). ``timeout_s`` bounds each request.
+    ``client`` is an :class:`aiohttp.ClientSession` (owned by the caller) or
+    a factory called once per :meth:`run`, inside the loop (the worker closes
+    what it made); None makes one with :func:`make_client` (TLS verified).
+    ``secret`` signs the requests (see the module doc). ``timeout_s`` bounds
+    each request as a whole (connect, send, read the answer); redirects are
+    not followed.
 
-    ``concurrency`` senders post; the worker keeps up to as many claimed
-    events again waiting for them, so a sender goes straight on to the next
-    event (claimed events are in flight for the outbox: a crash makes them
-    due again). The worker looks at the outbox when :meth:`notify` says
-    events were added, when requests end, when the next retry is due, and
+    ``concurrency`` senders post; the worker keeps up to ``CLAIM_WINDOW - 1``
+    times as many claimed events waiting for them, so a sender goes straight
+    on to the next event (claimed events are in flight for the outbox: a
+    crash makes them due again). The worker looks at the outbox when
+    :meth:`notify` says events were added, when a request ends and fewer than
+    ``concurrency`` events are left waiting, when the next retry is due, and
     otherwise every ``idle_poll_s`` (events re-queued by another process);
     each look stores the outcomes so far and claims more in one transaction.
     When the CRM cannot be reached at all (connection refused, timeout), it
@@ -211,7 +225,7 @@ class DeliveryWorker:
         outbox: Outbox,
         url: str,
         *,
-        client: httpx.AsyncClient | ClientFactory | None = None,
+        client: aiohttp.ClientSession | ClientFactory | None = None,
         secret: str = "",
         concurrency: int = 8,
         timeout_s: float = 3.0,
@@ -239,9 +253,7 @@ class DeliveryWorker:
         self.stats = DeliveryStats()
         self._client_option = client
         self._key = secret_key(secret) if secret else None
-        # Parsed once: httpx would parse a str on every request.
-        self._url = httpx.URL(url)
-        self._timeout = httpx.Timeout(timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._wake = asyncio.Event()
         self._claimed: dict[int, Claimed] = {}
         """Every event claimed and not yet recorded: queued, being posted, or with a result."""
@@ -292,9 +304,9 @@ class DeliveryWorker:
         self._claimed.clear()
         self._queue = asyncio.Queue()
 
-    async def _open_client(self, stack: contextlib.AsyncExitStack) -> httpx.AsyncClient:
+    async def _open_client(self, stack: contextlib.AsyncExitStack) -> aiohttp.ClientSession:
         option = self._client_option
-        if isinstance(option, httpx.AsyncClient):
+        if isinstance(option, aiohttp.ClientSession):
             return option
         made = option() if option is not None else make_client(concurrency=self.concurrency)
         return await stack.enter_async_context(made)
@@ -339,7 +351,7 @@ class DeliveryWorker:
         if self._unreachable:
             # CRM unreachable: one probe at a time, after the pause.
             return 1 - claimed if now >= self._paused_until else 0
-        return 2 * self.concurrency - claimed
+        return CLAIM_WINDOW * self.concurrency - claimed
 
     def _sleep_s(self, now: float, room_left: int) -> float:
         """How long to wait for a wake-up (a notify or a finished request) before looking again."""
@@ -352,7 +364,7 @@ class DeliveryWorker:
             return self.idle_poll_s
         return min(max(due - now, 0.0), self.idle_poll_s)
 
-    async def _sender(self, client: httpx.AsyncClient) -> None:
+    async def _sender(self, client: aiohttp.ClientSession) -> None:
         while True:
             event = await self._queue.get()
             self._posting += 1
@@ -361,21 +373,28 @@ class DeliveryWorker:
             finally:
                 self._posting -= 1
             self._results.append(result)
-            self._wake.set()
+            # Look again only when the senders may soon run dry: each look
+            # is one commit, so the outcomes of busy times go in batches.
+            if self._queue.qsize() < self.concurrency:
+                self._wake.set()
 
-    async def _attempt(self, client: httpx.AsyncClient, event: Claimed) -> Result:
+    async def _attempt(self, client: aiohttp.ClientSession, event: Claimed) -> Result:
         at = time.time()
         status: int | None = None
         error = ""
         try:
             headers = webhook_headers(self._key, event.id, int(at), event.body)
-            response = await client.post(self._url, content=event.body, headers=headers, timeout=self._timeout)
-            status = response.status_code
+            async with client.post(
+                self.url, data=event.body, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                # Read to the end, so the connection goes back to the pool.
+                answer = await response.read()
+            status = response.status
             if not 200 <= status < 300:
-                error = f"HTTP {status}: {response.text[:ERROR_TEXT_CHARS]}"
-        except httpx.TimeoutException:
+                error = f"HTTP {status}: {answer.decode(errors='replace')[:ERROR_TEXT_CHARS]}"
+        except TimeoutError:
             error = f"no answer within {self.timeout_s:g} s"
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a bug must not leave the event in flight for good
             log.exception("webhook %s: unexpected failure", event.id)

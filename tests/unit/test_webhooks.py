@@ -14,19 +14,24 @@ import asyncio
 import base64
 import contextlib
 import json
+import shutil
 import signal
+import ssl
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import aiohttp
 import pytest
 
 from salara.outbox import Counts, Outbox
 from salara.webhooks import (
+    USER_AGENT,
     DeliveryWorker,
+    make_client,
     retry_delay_s,
     secret_key,
     send_test_post,
@@ -64,9 +69,14 @@ async def answer_200(request: Request) -> int:
 
 
 class RecordingCRM:
-    """A CRM on 127.0.0.1 that records requests and answers per ``policy``."""
+    """A CRM on 127.0.0.1 that records requests and answers per ``policy``.
 
-    def __init__(self) -> None:
+    ``tls`` makes it HTTPS; ``reply_headers`` (CRLF-terminated lines) go into every answer.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        self.reply_headers = b""
         self.received: list[Request] = []
         self.answered: list[tuple[Request, int]] = []
         self.policy: Policy = answer_200
@@ -78,10 +88,10 @@ class RecordingCRM:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/events"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -120,8 +130,8 @@ class RecordingCRM:
                     self.active -= 1
                 reply = b'{"result":0}'
                 writer.write(
-                    b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                    % (status, len(reply), reply)
+                    b"HTTP/1.1 %d X\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (status, self.reply_headers, len(reply), reply)
                 )
                 await writer.drain()
                 self.answered.append((request, status))
@@ -275,6 +285,7 @@ async def test_events_are_posted_signed_with_their_outbox_id(crm: RecordingCRM, 
     for request in crm.received:
         assert request.method == "POST" and request.path == "/events"
         assert request.headers["content-type"] == "application/json"
+        assert request.headers["user-agent"] == USER_AGENT
         assert request.body == json.dumps({"event": request.name}).encode()
         assert request.id == ids[request.name]
         assert verify(SECRET, request.headers, request.body)
@@ -348,7 +359,7 @@ async def test_crm_down_then_back_gets_every_event_once_delivered(crm: Recording
     assert {r.id for r in crm.received} == set(ids.values())
     assert all(r.id == ids[r.name] for r in crm.received)
     assert calls(crm.received) == {"A": ["A1", "A2", "A3"], "B": ["B1", "B2"], "C": ["C1", "C2"], "D": ["D1"]}
-    assert "ConnectError" in (worker.stats.last_error or "")
+    assert "ClientConnectorError" in (worker.stats.last_error or "")
 
 
 CHILD = """
@@ -493,8 +504,65 @@ async def test_send_test_post(crm: RecordingCRM) -> None:
     assert request.body == b'{"event":"Test"}' and len(request.id) == 32
     assert verify(SECRET, request.headers, request.body)
     await crm.stop()
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(aiohttp.ClientConnectorError):
         await send_test_post(crm.url, b"{}")
+
+
+async def test_redirects_are_not_followed(crm: RecordingCRM, outbox: Outbox) -> None:
+    async def policy(request: Request) -> int:
+        return 307 if request.path == "/events" else 200
+
+    crm.policy = policy
+    crm.reply_headers = b"Location: /elsewhere\r\n"
+    worker = fast_worker(outbox, crm.url, concurrency=1)
+    async with running(worker):
+        ids = add(outbox, worker, "A1")
+        await until(lambda: worker.stats.retried >= 2, "two refused attempts")
+    assert {request.path for request in crm.received} == {"/events"}
+    assert outbox.attempts(ids["A1"])[0].http_status == 307
+    status, _ = await send_test_post(crm.url, b"{}")
+    assert status == 307 and crm.received[-1].path == "/events"
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "crm.crt", tmp_path / "crm.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=crm",
+            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_certificates_are_verified_unless_turned_off(self_signed: tuple[Path, Path], outbox: Outbox) -> None:
+    cert, key = self_signed
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    crm = RecordingCRM(tls)
+    await crm.start()
+    try:
+        worker = fast_worker(outbox, crm.url, concurrency=1)  # verifies: a self-signed certificate is refused
+        async with running(worker):
+            add(outbox, worker, "A1")
+            await until(lambda: worker.stats.retried >= 1, "a refused attempt")
+        assert crm.received == [] and "certificate" in (worker.stats.last_error or "").lower()
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await send_test_post(crm.url, b"{}")
+        unverified = DeliveryWorker(
+            outbox, crm.url, client=lambda: make_client(tls_verify=False), retry_min_s=0.02, retry_max_s=0.1
+        )
+        async with running(unverified):
+            await until(lambda: len(crm.delivered()) == 1, "delivered without verification")
+        assert (await send_test_post(crm.url, b"{}", tls_verify=False))[0] == 200
+    finally:
+        await crm.stop()
 
 
 def test_worker_refuses_bad_settings(outbox: Outbox) -> None:
