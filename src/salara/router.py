@@ -31,12 +31,27 @@ from salara.config import Config, parse_text
 from salara.errors import AMIError, ConfigError
 from salara.routing import AnswerCache, CircuitBreaker, Decision, Source, candidates, choose
 from salara.service import Telephony
+from salara.webhooks import read_limited
 
 log = logging.getLogger(__name__)
 
 
 class LookupFailed(Exception):
-    """The CRM gave no usable destination; the message says why."""
+    """The CRM gave no usable destination; the message says why.
+
+    ``definitive`` is true when the CRM answered properly that it names no
+    one for this caller (404, or an answer without a usable ``key_word``): a
+    working CRM, so it does not count against the circuit breaker, and a
+    cached older answer must not override it.
+    """
+
+    def __init__(self, reason: str, *, definitive: bool = False) -> None:
+        super().__init__(reason)
+        self.definitive = definitive
+
+
+MAX_ANSWER_BYTES = 64 * 1024
+"""Largest CRM answer read; a routing answer is a few dozen bytes."""
 
 
 class CrmLookup:
@@ -62,22 +77,26 @@ class CrmLookup:
             else:
                 request = self.client.post(self.url, json={"phone": caller}, allow_redirects=False)
             async with request as response:
-                body = await response.read()
+                body = await read_limited(response, MAX_ANSWER_BYTES)
         except aiohttp.ClientError as exc:
             raise LookupFailed(f"{type(exc).__name__}: {exc}") from None
+        if response.status == 404:
+            raise LookupFailed("HTTP 404: the CRM knows no one for this caller", definitive=True)
         if not 200 <= response.status < 300:
             raise LookupFailed(f"HTTP {response.status}")
+        if body is None:
+            raise LookupFailed(f"answer larger than {MAX_ANSWER_BYTES} bytes")
         try:
             answer = json.loads(body)
-        except ValueError:
-            raise LookupFailed("answer is not JSON") from None
+        except (ValueError, RecursionError):
+            raise LookupFailed("answer is not JSON (or nested too deep)") from None
         value = answer.get(self.key_word) if isinstance(answer, dict) else None
         if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-            raise LookupFailed(f"answer has no usable {self.key_word!r}")
+            raise LookupFailed(f"answer has no usable {self.key_word!r}", definitive=True)
         try:
             return fields.extension(self.key_word, str(value))
         except fields.FieldError as exc:
-            raise LookupFailed(str(exc)) from None
+            raise LookupFailed(str(exc), definitive=True) from None
 
 
 class RouteTable:
@@ -150,19 +169,31 @@ class Router:
         if not self.breaker.allow(now):
             error = "circuit open: CRM failing, lookup skipped"
         else:
+            healthy = False
             try:
                 async with asyncio.timeout(budget_s):
                     exten = await self.lookup.lookup(caller)
             except TimeoutError:
                 error = f"CRM did not answer within {budget_s:.2f} s"
-                self.breaker.failure(time.monotonic())
             except LookupFailed as exc:
                 error = str(exc)
-                self.breaker.failure(time.monotonic())
+                if exc.definitive:
+                    healthy = True
+                    self.cache.forget(caller)
+                    return None, Source.CRM, error
+            except Exception as exc:  # whatever the CRM did, the caller is still routed
+                log.exception("CRM lookup for %s failed unexpectedly", caller)
+                error = f"{type(exc).__name__}: {exc}"
             else:
-                self.breaker.success()
+                healthy = True
                 self.cache.put(caller, exten, time.monotonic())
                 return exten, Source.CRM, None
+            finally:
+                # Settled on every path, so a half-open trial never stays open for good.
+                if healthy:
+                    self.breaker.success()
+                else:
+                    self.breaker.failure(time.monotonic())
         cached = self.cache.get(caller, time.monotonic())
         return (cached, Source.CACHE, error) if cached else (None, Source.CRM, error)
 
@@ -217,7 +248,13 @@ class Router:
             log.warning("FastAGI route: %s; call left alone", exc)
             return
         caller = request.callerid if request.callerid not in ("", "unknown") else ""
-        routed = await self.decide(caller, context)
+        try:
+            routed = await self.decide(caller, context)
+        except Exception:
+            # A bug must not leave the caller unrouted: fall back without the CRM.
+            log.exception("routing %s failed; using the table and default", caller)
+            options = candidates(caller, None, Source.CRM, self.table.current(), self.config.general.default)
+            routed = Routed(choose(options, {}, self.config.url.good_status), 0.0, "routing failed")
         decision = routed.decision
         try:
             await session.set_variable("SALARA_ROUTE", decision.exten or "")

@@ -141,6 +141,10 @@ class AnswerCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    def forget(self, caller: str) -> None:
+        """Drop a caller's answer (the CRM now says it names no one)."""
+        self._entries.pop(caller, None)
+
     def get(self, caller: str, now: float) -> str | None:
         """The cached answer if younger than ``max_age_s``, else None."""
         entry = self._entries.get(caller)

@@ -54,6 +54,9 @@ CLAIM_WINDOW: Final = 4
 ERROR_TEXT_CHARS: Final = 200
 """How much of a refusing answer's body goes to the attempt log."""
 
+MAX_ANSWER_BYTES = 64 * 1024
+"""Largest CRM answer to an event read; the CRM's answer is only logged."""
+
 ClientFactory = Callable[[], aiohttp.ClientSession]
 
 # -- signatures ----------------------------------------------------------------
@@ -144,7 +147,26 @@ def make_client(
     """
     connector = aiohttp.TCPConnector(limit=concurrency, ssl=tls_verify)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, headers={"user-agent": user_agent})
+    # No compression: a few-kilobyte gzip answer could inflate to gigabytes.
+    headers = {"user-agent": user_agent, "accept-encoding": "identity"}
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers, auto_decompress=False)
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The answer's body if it is at most ``limit`` bytes, else None (the rest is not read).
+
+    A CRM answer is tiny; reading it whole would let a broken or hostile CRM
+    fill salara's memory. An answer read to its end keeps the connection
+    for reuse; a longer one is dropped with its connection.
+    """
+    body = await response.content.read(limit + 1)
+    while len(body) <= limit:
+        more = await response.content.read(limit + 1 - len(body))
+        if not more:
+            return body
+        body += more
+    response.close()
+    return None
 
 
 async def send_test_post(
@@ -170,7 +192,8 @@ async def send_test_post(
             client = await stack.enter_async_context(make_client(tls_verify=tls_verify, concurrency=1))
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         async with client.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as response:
-            return response.status, await response.text(errors="replace")
+            answer = await read_limited(response, MAX_ANSWER_BYTES)
+            return response.status, answer.decode(errors="replace") if answer is not None else "(answer too large)"
 
 
 def retry_delay_s(failures: int, minimum_s: float, maximum_s: float) -> float:
@@ -387,11 +410,12 @@ class DeliveryWorker:
             async with client.post(
                 self.url, data=event.body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
-                # Read to the end, so the connection goes back to the pool.
-                answer = await response.read()
+                # Read to the end (so the connection goes back to the pool), within bounds.
+                answer = await read_limited(response, MAX_ANSWER_BYTES)
             status = response.status
             if not 200 <= status < 300:
-                error = f"HTTP {status}: {answer.decode(errors='replace')[:ERROR_TEXT_CHARS]}"
+                text = answer.decode(errors="replace") if answer is not None else "(answer too large)"
+                error = f"HTTP {status}: {text[:ERROR_TEXT_CHARS]}"
         except TimeoutError:
             error = f"no answer within {self.timeout_s:g} s"
         except aiohttp.ClientError as exc:
