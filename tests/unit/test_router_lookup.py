@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from salara import config as config_module
-from salara.router import CrmLookup, LookupFailed, RouteTable, Router
+from salara.router import CrmLookup, LookupFailed, Router, RouteTable
 from salara.routing import Source
 
 Handler = Callable[[web.Request], web.StreamResponse]
