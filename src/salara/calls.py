@@ -63,10 +63,17 @@ class CrmEvent:
 def agent_number(interface: str) -> str:
     """The agent's number from a queue member interface.
 
-    ``Local/2222@ctx-00000001;1`` -> ``2222``; ``PJSIP/8001`` -> ``8001``.
+    ``Local/2222@ctx-00000001;1`` -> ``2222``; ``PJSIP/8001`` -> ``8001``;
+    ``SIP/trunk/89161234567`` (a number dialled through a peer) -> ``89161234567``.
     """
-    resource = interface.partition("/")[2] or interface
-    for stop in ("@", ";", "/"):
+    tech, _, resource = interface.partition("/")
+    if not resource:
+        resource = tech
+    elif tech.lower() == "local":
+        resource = resource.split("@", 1)[0]  # Local/exten@context/options
+    else:
+        resource = resource.rsplit("/", 1)[-1]
+    for stop in ("@", ";"):
         resource = resource.split(stop, 1)[0]
     return resource
 

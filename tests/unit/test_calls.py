@@ -150,6 +150,8 @@ def test_tracking_is_bounded() -> None:
         ("Local/agent1@queue-agents/n", "agent1"),
         ("PJSIP/8001", "8001"),
         ("SIP/2222", "2222"),
+        ("SIP/trunk/89161234567", "89161234567"),
+        ("PJSIP/trunk/4951234567@provider", "4951234567"),
         ("2222", "2222"),
     ],
 )
