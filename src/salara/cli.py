@@ -343,9 +343,11 @@ def send_post(ctx: click.Context, body: str | None, url: str | None) -> None:
             )
         )
     except TimeoutError:
-        raise click.ClickException(f"{target}: no answer within {config.general.curlopt_timeout:g} s") from None
+        shown = config_module.mask_url(target)  # the URL may carry credentials
+        raise click.ClickException(f"{shown}: no answer within {config.general.curlopt_timeout:g} s") from None
     except aiohttp.ClientError as exc:
-        raise click.ClickException(f"{target}: {type(exc).__name__}: {exc}") from None
+        shown = config_module.mask_url(target)
+        raise click.ClickException(f"{shown}: {type(exc).__name__}: {str(exc).replace(target, shown)}") from None
     click.echo(f"HTTP {status} {text[:500]}")
 
 

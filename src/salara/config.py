@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import ipaddress
 import logging
 import os
 import re
+import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -228,6 +231,40 @@ class Outbox(_Section):
     concurrency: int = Field(8, gt=0, le=256)
 
 
+ASTERISK_CONTROL_VARIABLES = (
+    "BRIDGE_FEATURES",
+    "TRANSFER_CONTEXT",
+    "FORWARD_CONTEXT",
+    "DYNAMIC_FEATURES",
+    "ATTENDED_TRANSFER_COMPLETE_SOUND",
+    "GOSUB_RESULT",
+    "OUTBOUND_GROUP",
+    "PICKUPMARK",
+    "LIMIT_PLAYAUDIO_CALLER",
+    "TOUCH_MONITOR",
+    "TOUCH_MIXMONITOR",
+    "MASTER_CHANNEL",
+    "CHANNEL",
+    "CALLERID",
+    "DIALSTATUS",
+    "SIPADDHEADER",
+    "PJSIP_HEADER",
+)
+"""A few of Asterisk's own channel variables: a ``variable_prefix`` they start with is refused.
+
+Not the defence (that is the prefix itself, an allow-list), only a guard
+against a prefix that would let some of them through."""
+
+
+def _variable_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", value):
+        raise ValueError("a letter, then up to 31 letters, digits or '_' (never a leading '_': inheritance)")
+    shadowed = [name for name in ASTERISK_CONTROL_VARIABLES if name.upper().startswith(value.upper())]
+    if shadowed:
+        raise ValueError(f"Asterisk's own {shadowed[0]} starts with it: choose a prefix of your own, e.g. CRM_")
+    return value
+
+
 class Api(_Section):
     """``[api]``: HTTPS, who may use the API without a token, and what a client may send."""
 
@@ -248,6 +285,10 @@ class Api(_Section):
     """Seconds a client has to send a request's headers, and again its body."""
     max_connections: int = Field(256, ge=1, le=100_000)
     """Open connections (and requests in progress) before new requests get 503."""
+    max_connections_per_client: int = Field(64, ge=0, le=100_000)
+    """Open connections of one client address (an IPv6 client: its /64); more are closed at once. 0: no cap."""
+    variable_prefix: Annotated[str, AfterValidator(_variable_prefix)] = "CRM_"
+    """``/v1`` call ``variables`` must start with it: Asterisk's own variables stay out of reach."""
 
 
 TOKEN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -363,6 +404,8 @@ SECTIONS: dict[str, type[_Section]] = {
     "api": Api,
 }
 SECRET_KEYS = frozenset({("ami", "secret"), ("url", "webhook_secret")})
+URL_KEYS = frozenset({("url", "dest_url"), ("url", "dest_url_event")})
+"""CRM URLs: shown through :func:`mask_url`, as they may carry credentials."""
 TOKEN_SECTION = "token "
 """Token sections are ``[token NAME]``; the name keeps its case."""
 
@@ -395,6 +438,8 @@ class Config:
                 value = getattr(section, key)
                 if (name, key) in SECRET_KEYS and value:
                     value = "***"
+                elif (name, key) in URL_KEYS and value:
+                    value = mask_url(value)
                 values[key] = str(value) if isinstance(value, HostPort) else value
             out[name] = values
         out["route"] = dict(self.routes)
@@ -571,18 +616,70 @@ def _check_api(api: Api) -> None:
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
+def normalise_host(host: str) -> str:
+    """``host`` as the system's resolver reads it: one spelling per address or name.
+
+    Lower case, without brackets or a trailing dot (``localhost.`` is
+    ``localhost``); an IPv4 address in any form ``inet_aton`` accepts
+    (``127.1``, ``2130706433``, ``0x7f.1``, ``0``) in dotted quad; an IPv6
+    address compressed, a v4-mapped one as its IPv4 address. Names are not
+    looked up.
+    """
+    host = host.strip().strip("[]").lower().rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        if not host or not re.fullmatch(r"[0-9a-fx.]+", host):
+            return host
+        try:
+            return str(ipaddress.IPv4Address(socket.inet_aton(host)))
+        except OSError:
+            return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
+
+
 def is_local_host(host: str) -> bool:
     """Whether ``host`` names this machine's loopback or every address (``0.0.0.0``, ``::``)."""
-    host = host.strip("[]").lower()
+    host = normalise_host(host)
     if host in _LOCAL_NAMES:
         return True
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     return address.is_loopback or address.is_unspecified
+
+
+_SECRET_PARAMETER = re.compile(r"key|token|secret|pass|pwd|auth|sig|credential|session", re.IGNORECASE)
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*:)?//[^/?#]*@")
+_PARAMETER = re.compile(r"([?&;])([^=&;#]*)=([^&;#]*)")
+
+
+def mask_url(url: str) -> str:
+    """``url`` fit to show: credentials (``user:pass@``) and secret-looking query values as ``***``.
+
+    A query parameter counts as secret when its name holds ``key``,
+    ``token``, ``secret``, ``pass``, ``pwd``, ``auth``, ``sig``,
+    ``credential`` or ``session`` (``api_key=``, ``access_token=``...).
+    Everything else is kept as written. A secret that is simply part of the
+    path cannot be told apart from the path and is shown.
+
+    >>> mask_url("https://crm:hunter2@crm.example/hook?api_key=abc&phone=")
+    'https://***@crm.example/hook?api_key=***&phone='
+    """
+
+    def parameter(match: re.Match[str]) -> str:
+        separator, name, value = match.groups()
+        if value and _SECRET_PARAMETER.search(name):
+            value = "***"
+        return f"{separator}{name}={value}"
+
+    def userinfo(match: re.Match[str]) -> str:
+        return f"{match.group(1) or ''}//***@"
+
+    return _PARAMETER.sub(parameter, _USERINFO.sub(userinfo, url, count=1))
 
 
 def _check_webhook_targets(url: Url) -> None:
@@ -596,11 +693,12 @@ def _check_webhook_targets(url: Url) -> None:
             parts = urlsplit(target)
             port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
         except ValueError:
-            raise ConfigError("url", key, f"{target!r} is not a URL") from None
-        host = (parts.hostname or "").lower()
+            raise ConfigError("url", key, f"{mask_url(target)!r} is not a URL") from None
+        host = normalise_host(parts.hostname or "")
         if parts.scheme.lower() not in ("http", "https") or not host:
-            raise ConfigError("url", key, f"{target!r} is not an http(s) URL")
-        same_host = host == own.host.lower() or (is_local_host(host) and is_local_host(own.host))
+            raise ConfigError("url", key, f"{mask_url(target)!r} is not an http(s) URL")
+        own_host = normalise_host(own.host)
+        same_host = host == own_host or (is_local_host(host) and is_local_host(own_host))
         if same_host and port == own.port:
             raise ConfigError("url", key, f"points at salara's own API ([url] rest_server={own})")
 
@@ -676,13 +774,39 @@ def edit_route(text: str, caller: str, called: str | None) -> str:
     return "".join(lines)
 
 
+def lock_path(path: Path) -> Path:
+    """The lock file of the config file ``path``: ``.<name>.lock`` beside it."""
+    return path.parent / f".{path.name}.lock"
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on :func:`lock_path` of ``path`` (waits for other editors).
+
+    Every rewrite of the file (:func:`save_route`, :func:`save_token`) reads
+    and replaces it under this lock, so concurrent ``salara route set`` and
+    ``token create/revoke`` runs never lose each other's change. Readers need
+    no lock: a rewrite is an atomic rename.
+    """
+    try:
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError("file", None, f"cannot lock {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def save_route(path: Path, caller: str, called: str | None) -> None:
-    """Set (or with ``called=None`` delete) a route in the file at ``path``, atomically."""
+    """Set (or with ``called=None`` delete) a route in the file at ``path``, atomically, under :func:`locked`."""
     for what, value in (("caller", caller), ("called", called)):
         if value is not None and not re.fullmatch(r"[0-9A-Za-z_+*#.\-]{1,80}", value):
             raise ConfigError("route", value, f"{what} must be a dial string of digits/letters")
-    text = path.read_text(encoding="utf-8")
-    replace_file(path, edit_route(text, caller, called))
+    with locked(path):
+        text = path.read_text(encoding="utf-8")
+        replace_file(path, edit_route(text, caller, called))
 
 
 def replace_file(path: Path, text: str) -> None:
@@ -739,12 +863,13 @@ def edit_token(text: str, name: str, values: Mapping[str, str] | None) -> str:
 def save_token(path: Path, name: str, values: Mapping[str, str] | None) -> None:
     """Write (or with ``values=None`` remove) the ``[token NAME]`` section of the file, atomically.
 
-    The result must still load: a bad value raises :class:`ConfigError` and
-    the file is left as it was.
+    Under :func:`locked`, like :func:`save_route`. The result must still
+    load: a bad value raises :class:`ConfigError` and the file is left as it was.
     """
     if not TOKEN_NAME.fullmatch(name):
         raise ConfigError(TOKEN_SECTION + name, None, "a token name may hold only letters, digits, '_', '.' and '-'")
-    text = path.read_text(encoding="utf-8")
-    updated = edit_token(text, name, values)
-    _build_tokens(parse_text(updated))
-    replace_file(path, updated)
+    with locked(path):
+        text = path.read_text(encoding="utf-8")
+        updated = edit_token(text, name, values)
+        _build_tokens(parse_text(updated))
+        replace_file(path, updated)

@@ -42,6 +42,7 @@ from typing import Final
 import aiohttp
 
 from salara import __version__
+from salara.config import mask_url
 from salara.outbox import Claimed, Outbox, Result, new_event_id
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,8 @@ class DeliveryWorker:
             raise ValueError("concurrency, timeout and retry delays must be positive, retry_min <= retry_max")
         self.outbox = outbox
         self.url = url
+        self.shown_url = mask_url(url)
+        """The URL as logged: credentials masked."""
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.retry_min_s = retry_min_s
@@ -436,18 +439,20 @@ class DeliveryWorker:
             stats.delivered += 1
             if self._failing:
                 self._failing = False
-                log.info("CRM %s accepts events again", self.url)
+                log.info("CRM %s accepts events again", self.shown_url)
             return Result(event, "delivered", at, status)
         stats.last_error = error
         if status == 410:
             stats.gone += 1
-            log.info("CRM %s answered 410 Gone to event %s; it is not sent again", self.url, event.id)
+            log.info("CRM %s answered 410 Gone to event %s; it is not sent again", self.shown_url, event.id)
             return Result(event, "gone", at, status, error)
         if not self._failing:
             self._failing = True
-            log.warning("CRM %s did not take event %s (%s); events wait in the outbox", self.url, event.id, error)
+            log.warning(
+                "CRM %s did not take event %s (%s); events wait in the outbox", self.shown_url, event.id, error
+            )
         else:
-            log.debug("CRM %s did not take event %s: %s", self.url, event.id, error)
+            log.debug("CRM %s did not take event %s: %s", self.shown_url, event.id, error)
         stats.retried += 1
         delay_s = retry_delay_s(event.attempts + 1, self.retry_min_s, self.retry_max_s)
         return Result(event, "retry", at, status, error, at + delay_s)

@@ -185,3 +185,159 @@ def test_keys_and_default_context_are_validated(environ: dict[str, str], section
 
 def test_auth_is_case_insensitive() -> None:
     assert config.load(None, environ={"SALARA_AMI_AUTH": "PLAIN"}).ami.auth == "plain"
+
+
+# -- concurrent edits ------------------------------------------------------------
+
+
+def _set_route(args: tuple[str, int, object]) -> None:
+    path, index, barrier = args
+    barrier.wait()  # type: ignore[attr-defined]
+    config.save_route(Path(path), f"55500{index:02d}", "8002")
+
+
+def _token_edit(args: tuple[str, str, object]) -> None:
+    path, what, barrier = args
+    barrier.wait()  # type: ignore[attr-defined]
+    if what == "revoke":
+        config.save_token(Path(path), "old", None)
+    else:
+        config.save_route(Path(path), "5551234", "8003")
+
+
+def test_concurrent_route_edits_all_land(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = tmp_path / "salara.conf"
+    path.write_text("[general]\ndefault=710\n[route]\n")
+    path.chmod(0o600)
+    runs = 20
+    context = multiprocessing.get_context("fork")
+    barrier = context.Manager().Barrier(runs)
+    with context.Pool(runs) as pool:
+        pool.map(_set_route, [(str(path), index, barrier) for index in range(runs)])
+    routes = config.load(path, environ={}).routes
+    assert len(routes) == runs, sorted(routes)
+    assert (tmp_path / ".salara.conf.lock").exists()  # the lock lives beside the file
+
+
+def test_a_concurrent_route_edit_never_resurrects_a_revoked_token(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from salara import auth
+
+    context = multiprocessing.get_context("fork")
+    for _ in range(10):
+        path = tmp_path / "salara.conf"
+        path.write_text(f"[general]\ndefault=710\n[token old]\nhash = {auth.hash_token('o' * 43)}\nrights = state\n")
+        path.chmod(0o600)
+        barrier = context.Manager().Barrier(2)
+        with context.Pool(2) as pool:
+            pool.map(_token_edit, [(str(path), "revoke", barrier), (str(path), "route", barrier)])
+        loaded = config.load(path, environ={})
+        assert loaded.tokens == {} and loaded.routes == {"5551234": "8003"}
+
+
+# -- CRM URLs: secrets masked, self-loops however the host is spelled -------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://crm:hunter2@crm.example/post", "https://***@crm.example/post"),
+        ("https://apikey-only@crm.example/post", "https://***@crm.example/post"),
+        ("http://crm.example/in?api_key=abc123&phone=", "http://crm.example/in?api_key=***&phone="),
+        ("http://crm.example/in?token=t0k&x=1&Secret=s&key=k&password=p", "http://crm.example/in?token=***&x=1&Secret=***&key=***&password=***"),
+        ("http://crm.example/in?access_token=t;sig=s", "http://crm.example/in?access_token=***;sig=***"),
+        ("http://u:p@crm.example/?phone=", "http://***@crm.example/?phone="),
+        ("http://crm.example/call_center/incoming_call/check_is_org_only?phone=", None),
+        ("http://crm.example/a@b", None),  # an @ in the path is not userinfo
+    ],
+)  # fmt: skip
+def test_mask_url(url: str, shown: str | None) -> None:
+    assert config.mask_url(url) == (shown if shown is not None else url)
+
+
+def test_crm_url_secrets_never_show_in_show_config_or_errors() -> None:
+    url = "https://crm:hunter2@crm.example/hook?api_key=abc123secret&phone="
+    loaded = config.load(None, environ={"SALARA_URL_DEST_URL": url, "SALARA_URL_DEST_URL_EVENT": url})
+    masked = str(loaded.masked())
+    assert "hunter2" not in masked and "abc123secret" not in masked and "crm.example/hook" in masked
+    with pytest.raises(ConfigError) as bad:
+        config.load(None, environ={"SALARA_URL_DEST_URL_EVENT": "ftp://crm:hunter2@crm.example/?token=abc123secret"})
+    assert "hunter2" not in str(bad.value) and "abc123secret" not in str(bad.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "normal"),
+    [
+        ("127.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("localhost.", "localhost"),
+        ("LocalHost", "localhost"),
+        ("[::FFFF:127.0.0.1]", "127.0.0.1"),
+        ("[0:0::1]", "::1"),
+        ("crm.example.", "crm.example"),
+        ("deadbeef", "deadbeef"),  # a name, not a number
+    ],
+)
+def test_hosts_are_normalised_as_the_resolver_reads_them(host: str, normal: str) -> None:
+    assert config.normalise_host(host) == normal
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0", "0x7f.1", "localhost.", "127.0.0.1.", "[::ffff:7f00:1]"])
+def test_the_self_loop_check_sees_through_other_spellings_of_loopback(host: str) -> None:
+    environ = {"SALARA_URL_REST_SERVER": "127.0.0.1:5058", "SALARA_URL_DEST_URL_EVENT": f"http://{host}:5058/post"}
+    with pytest.raises(ConfigError, match=r"\[url\] dest_url_event: points at salara's own API"):
+        config.load(None, environ=environ)
+    environ["SALARA_URL_DEST_URL_EVENT"] = f"http://{host}:5059/post"
+    assert config.load(None, environ=environ).url.dest_url_event.endswith(":5059/post")
+
+
+# -- [api] variable_prefix -------------------------------------------------------------
+
+
+def test_variable_prefix_defaults_to_crm_and_refuses_asterisks_own_names() -> None:
+    assert config.load(None, environ={}).api.variable_prefix == "CRM_"
+    assert config.load(None, environ={"SALARA_API_VARIABLE_PREFIX": "ACME_"}).api.variable_prefix == "ACME_"
+    for bad in ("", "_X", "__", "BRIDGE", "TRANSFER_", "A-B", "X" * 40):
+        with pytest.raises(ConfigError, match=r"\[api\] variable_prefix"):
+            config.load(None, environ={"SALARA_API_VARIABLE_PREFIX": bad})
+
+
+def test_the_delivery_warning_masks_the_crm_url(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from salara.outbox import Claimed, Outbox
+    from salara.webhooks import DeliveryWorker
+
+    outbox = Outbox(tmp_path / "outbox.db", max_rows=10)
+    try:
+        worker = DeliveryWorker(outbox, "https://crm:hunter2@crm.example/hook?token=abc123secret")
+        with caplog.at_level("DEBUG", logger="salara.webhooks"):
+            for status in (500, 500, 410, 200):
+                worker._classify(Claimed(1, "e1", "c1", b"{}", 0), 0.0, status, f"HTTP {status}")
+        assert "did not take event" in caplog.text and "crm.example/hook" in caplog.text
+        assert "hunter2" not in caplog.text and "abc123secret" not in caplog.text
+    finally:
+        outbox.close()
+
+
+def test_send_post_errors_mask_the_crm_url(tmp_path: Path) -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from salara.cli import main
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "salara.conf"
+    path.write_text("[general]\ncurlopt_timeout=2\n")
+    path.chmod(0o600)
+    url = f"http://crm:hunter2@127.0.0.1:{port}/post?api_key=abc123secret"
+    result = CliRunner().invoke(main, ["-c", str(path), "send", "post", "--url", url])
+    assert result.exit_code != 0 and "127.0.0.1" in result.output
+    assert "hunter2" not in result.output and "abc123secret" not in result.output
