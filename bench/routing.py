@@ -9,14 +9,17 @@ This process plays both sides of salara's routing:
 - **Asterisk's FastAGI side**: for each call it connects to salara's FastAGI
   port, sends the variable block Asterisk sends (``agi_network_script:
   route``, ``agi_callerid: <number>``) and answers every command
-  (``SET VARIABLE``, ``GET FULL VARIABLE``, ``EXEC Goto``) with ``200
-  result=1`` at once, until salara closes the connection;
+  (``SET VARIABLE``, ``EXEC Goto``) with ``200 result=1`` at once, until
+  salara closes the connection. salara routes only requests that are a live
+  channel as AMI reports it (uniqueid, name and caller number), so each call
+  poses as one of a few real channels placed on the test Asterisk first
+  (``Local/9999@sim`` waiting, one caller number each) and hung up at the end;
 - **the CRM**: a lean asyncio HTTP/1.1 server answering every lookup at once
   with ``{"personal_manager_internal_phone": "9001"}`` and recording, per
   request, its own handling time (first byte of the request read to the
   answer written).
 
-Calls run one after the other (no queueing). A call's time runs from connect
+Calls run one after the other (no queueing), taking the real channels in turn. A call's time runs from connect
 to close; salara's *added* time is that minus the CRM's handling time of the
 same call's lookup. salara's extension-state checks (AMI ``ExtensionState``
 for each candidate: 9001 from the CRM and the default 710) run on the real
@@ -30,14 +33,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bench.api import SalaraServer, percentile, profiled
+from testpbx import pbx
 
 KEY_WORD = "personal_manager_internal_phone"
 FIRST_CALLER = 5_560_000
+CHANNELS = 20
+"""Real channels the FastAGI calls pose as."""
 
 
 @dataclass
@@ -90,13 +99,58 @@ class FastCrm:
             writer.close()
 
 
-def variable_block(caller: str, uniqueid: str, script: str = "route") -> bytes:
+@dataclass(frozen=True)
+class LiveChannel:
+    uniqueid: str
+    name: str
+    caller: str
+
+
+@contextmanager
+def live_channels(count: int) -> Iterator[list[LiveChannel]]:
+    """``count`` real channels on the test Asterisk (``Local/9999@sim;1`` in ``Wait``), hung up on exit."""
+    prefix = f"bench-route-{secrets.token_hex(4)}"
+    callers = {f"{prefix}-{index}": str(FIRST_CALLER + index) for index in range(count)}
+    try:
+        for uniqueid, caller in callers.items():
+            reply = pbx.ami_command(
+                "Action: Originate",
+                "Channel: Local/9999@sim",
+                f'CallerID: "Customer" <{caller}>',
+                "Application: Wait",
+                "Data: 600",
+                "Async: true",
+                f"ChannelId: {uniqueid}",
+            )
+            if "Success" not in reply:
+                raise RuntimeError(f"Originate refused: {reply}")
+        deadline = time.monotonic() + 10
+        while True:
+            found = {}
+            for line in pbx.cli("core show channels concise").splitlines():
+                fields = line.split("!")
+                if fields[-1] in callers:
+                    found[fields[-1]] = LiveChannel(fields[-1], fields[0], callers[fields[-1]])
+            if len(found) == count:
+                yield list(found.values())
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(found)} of {count} channels came up")
+            time.sleep(0.1)
+    finally:
+        for line in pbx.cli("core show channels concise").splitlines():
+            fields = line.split("!")
+            if fields[-1].startswith(prefix):
+                pbx.cli(f"channel request hangup {fields[0]}")
+
+
+def variable_block(caller: str, uniqueid: str, channel: str, script: str = "route") -> bytes:
     """The variable block Asterisk sends on a FastAGI connect (as in ``tests/transcripts/fastagi.txt``)."""
     lines = {
         "network": "yes",
         "network_script": script,
         "request": f"agi://127.0.0.1/{script}",
-        "channel": f"Local/5100@phones-{int(uniqueid.rpartition('.')[2]):08x};2",
+        "channel": channel,
         "language": "en",
         "type": "Local",
         "uniqueid": uniqueid,
@@ -119,17 +173,17 @@ def variable_block(caller: str, uniqueid: str, script: str = "route") -> bytes:
     return "".join(f"agi_{k}: {v}\n" for k, v in lines.items()).encode() + b"\n"
 
 
-async def fake_call(port: int, caller: str, uniqueid: str) -> tuple[float, list[str]]:
+async def fake_call(port: int, channel: LiveChannel) -> tuple[float, list[str]]:
     """One routed call as Asterisk makes it; returns (seconds connect to close, commands received)."""
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(variable_block(caller, uniqueid))
+    writer.write(variable_block(channel.caller, channel.uniqueid, channel.name))
     commands = []
     while line := await reader.readline():
         command = line.decode().rstrip("\n")
         commands.append(command)
         if command.startswith("GET FULL VARIABLE"):
-            writer.write(b"200 result=1 (%s)\n" % uniqueid.encode())
+            writer.write(b"200 result=1 (%s)\n" % channel.uniqueid.encode())
         else:
             writer.write(b"200 result=1\n")
     elapsed = time.perf_counter() - started
@@ -176,28 +230,39 @@ async def _measure(calls: int, warmup: int, profile: str | None) -> RoutingResul
         return "\n".join(lines) + "\n"
 
     salara = SalaraServer(edit)
-    await asyncio.to_thread(salara.start)
-    try:
-        totals: list[float] = []
-        crm_times: list[float] = []
-        added: list[float] = []
-        sources: Counter[str] = Counter()
-        for index in range(warmup):
-            await fake_call(salara.agi_port, str(FIRST_CALLER + index), f"1800000000.{index}")
-        with profiled(salara.pid, profile):
-            for index in range(warmup, warmup + calls):
-                caller = str(FIRST_CALLER + index)
-                elapsed, commands = await fake_call(salara.agi_port, caller, f"1800000000.{index}")
-                crm_s = crm.handled.get(caller)
-                if crm_s is None:
-                    raise RuntimeError(f"salara did not ask the CRM about {caller}: {commands}\n{salara.log()}")
-                totals.append(elapsed)
-                crm_times.append(crm_s)
-                added.append(elapsed - crm_s)
-                sources[_source(commands)] += 1
-    finally:
-        await asyncio.to_thread(salara.stop)
-        server.close()
+    with live_channels(CHANNELS) as channels:
+        await asyncio.to_thread(salara.start)
+        try:
+            return await _calls(salara, crm, channels, calls, warmup, profile)
+        finally:
+            await asyncio.to_thread(salara.stop)
+            server.close()
+
+
+async def _calls(
+    salara: SalaraServer, crm: FastCrm, channels: list[LiveChannel], calls: int, warmup: int, profile: str | None
+) -> RoutingResult:
+    totals: list[float] = []
+    crm_times: list[float] = []
+    added: list[float] = []
+    sources: Counter[str] = Counter()
+    for index in range(warmup):
+        await fake_call(salara.agi_port, channels[index % len(channels)])
+    with profiled(salara.pid, profile):
+        for index in range(warmup, warmup + calls):
+            channel = channels[index % len(channels)]
+            crm.handled.pop(channel.caller, None)
+            elapsed, commands = await fake_call(salara.agi_port, channel)
+            crm_s = crm.handled.get(channel.caller)
+            if crm_s is None:
+                raise RuntimeError(
+                    f"salara did not ask the CRM about {channel.caller} (was {channel.name} hung up meanwhile, "
+                    f"by a test hanging up every channel?): {commands}\n{salara.log()}"
+                )
+            totals.append(elapsed)
+            crm_times.append(crm_s)
+            added.append(elapsed - crm_s)
+            sources[_source(commands)] += 1
     totals.sort()
     crm_times.sort()
     added.sort()

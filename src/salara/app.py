@@ -24,7 +24,7 @@ from salara.events import EventPipeline
 from salara.live import EventHub
 from salara.metrics import Metrics, Sources
 from salara.outbox import Outbox
-from salara.router import CrmLookup, Router, RouteTable
+from salara.router import CrmLookup, LiveChannels, Router, RouteTable
 from salara.service import Telephony
 from salara.webhooks import DeliveryWorker, make_client
 
@@ -104,9 +104,13 @@ class Services:
         telephony = Telephony(ami, config, tracker)
         crm = crm_client(config)
         lookup = CrmLookup(crm, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
-        router = Router(config, telephony, lookup, tracker, RouteTable(config.path, dict(config.routes)))
         control = CallControl(telephony)
         control.attach()  # the active-call registry: AMI events, resync after each login
+        # FastAGI requests are checked against that registry (Linkedid included).
+        channels = LiveChannels(control.registry, ami, lambda: control.resyncs)
+        router = Router(
+            config, telephony, lookup, tracker, RouteTable(config.path, dict(config.routes)), channels=channels
+        )
         hub = EventHub()
         outbox = delivery = None
         extended = config.event.payload == "extended"
@@ -185,7 +189,13 @@ async def serve(config: Config) -> None:
             **uvicorn_options(config),
         )
     )
-    agi = AGIServer(services.router.handle, config.agi.listen.host, config.agi.listen.port)
+    agi = AGIServer(
+        services.router.handle,
+        config.agi.listen.host,
+        config.agi.listen.port,
+        header_timeout_s=config.agi.header_timeout,
+        max_sessions=config.agi.max_sessions,
+    )
     try:
         await agi.start()
     except OSError as exc:

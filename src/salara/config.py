@@ -207,6 +207,10 @@ class Agi(_Section):
     """``[agi]``: the FastAGI server that routes incoming calls."""
 
     listen: Annotated[HostPort, _host_port(4573)] = HostPort("127.0.0.1", 4573)
+    max_sessions: int = Field(200, ge=1, le=100_000)
+    """FastAGI connections served at once (a routed call holds one up to curlopt_timeout seconds)."""
+    header_timeout: float = Field(1.0, gt=0, le=60)
+    """Seconds a new connection has to send its whole variable block (Asterisk sends it at once)."""
 
 
 class Routing(_Section):

@@ -7,6 +7,14 @@ included; past it, the fallbacks decide at once), then sets
 (crm, cache, table, default or none) on the channel and sends it to the
 destination with ``EXEC Goto <context>,<exten>,1``. With ``route?goto=no``
 only the variables are set and the dialplan after the AGI line dials.
+
+Anything that can connect to the FastAGI port can send a variable block, so a
+request is checked against what AMI reports before anything is decided
+(:class:`LiveChannels`): its ``agi_uniqueid`` must be a live channel with the
+same name and caller number, and the call tracked for events is that
+channel's Linkedid as AMI gave it. A request that fails the check is left
+alone (nothing set, the CRM not asked). While AMI cannot vouch for channels
+(not logged in, or not yet resynchronised) calls are still routed, untracked.
 """
 
 from __future__ import annotations
@@ -17,16 +25,20 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, Protocol
 from urllib.parse import quote
 
 import aiohttp
 
 from salara import fields
-from salara.agi.protocol import AGIError
+from salara.agi.protocol import AGIError, AGIRequest
 from salara.agi.server import AGISession
+from salara.ami.client import StateListener
 from salara.calls import CallTracker
+from salara.channels import ChannelRegistry
 from salara.config import Config, parse_text
 from salara.errors import AMIError, ConfigError
 from salara.routing import AnswerCache, CircuitBreaker, Decision, Source, candidates, choose
@@ -125,6 +137,88 @@ class RouteTable:
         return self._routes
 
 
+CHANNEL_WAIT_S: Final = 0.5
+"""Longest wait for AMI to report a FastAGI request's channel (Newchannel is normally long in)."""
+CHANNEL_POLL_S: Final = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A FastAGI request checked against AMI.
+
+    ``ok``: route it. ``linkedid``: the call to track (None: route untracked,
+    AMI could not vouch for the channel). ``reason``: why, for the log.
+    """
+
+    ok: bool
+    linkedid: str | None
+    reason: str
+
+
+class AMIState(Protocol):
+    """What :class:`LiveChannels` needs of the AMI client."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def add_state_listener(self, listener: StateListener) -> None: ...
+
+
+class LiveChannels:
+    """The live channels AMI reports (a :class:`~salara.channels.ChannelRegistry`), to check FastAGI requests.
+
+    ``resyncs()`` counts the registry's completed resynchronisations with
+    Asterisk (``CoreShowChannels``, done after every AMI login). The registry
+    is trusted while AMI is logged in and it was resynchronised since the
+    login: then every live channel is in it, and a channel missing from it
+    does not exist.
+    """
+
+    def __init__(self, registry: ChannelRegistry, ami: AMIState, resyncs: Callable[[], int]) -> None:
+        self.registry = registry
+        self.ami = ami
+        self._resyncs = resyncs
+        self._at_login: int | None = None
+        ami.add_state_listener(self._on_ami_state)
+
+    def _on_ami_state(self, ready: bool) -> None:
+        # The resync after this login runs in a task: it completes later and bumps the count.
+        self._at_login = self._resyncs() if ready else None
+
+    @property
+    def trusted(self) -> bool:
+        return self.ami.ready and self._at_login is not None and self._resyncs() > self._at_login
+
+    def _match(self, request: AGIRequest, caller: str) -> tuple[str | None, str]:
+        """The channel's Linkedid if the request is that live channel, else None and why not."""
+        channel = self.registry.channels.get(request.uniqueid)
+        if channel is None:
+            return None, f"uniqueid {request.uniqueid!r} is not a live channel"
+        if channel.name != request.channel:
+            return None, f"uniqueid {request.uniqueid!r} is channel {channel.name!r}, not {request.channel!r}"
+        if (channel.caller_number or "") != caller:
+            return None, (
+                f"channel {channel.name!r} has caller {channel.caller_number or '(none)'!r}, not {caller or '(none)'!r}"
+            )
+        return channel.linkedid, ""
+
+    async def check(self, request: AGIRequest, caller: str, wait_s: float) -> Verdict:
+        """Whether ``request`` is a live channel as AMI reports it, waiting up to ``wait_s`` for AMI to catch up."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self.trusted:
+                linkedid, why = self._match(request, caller)
+                if linkedid is not None:
+                    return Verdict(True, linkedid, "live channel")
+                if time.monotonic() >= deadline:
+                    return Verdict(False, None, why)
+            elif not self.ami.ready:
+                return Verdict(True, None, "AMI is not connected")
+            elif time.monotonic() >= deadline:
+                return Verdict(True, None, "AMI's channels are not resynchronised since its login")
+            await asyncio.sleep(CHANNEL_POLL_S)
+
+
 @dataclass(frozen=True, slots=True)
 class Routed:
     """A finished routing decision and how long it took (seconds)."""
@@ -144,17 +238,25 @@ class Router:
         lookup: CrmLookup | None,
         tracker: CallTracker | None,
         table: RouteTable,
+        *,
+        channels: LiveChannels | None = None,
     ) -> None:
         self.config = config
         self.telephony = telephony
         self.lookup = lookup
         self.tracker = tracker
         self.table = table
+        self.channels = channels
+        """What FastAGI requests are checked against; None: no check, calls routed untracked."""
         routing = config.routing
         self.breaker = CircuitBreaker(routing.breaker_failures, routing.breaker_cooldown)
         self.cache = AnswerCache(routing.cache_max_age, routing.cache_size)
         self.decisions: Counter[str] = Counter()
         """Routing decisions by source, for metrics."""
+        self.refused = 0
+        """FastAGI requests that were not a live channel (not routed)."""
+        self.untracked = 0
+        """Calls routed while AMI could not vouch for their channel (no call events)."""
 
     @property
     def deadline_s(self) -> float:
@@ -204,13 +306,24 @@ class Router:
             log.warning("extension state of %s@%s unknown: %s", exten, context, exc)
             return None
 
-    async def decide(self, caller: str, context: str) -> Routed:
-        """Route ``caller``: finishes within the deadline (``curlopt_timeout`` seconds)."""
-        started = time.monotonic()
+    @property
+    def channel_wait_s(self) -> float:
+        """Longest wait for AMI to report a request's channel: at most a quarter of the deadline."""
+        return min(CHANNEL_WAIT_S, self.deadline_s / 4)
+
+    async def decide(self, caller: str, context: str, *, started: float | None = None) -> Routed:
+        """Route ``caller``: finishes within the deadline (``curlopt_timeout`` seconds).
+
+        The deadline runs from ``started`` (``time.monotonic()``; default now):
+        time already spent on the call counts.
+        """
+        if started is None:
+            started = time.monotonic()
         deadline = self.deadline_s
         # Keep a slice of the deadline for the extension-state checks after the lookup.
         reserve = min(0.5, deadline / 4)
-        crm_exten, crm_source, crm_error = await self._ask_crm(caller, deadline - reserve)
+        budget = deadline - reserve - (time.monotonic() - started)
+        crm_exten, crm_source, crm_error = await self._ask_crm(caller, budget)
         options = candidates(caller, crm_exten, crm_source, self.table.current(), self.config.general.default)
         states: dict[str, int | None] = {}
         try:
@@ -235,6 +348,7 @@ class Router:
 
     async def handle(self, session: AGISession) -> None:
         """The FastAGI handler: ``agi://host:port/route[?context=ctx&goto=no]``."""
+        started = time.monotonic()
         request = session.request
         script = request.network_script.strip("/")
         if script != "route":
@@ -248,8 +362,23 @@ class Router:
             log.warning("FastAGI route: %s; call left alone", exc)
             return
         caller = request.callerid if request.callerid not in ("", "unknown") else ""
+        verdict = await self._check(request, caller)
+        if not verdict.ok:
+            self.refused += 1
+            log.warning(
+                "FastAGI %s: not a live channel as AMI reports it (%s); not routed", session.peer, verdict.reason
+            )
+            return
+        if verdict.linkedid is None:
+            self.untracked += 1
+            log.warning(
+                "FastAGI %s (%s): %s; routing without tracking (no call events for it)",
+                session.peer,
+                request.channel,
+                verdict.reason,
+            )
         try:
-            routed = await self.decide(caller, context)
+            routed = await self.decide(caller, context, started=started)
         except Exception:
             # A bug must not leave the caller unrouted: fall back without the CRM.
             log.exception("routing %s failed; using the table and default", caller)
@@ -261,12 +390,20 @@ class Router:
             await session.set_variable("SALARA_ROUTE_SOURCE", str(decision.source))
             if decision.exten is None:
                 return
-            if self.tracker is not None:
-                linkedid = await session.get_full_variable("${CHANNEL(linkedid)}") or request.uniqueid
-                call = self.tracker.track(linkedid, caller, decision.exten, "route", time.monotonic())
+            if self.tracker is not None and verdict.linkedid is not None:
+                call = self.tracker.track(verdict.linkedid, caller, decision.exten, "route", time.monotonic())
                 # Started before salara saw it: at least this channel is live.
                 call.channels.add(request.uniqueid)
             if request.query.get("goto", "yes").lower() not in ("no", "0", "false"):
                 await session.exec("Goto", f"{context},{decision.exten},1")
         except AGIError as exc:
             log.warning("route of %s not applied: %s", request.channel, exc)
+
+    async def _check(self, request: AGIRequest, caller: str) -> Verdict:
+        if self.channels is None:
+            return Verdict(True, None, "no channel registry to check against")
+        try:
+            return await self.channels.check(request, caller, self.channel_wait_s)
+        except Exception:
+            log.exception("checking FastAGI request %s failed; routing it untracked", request.channel)
+            return Verdict(True, None, "the check failed")

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from salara.states import extension_state_name
+
 
 class Source(StrEnum):
     """Where a routing destination came from."""
@@ -41,7 +43,7 @@ class Decision:
     exten: str | None
     source: Source
     reason: str
-    """Why, in words, for the log (e.g. ``crm named 8002 but it is Unavailable``)."""
+    """Why, in words, for the log: each candidate refused with its state, then the chosen one."""
 
 
 def candidates(
@@ -76,17 +78,27 @@ def choose(
     ``states`` maps each candidate's extension to its state code, or None when
     the state could not be read (AMI down): such a candidate is taken on trust,
     since routing the call beats leaving it.
+
+    The reason lists every candidate refused before the choice, with its
+    state, then the chosen one: ``crm 9999 refused: state -1 Unknown; default
+    710 chosen: state 0 Idle``.
     """
-    refused = []
+    steps = []
     for option in options:
         state = states.get(option.exten)
         if state is None:
-            return Decision(option.exten, option.source, f"{option.source} {option.exten}, state unknown")
+            steps.append(f"{option.source} {option.exten} chosen: state unknown, taken on trust")
+            return Decision(option.exten, option.source, "; ".join(steps))
         if state in good_status:
-            return Decision(option.exten, option.source, f"{option.source} {option.exten} (state {state})")
-        refused.append(f"{option.source} {option.exten} has state {state}")
-    reason = "; ".join(refused) if refused else "no destination known"
-    return Decision(None, Source.NONE, reason)
+            steps.append(f"{option.source} {option.exten} chosen: {_state(state)}")
+            return Decision(option.exten, option.source, "; ".join(steps))
+        steps.append(f"{option.source} {option.exten} refused: {_state(state)}")
+    steps.append("no good destination" if steps else "no destination known")
+    return Decision(None, Source.NONE, "; ".join(steps))
+
+
+def _state(code: int) -> str:
+    return f"state {code} {extension_state_name(code)}"
 
 
 class CircuitBreaker:

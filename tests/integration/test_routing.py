@@ -21,6 +21,8 @@ from tests.amiwatch import EventWatch
 from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, SalaraProcess
 from tests.crm import FakeCrm
 
+AGI_WAIT_S = 5
+
 
 @pytest.fixture
 def crm() -> Iterator[FakeCrm]:
@@ -139,6 +141,8 @@ def test_unavailable_extension_named_by_the_crm_falls_back(
     routed_to(ami_events, "9001")
     assert not [e for e in ami_events.snapshot() if e.get("Event") == "Newexten" and e.get("Exten") == "8002"]
     assert "via table" in salara.log()
+    # The log says why the CRM's destination lost: every refused candidate with its state, then the winner.
+    assert "(crm 8002 refused: state 4 Unavailable; table 9001 chosen: state " in salara.log()
 
 
 def test_half_a_variable_block_does_not_disturb_other_calls(
@@ -205,3 +209,118 @@ def test_a_routed_call_is_tracked_for_events_until_its_last_channel(
     hangups = [r.json() for r in crm.events() if r.json()["event"] == "Hangup"]
     assert {h["chan"] for h in hangups} == channels
     assert all((h["caller"], h["exten"]) == ("5552001", "9002") for h in hangups)
+
+
+def agi_address(salara: SalaraProcess) -> tuple[str, int]:
+    host, _, port = salara.env["SALARA_AGI_LISTEN"].rpartition(":")
+    return host, int(port)
+
+
+def forged_session(salara: SalaraProcess, uniqueid: str, channel: str, caller: str, linkedid: str) -> list[str]:
+    """A local process posing as Asterisk: a hand-written variable block, every command answered.
+
+    ``GET FULL VARIABLE`` (the Linkedid) is answered with ``linkedid``. Returns the commands salara sent.
+    """
+    block = {
+        "network": "yes",
+        "network_script": "route",
+        "request": "agi://127.0.0.1/route",
+        "channel": channel,
+        "type": "Local",
+        "uniqueid": uniqueid,
+        "callerid": caller,
+        "calleridname": "Customer",
+        "context": "phones",
+        "extension": "5100",
+        "priority": "1",
+    }
+    commands = []
+    with socket.create_connection(agi_address(salara), timeout=AGI_WAIT_S) as sock:
+        sock.sendall("".join(f"agi_{k}: {v}\n" for k, v in block.items()).encode() + b"\n")
+        stream = sock.makefile("rb")
+        while line := stream.readline():
+            command = line.decode().rstrip("\n")
+            commands.append(command)
+            answer = f"200 result=1 ({linkedid})\n" if command.startswith("GET FULL VARIABLE") else "200 result=1\n"
+            sock.sendall(answer.encode())
+    return commands
+
+
+def test_forged_fastagi_requests_learn_nothing_and_change_no_call(
+    salara_factory: SalaraFactory, crm: FakeCrm, ami_events: EventWatch
+) -> None:
+    text = config_text(crm).replace("dest_url_event=http://127.0.0.1:3000/post", f"dest_url_event={crm.url}/events")
+    salara = salara_factory(text)
+    route_here(salara)
+    incoming_call("5552001")
+    step = routed_to(ami_events, "9002")  # a real call, tracked, now in 9002's Wait
+    live, name, linkedid = step["Uniqueid"], step["Channel"], step["Linkedid"]
+    forgeries = [
+        ("1800000000.1", "Local/5100@phones-00000001;2", "5552002"),  # no such channel
+        (live, name, "5552002"),  # the live call's channel, another caller
+        (live, "PJSIP/8001-00000001", "5552001"),  # the live call's uniqueid, another channel name
+    ]
+    for uniqueid, channel, caller in forgeries:
+        assert forged_session(salara, uniqueid, channel, caller, linkedid) == [], (uniqueid, channel, caller)
+    assert [r.path for r in crm.lookups()] == ["/lookup?phone=5552001"], "the CRM was asked about the real caller only"
+    warnings = [line for line in salara.log().splitlines() if "not a live channel as AMI reports it" in line]
+    assert len(warnings) == 3 and all(" WARNING " in w and "FastAGI 127.0.0.1:" in w for w in warnings)
+    hangup_all()
+    channels = {e["Channel"] for e in ami_events.snapshot() if e.get("Linkedid") == linkedid}
+    crm.wait_for(lambda c: sum(r.json()["event"] == "Hangup" for r in c.events()) >= len(channels))
+    hangups = [r.json() for r in crm.events() if r.json()["event"] == "Hangup"]
+    assert all((h["caller"], h["exten"]) == ("5552001", "9002") for h in hangups), "the tracked call kept its parties"
+
+
+def idle_connections(salara: SalaraProcess, count: int) -> list[socket.socket]:
+    """Connections that send nothing (paced: salara's listen backlog is 100)."""
+    sockets = []
+    for _ in range(count):
+        sockets.append(socket.create_connection(agi_address(salara)))
+        time.sleep(0.002)
+    return sockets
+
+
+def test_idle_connections_do_not_keep_a_call_unrouted(
+    salara_factory: SalaraFactory, crm: FakeCrm, ami_events: EventWatch
+) -> None:
+    # All 200 sessions ([agi] max_sessions) taken by idle sockets kept open long ([agi] header_timeout).
+    salara = salara_factory(config_text(crm), SALARA_AGI_HEADER_TIMEOUT="30")
+    route_here(salara)
+    idle = idle_connections(salara, 200)
+    try:
+        time.sleep(0.2)
+        incoming_call("5552001")
+        routed_to(ami_events, "9002")
+        idle[0].settimeout(AGI_WAIT_S)
+        assert idle[0].recv(1) == b"", "the oldest idle connection made room"
+        idle += idle_connections(salara, 50)
+        time.sleep(0.3)
+    finally:
+        for sock in idle:
+            sock.close()
+    overload = [line for line in salara.log().splitlines() if "WARNING salara.agi.server" in line]
+    assert len(overload) == 1, overload  # rate-limited, not one line per connection
+    assert "all 200 sessions taken; 127.0.0.1:" in overload[0]
+
+
+def test_silent_connections_are_dropped_quickly_by_default(salara_factory: SalaraFactory, crm: FakeCrm) -> None:
+    salara = salara_factory(config_text(crm))
+    with socket.create_connection(agi_address(salara), timeout=AGI_WAIT_S) as sock:
+        started = time.monotonic()
+        assert sock.recv(1) == b""
+        assert time.monotonic() - started < 1.5  # [agi] header_timeout 1 s
+
+
+def test_while_ami_is_down_calls_are_still_routed_untracked(
+    salara_factory: SalaraFactory, crm: FakeCrm, ami_events: EventWatch
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        ami_port = closed.getsockname()[1]  # nothing listens there
+    salara = salara_factory(config_text(crm), start=False, SALARA_AMI_PORT=str(ami_port))
+    salara.start(wait_ready=False)
+    route_here(salara)
+    incoming_call("5552001")
+    routed_to(ami_events, "9002")  # extension states unknown: the CRM's answer taken on trust
+    assert "AMI is not connected; routing without tracking" in salara.log()

@@ -238,6 +238,77 @@ async def test_too_many_sessions_are_refused(make_server: MakeServer, caplog: py
     second_writer.close()
 
 
+async def test_idle_connections_give_way_to_a_call(make_server: MakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    served: list[str] = []
+
+    async def handler(session: AGISession) -> None:
+        served.append(session.request.uniqueid)
+
+    server = await make_server(handler, max_sessions=3, header_timeout_s=30)
+    idle = [await connect(server) for _ in range(3)]
+    await wait_until(lambda: server.active_sessions == 3)
+    reader, writer = await connect(server)
+    writer.write(variable_block("1"))
+    assert await read_eof(reader) == b""
+    assert served == ["1795962339.39"]
+    assert await read_eof(idle[0][0]) == b""  # the oldest idle connection made room
+    assert server.displaced == 1 and server.refused == 0
+    assert "still without its variable block, dropped for 127.0.0.1:" in caplog.text
+    for _, idle_writer in idle:
+        idle_writer.close()
+    writer.close()
+
+
+async def test_silent_connections_are_dropped_within_a_second_by_default(make_server: MakeServer) -> None:
+    async def handler(session: AGISession) -> None:
+        raise AssertionError("not reached")
+
+    server = await make_server(handler)
+    reader, writer = await connect(server)
+    started = time.monotonic()
+    assert await read_eof(reader) == b""
+    assert time.monotonic() - started < 1.5
+    writer.close()
+
+
+async def test_overload_is_logged_once_per_interval(make_server: MakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    release = asyncio.Event()
+
+    async def handler(session: AGISession) -> None:
+        await release.wait()
+
+    server = await make_server(handler, max_sessions=1)
+    first_reader, first_writer = await connect(server)
+    first_writer.write(variable_block("1"))
+    await wait_until(lambda: server.active_sessions == 1)
+    for _ in range(20):
+        reader, writer = await connect(server)
+        assert await read_eof(reader) == b""
+        writer.close()
+    assert server.refused == 20
+    overload = [r for r in caplog.records if r.name == LOGGER and "sessions already running" in r.getMessage()]
+    assert len(overload) == 1 and overload[0].levelno == logging.WARNING
+    release.set()
+    assert await read_eof(first_reader) == b""
+    first_writer.close()
+
+
+async def test_a_flood_of_silent_connections_logs_one_warning(
+    make_server: MakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(session: AGISession) -> None:
+        raise AssertionError("not reached")
+
+    server = await make_server(handler, header_timeout_s=0.1)
+    clients = [await connect(server) for _ in range(20)]
+    for reader, _ in clients:
+        assert await read_eof(reader) == b""
+    dropped = [r for r in caplog.records if r.name == LOGGER and "no variable block" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].levelno == logging.WARNING
+    for _, writer in clients:
+        writer.close()
+
+
 # -- command outcomes ----------------------------------------------------------------
 
 

@@ -36,6 +36,25 @@ def test_first_good_state_wins_then_fallbacks() -> None:
 def test_unknown_state_is_taken_on_trust() -> None:
     options = candidates("5551001", "8003", Source.CRM, ROUTES, "710")
     assert choose(options, {}, GOOD).exten == "8003"
+    assert choose(options, {"8003": 4}, GOOD).reason == (
+        "crm 8003 refused: state 4 Unavailable; table 8002 chosen: state unknown, taken on trust"
+    )
+
+
+def test_reason_lists_every_refused_candidate_with_its_state_then_the_chosen_one() -> None:
+    options = candidates("5557012", "9999", Source.CRM, ROUTES, "710")
+    chosen = choose(options, {"9999": -1, "710": 0}, GOOD)
+    assert (chosen.exten, chosen.source) == ("710", Source.DEFAULT)
+    assert chosen.reason == "crm 9999 refused: state -1 Unknown; default 710 chosen: state 0 Idle"
+    first = choose(options, {"9999": 0, "710": 0}, GOOD)
+    assert first.reason == "crm 9999 chosen: state 0 Idle"
+    options = candidates("5551001", "8003", Source.CACHE, ROUTES, "710")
+    none = choose(options, {"8003": 4, "8002": 2, "710": -1}, GOOD)
+    assert none.reason == (
+        "cache 8003 refused: state 4 Unavailable; table 8002 refused: state 2 Busy; "
+        "default 710 refused: state -1 Unknown; no good destination"
+    )
+    assert choose([], {}, GOOD).reason == "no destination known"
 
 
 def test_circuit_breaker_opens_and_tries_once_after_cooldown() -> None:

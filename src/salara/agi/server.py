@@ -7,12 +7,19 @@ This module owns those sockets and nothing else: framing and parsing are
 :mod:`salara.agi.protocol`'s, what to do with the call is the handler's.
 
 Per connection: the variable block must be complete within
-``header_timeout_s`` (a silent or trickling peer is dropped); a peer that
+``header_timeout_s`` (Asterisk writes it whole right after connecting, so a
+silent or trickling peer is dropped quickly and frees its place); a peer that
 closes before finishing it ends its session with a log line. The handler then
 gets an :class:`AGISession`; whatever it raises is logged, never propagated.
-When it returns, the socket is closed. At most ``max_sessions`` connections
-are served at once; more are closed at once (Asterisk then carries on with the
-dialplan rather than wait).
+When it returns, the socket is closed.
+
+At most ``max_sessions`` connections are served at once. When they are all
+taken, a new connection takes the place of the oldest one still without its
+variable block (a real Asterisk never waits there, an idle socket does);
+when there is none, the new connection is closed at once (Asterisk then
+carries on with the dialplan rather than wait). Overload, and connections
+dropped for want of a variable block, are logged at WARNING at most once per
+``WARNING_INTERVAL_S`` each, with the count of those held back.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final
@@ -41,6 +49,8 @@ log = logging.getLogger(__name__)
 
 _READ_BYTES: Final = 1 << 16
 _CLOSE_WAIT_S: Final = 1.0
+WARNING_INTERVAL_S: Final = 10.0
+"""Least time between two warnings of a kind a flood of connections repeats (those between are counted)."""
 
 
 class AGISession:
@@ -191,7 +201,7 @@ class AGIServer:
         host: str = "127.0.0.1",
         port: int = 4573,
         *,
-        header_timeout_s: float = 5.0,
+        header_timeout_s: float = 1.0,
         command_timeout_s: float = 10.0,
         max_sessions: int = 200,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
@@ -209,6 +219,16 @@ class AGIServer:
         self._max_line_bytes = max_line_bytes
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[asyncio.Task[None], str] = {}
+        """Sessions still reading their variable block (peer name), oldest first."""
+        self._dropping: set[asyncio.Task[None]] = set()
+        """Sessions cancelled to make room, not yet unwound."""
+        self._overload = _RateLimitedWarning()
+        self._dropped = _RateLimitedWarning()
+        self.refused = 0
+        """Connections closed at once because every session was taken."""
+        self.displaced = 0
+        """Connections without a variable block dropped to make room for a new one."""
 
     async def start(self) -> None:
         """Start listening; returns once the socket is bound."""
@@ -259,33 +279,65 @@ class AGIServer:
     @property
     def active_sessions(self) -> int:
         """Connections being served right now."""
-        return len(self._tasks)
+        return len(self._tasks) - len(self._dropping)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_name(writer)
         task = asyncio.current_task()
-        if task is None or len(self._tasks) >= self._max_sessions:
-            log.warning("FastAGI %s refused: %d sessions already running", peer, len(self._tasks))
+        if task is None:
+            writer.close()
+            return
+        if self.active_sessions >= self._max_sessions and not self._make_room(peer):
+            self.refused += 1
+            self._overload.warn(
+                "FastAGI %s refused: %d sessions already running, all past their variable block "
+                "(raise [agi] max_sessions if real calls meet this)",
+                peer,
+                self.active_sessions,
+            )
             writer.close()
             return
         self._tasks.add(task)
         try:
-            await self._serve(reader, writer, peer)
+            await self._serve(reader, writer, peer, task)
         finally:
             self._tasks.discard(task)
+            self._waiting.pop(task, None)
+            self._dropping.discard(task)
             await _close(writer)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+    def _make_room(self, peer: str) -> bool:
+        """Drop the oldest session still without its variable block; False if there is none."""
+        for oldest, oldest_peer in self._waiting.items():
+            del self._waiting[oldest]
+            self._dropping.add(oldest)
+            oldest.cancel()
+            self.displaced += 1
+            self._overload.warn(
+                "FastAGI: all %d sessions taken; %s, still without its variable block, dropped for %s",
+                self._max_sessions,
+                oldest_peer,
+                peer,
+            )
+            return True
+        return False
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, task: asyncio.Task[None]
+    ) -> None:
         connection = AGIConnection(max_line_bytes=self._max_line_bytes)
+        self._waiting[task] = peer
         try:
             async with asyncio.timeout(self._header_timeout_s):
                 request = await _read_request(connection, reader)
         except TimeoutError:
-            log.warning("FastAGI %s: no variable block within %s s; dropped", peer, self._header_timeout_s)
+            self._dropped.warn("FastAGI %s: no variable block within %s s; dropped", peer, self._header_timeout_s)
             return
         except (ProtocolError, OSError) as exc:
-            log.warning("FastAGI %s: %s; dropped", peer, exc)
+            self._dropped.warn("FastAGI %s: %s; dropped", peer, exc)
             return
+        finally:
+            self._waiting.pop(task, None)
         if request is None:
             log.info("FastAGI %s: disconnected before the end of its variable block", peer)
             return
@@ -329,6 +381,26 @@ async def _close(writer: asyncio.StreamWriter) -> None:
             await writer.wait_closed()
     except (TimeoutError, OSError):
         writer.transport.abort()
+
+
+class _RateLimitedWarning:
+    """WARNING log lines of one kind, at most one per ``interval_s``; the ones held back are counted."""
+
+    def __init__(self, interval_s: float = WARNING_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last: float | None = None
+        self._held = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.interval_s:
+            self._held += 1
+            return
+        if self._held:
+            message += " (and %d more like it in the last %.0f s)"
+            args = (*args, self._held, now - self._last if self._last is not None else 0.0)
+        self._last, self._held = now, 0
+        log.warning(message, *args)
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:
