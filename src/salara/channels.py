@@ -16,12 +16,24 @@ in) behind ``GET /v1/calls``:
   (:meth:`ChannelRegistry.originate_result`) when no channel ever appeared.
 
 Outcome of an ended call (:class:`Outcome`): ``answered``, ``busy``,
-``no_answer``, ``failed`` or ``unknown``. For a call salara originated it
-follows the ``OriginateResponse`` ``Reason`` (Asterisk's ``AST_CONTROL_*``
-code of the first leg: 0 failure, 1 hung up, 3 ring timeout, 4 answered,
-5 busy, 8 congestion); for any other call, whether a channel was ever Up,
-else the Hangup cause (17 busy; 18, 19 no answer; 16 caller gave up while
-ringing: no answer).
+``no_answer``, ``failed`` or ``unknown``.
+
+- A call salara originated has two legs: the operator's channel rings
+  first (its result is the ``OriginateResponse`` ``Reason``, Asterisk's
+  ``AST_CONTROL_*`` code of that leg: 0 failure, 1 hung up, 3 ring timeout,
+  4 answered, 5 busy, 8 congestion; :attr:`Outcome.operator`), then the
+  dialplan runs on it to reach the called side. The call's own result is
+  the called side's: ``answered`` only when another channel of the call
+  was answered, the Dial status (``DIALSTATUS`` or ``DialEnd``) said
+  ``ANSWER``, or the dialplan answered the call itself (``Answer()`` on the
+  operator's channel, as an IVR or a simulated extension does); otherwise
+  from the Dial status (``BUSY`` busy; ``NOANSWER``, ``CANCEL`` no answer;
+  ``CHANUNAVAIL``, ``CONGESTION``... failed), else from the Hangup cause
+  of the called side's channel, else of the operator's. When the operator
+  never answered, the call never got further: its result is the
+  operator's.
+- Any other call: whether a channel was ever Up, else the Hangup cause (17
+  busy; 18, 19 no answer; 16 caller gave up while ringing: no answer).
 
 Bounded: at most ``max_channels`` live channels (the oldest call is dropped
 beyond it, counted in :attr:`ChannelRegistry.evicted`) and at most
@@ -57,8 +69,17 @@ ORIGINATE_REASONS: Final[dict[int, str]] = {
 _REASON_RESULT: Final[dict[int, OutcomeResult]] = {4: "answered", 5: "busy", 3: "no_answer"}
 _CAUSE_RESULT: Final[dict[int, OutcomeResult]] = {17: "busy", 18: "no_answer", 19: "no_answer", 16: "no_answer"}
 """Hangup cause (Q.850) -> outcome, for calls never answered."""
+_DIAL_RESULT: Final[dict[str, OutcomeResult]] = {
+    "ANSWER": "answered",
+    "BUSY": "busy",
+    "NOANSWER": "no_answer",
+    "CANCEL": "no_answer",
+}
+"""Dial's ``DIALSTATUS`` -> outcome; any other (``CHANUNAVAIL``, ``CONGESTION``...) is ``failed``."""
 
-HANDLED_EVENTS: Final = frozenset({"Newchannel", "Newstate", "NewCallerid", "NewConnectedLine", "Hangup"})
+HANDLED_EVENTS: Final = frozenset(
+    {"Newchannel", "Newstate", "NewCallerid", "NewConnectedLine", "Hangup", "Newexten", "VarSet", "DialEnd"}
+)
 
 MAX_CHANNELS: Final = 50_000
 MAX_ENDED: Final = 1_000
@@ -121,14 +142,28 @@ class Origin:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """How an ended call ended, with the reasons Asterisk gave."""
+class LegOutcome:
+    """How the operator's leg of a call salara placed went: its ``OriginateResponse``."""
 
     result: OutcomeResult
     reason: str
     originate_reason: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an ended call ended (its called side, for a call salara placed), with the reasons Asterisk gave."""
+
+    result: OutcomeResult
+    reason: str
+    originate_reason: int | None = None
+    """The ``OriginateResponse`` ``Reason`` of a call salara placed (its operator's leg)."""
     hangup_cause: int | None = None
     hangup_cause_text: str | None = None
+    dial_status: str | None = None
+    """The last ``DIALSTATUS`` of the call's Dial, when it ran one."""
+    operator: LegOutcome | None = None
+    """For a call salara placed: how its operator's leg went."""
 
 
 @dataclass(slots=True)
@@ -152,13 +187,29 @@ class Call:
     originate_reason: int | None = None
     originate_error: str | None = None
     outcome: Outcome | None = None
+    operator_answered_at: float | None = None
+    """A call salara placed: when the operator's channel was answered (:attr:`answered_at` is the called side's)."""
+    answered_by: str | None = None
+    """What showed the called side answered: a channel's name, ``Dial ANSWER``, ``Answer()``."""
+    dial_status: str | None = None
+    called_cause: int | None = None
+    """Hangup cause of the first channel of the called side (not the operator's) that gave one."""
+    called_cause_text: str | None = None
 
     @property
     def state(self) -> CallState:
-        """``ended``; else ``up`` if a channel is Up, ``ringing`` if one rings, else ``dialing``."""
+        """``ended``; else ``up`` if a channel is Up, ``ringing`` if one rings, else ``dialing``.
+
+        For a call salara placed, ``up`` once its called side answered: while
+        only the operator has answered, the call is ``ringing``.
+        """
         if self.ended_at is not None:
             return "ended"
         states = {channel.state for channel in self.channels.values()}
+        if self.origin is not None:
+            if self.answered_at is not None:
+                return "up"
+            return "ringing" if self.operator_answered_at is not None or states & RINGING_STATES else "dialing"
         if UP in states:
             return "up"
         if states & RINGING_STATES:
@@ -190,8 +241,51 @@ class Call:
         return self.first.context if self.first is not None else None
 
 
+def _cause_words(cause: int | None, text: str | None) -> str:
+    return f"Hangup cause {cause} ({text or '?'})"
+
+
+def operator_outcome(call: Call) -> LegOutcome:
+    """How the operator's leg of a call salara placed went: its ``OriginateResponse``, else what was seen."""
+    code = call.originate_reason
+    if code is not None:
+        reason = f"OriginateResponse {call.originate_response or '?'}, Reason {code}: {originate_reason_text(code)}"
+        return LegOutcome(_REASON_RESULT.get(code, "failed"), reason, code)
+    if call.operator_answered_at is not None:
+        return LegOutcome("answered", "the operator's channel was answered; OriginateResponse not seen")
+    return LegOutcome("unknown", call.originate_error or "OriginateResponse not seen")
+
+
+def _placed_outcome(call: Call) -> Outcome:
+    operator = operator_outcome(call)
+    cause, cause_text = call.hangup_cause, call.hangup_cause_text
+    dial = call.dial_status
+    details = [f"Dial {dial}"] if dial else []
+    if cause is not None:
+        details.append(_cause_words(cause, cause_text))
+    if call.called_cause is not None and (call.called_cause, call.called_cause_text) != (cause, cause_text):
+        details.append("called side's " + _cause_words(call.called_cause, call.called_cause_text))
+    result: OutcomeResult
+    if operator.result != "answered":
+        result, what = operator.result, "the operator's leg did not answer"
+    elif call.answered_at is not None:
+        result, what = "answered", f"answered ({call.answered_by or '?'})"
+    elif dial:
+        result, what = _DIAL_RESULT.get(dial, "failed"), "not answered"
+    elif call.called_cause is not None:
+        result, what = _CAUSE_RESULT.get(call.called_cause, "failed"), "not answered"
+    elif cause is not None:
+        result, what = _CAUSE_RESULT.get(cause, "failed"), "not answered"
+    else:
+        result, what = "unknown", "the call ended while salara was not connected to Asterisk"
+    reason = "; ".join([what, *details, f"operator: {operator.reason}"])
+    return Outcome(result, reason, call.originate_reason, cause, cause_text, dial, operator)
+
+
 def outcome_of(call: Call) -> Outcome:
     """The outcome of an ended call (see the module's docstring)."""
+    if call.origin is not None:
+        return _placed_outcome(call)
     cause, cause_text = call.hangup_cause, call.hangup_cause_text
     reason_code = call.originate_reason
     if reason_code is not None:
@@ -335,6 +429,37 @@ class ChannelRegistry:
         elif name == "NewConnectedLine":
             channel.connected_number = known(event.get("ConnectedLineNum"))
             channel.connected_name = known(event.get("ConnectedLineName"))
+        else:
+            self._called_side(channel, event, now)
+
+    def _called_side(self, channel: Channel, event: Event, now: float) -> None:
+        """What a ``Newexten``, ``VarSet`` or ``DialEnd`` says of the called side of a call salara placed."""
+        call = self.calls.get(channel.linkedid)
+        if call is None or call.origin is None:
+            return
+        name = event.name
+        if name == "Newexten":
+            # The dialplan runs on the operator's channel once it answered; Answer() there is the
+            # called side (an IVR, a simulated extension) answering the call itself.
+            if event.get("Application") == "Answer" and channel.uniqueid == call.id and channel.state == UP:
+                self._called_answered(call, now, "Answer()")
+            return
+        if name == "VarSet":
+            if event.get("Variable") != "DIALSTATUS":
+                return
+            status = event.get("Value") or ""
+        else:
+            status = event.get("DialStatus") or ""
+        if status:
+            call.dial_status = status
+            if status == "ANSWER":
+                self._called_answered(call, now, "Dial ANSWER")
+
+    @staticmethod
+    def _called_answered(call: Call, now: float, by: str) -> None:
+        if call.answered_at is None:
+            call.answered_at = now
+            call.answered_by = by
 
     def _newchannel(self, uniqueid: str, event: Event, now: float, created_at: float | None = None) -> Channel:
         linkedid = event.get("Linkedid") or uniqueid
@@ -393,8 +518,14 @@ class ChannelRegistry:
         if state == UP and channel.answered_at is None:
             channel.answered_at = now
             call = self.calls.get(channel.linkedid)
-            if call is not None and call.answered_at is None:
+            if call is None:
+                return
+            if call.origin is not None and channel.uniqueid == call.id:
+                if call.operator_answered_at is None:
+                    call.operator_answered_at = now  # the operator's leg; the call is answered by the called side
+            elif call.answered_at is None:
                 call.answered_at = now
+                call.answered_by = channel.name
 
     def _hangup(self, uniqueid: str, channel: Channel | None, event: Event, now: float) -> None:
         if self._resync is not None:
@@ -408,6 +539,10 @@ class ChannelRegistry:
         if cause >= 0 and (call.hangup_cause in (None, 0) or (uniqueid == call.id and cause != 0)):
             call.hangup_cause = cause
             call.hangup_cause_text = event.get("Cause-txt")
+        # For a call salara placed, the called side's own cause (a channel Dial created, not the operator's).
+        if call.origin is not None and uniqueid != call.id and cause > 0 and call.called_cause is None:
+            call.called_cause = cause
+            call.called_cause_text = event.get("Cause-txt")
         if channel is not None:
             del self.channels[uniqueid]
             call.channels.pop(uniqueid, None)

@@ -80,28 +80,34 @@ class _Entry:
 
 
 class IdempotencyCache:
-    """``Idempotency-Key`` handling: one result per key within ``window_s`` seconds.
+    """``Idempotency-Key`` handling: one result per key and scope within ``window_s`` seconds.
 
     The first request with a key runs; a later (or concurrent) one with the
     same key and the same request gets the same result, never a second run;
     the same key with a different request raises :class:`Conflict`. A run
     that fails is forgotten, so the request may be retried with its key.
+    Keys are looked up before anything runs, so a replay costs nothing but
+    the lookup (the rate is spent inside ``work``, by new runs only). Keys
+    live in a ``scope`` (the client: one client's key is not another's).
     At most ``max_keys`` keys are kept (the oldest goes first).
     """
 
     def __init__(self, window_s: float = IDEMPOTENCY_WINDOW_S, max_keys: int = IDEMPOTENCY_MAX_KEYS) -> None:
         self.window_s = window_s
         self.max_keys = max_keys
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self.replays = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def run(self, key: str, fingerprint: str, now: float, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """``(result, replayed)``: the result of ``work()`` for ``key``, run at most once."""
+    async def run(
+        self, key: str, fingerprint: str, now: float, work: Callable[[], Awaitable[T]], scope: str = ""
+    ) -> tuple[T, bool]:
+        """``(result, replayed)``: the result of ``work()`` for ``key`` in ``scope``, run at most once."""
         self._expire(now)
-        entry = self._entries.get(key)
+        scoped = (scope, key)
+        entry = self._entries.get(scoped)
         if entry is not None:
             if entry.fingerprint != fingerprint:
                 raise Conflict(
@@ -112,14 +118,14 @@ class IdempotencyCache:
             self.replays += 1
             return await asyncio.shield(entry.result), True
         result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._entries[key] = _Entry(fingerprint, now, result)
+        self._entries[scoped] = _Entry(fingerprint, now, result)
         while len(self._entries) > self.max_keys:
             self._entries.popitem(last=False)
         try:
             value = await work()
         except BaseException as exc:
-            if self._entries.get(key) is not None and self._entries[key].result is result:
-                del self._entries[key]
+            if self._entries.get(scoped) is not None and self._entries[scoped].result is result:
+                del self._entries[scoped]
             if isinstance(exc, Exception):
                 result.set_exception(exc)
                 result.exception()  # retrieved: no warning when nobody else waited
@@ -144,6 +150,18 @@ class IdempotencyCache:
 def utc(seconds: float | None) -> datetime | None:
     """Unix seconds as an aware UTC datetime."""
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def variable_problems(variables: Mapping[str, str], prefix: str) -> list[str]:
+    """The names in ``variables`` a client may not set: any not starting with ``prefix``, any starting with ``_``.
+
+    An allow-list: Asterisk reads many channel variables as instructions
+    (``BRIDGE_FEATURES`` gives a party the transfer key, ``TRANSFER_CONTEXT``
+    says where it may dial, a leading ``_``/``__`` passes one on to every
+    channel the call creates), and new ones come with new versions. Only
+    names of the CRM's own namespace, ``[api] variable_prefix``, get through.
+    """
+    return [name for name in variables if name.startswith("_") or not name.startswith(prefix)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,17 +377,42 @@ class CallControl:
             raise NotFound(f"no call {call_id} (unknown, or ended too long ago)", error="call_not_found")
         return call
 
-    async def place(self, request: PlaceCall, idempotency_key: str | None = None) -> tuple[Call, bool]:
+    async def place(
+        self,
+        request: PlaceCall,
+        idempotency_key: str | None = None,
+        *,
+        owner: str = "",
+        admit: Callable[[], None] | None = None,
+    ) -> tuple[Call, bool]:
         """Place a call (``ExtensionState`` then ``Originate``); ``(call, replayed)``.
 
-        With ``idempotency_key``, the same key and request within the window
-        return the call placed first (``replayed`` true), never a second one.
-        Raises :class:`Conflict` ``operator_unavailable`` when the ``from``
-        extension's state is not in ``good_status`` (nothing placed), or
-        ``idempotency_key_reused``.
+        With ``idempotency_key``, the same key and request of the same
+        ``owner`` within the window return the call placed first
+        (``replayed`` true), never a second one. ``admit()`` runs right
+        before a new call is placed, never for a replay (it spends the
+        client's rate; it raises to refuse, and then nothing is placed and
+        the key is free again). Raises :class:`Unprocessable`
+        ``validation_failed`` for a variable outside ``[api]
+        variable_prefix``, :class:`Conflict` ``operator_unavailable`` when
+        the ``from`` extension's state is not in ``good_status`` (nothing
+        placed), or ``idempotency_key_reused``.
         """
+        refused = variable_problems(request.variables, self.telephony.config.api.variable_prefix)
+        if refused:
+            raise Unprocessable(
+                f"variables may only be named {self.telephony.config.api.variable_prefix}...: {', '.join(refused)}",
+                error="validation_failed",
+                details={"variables": refused},
+            )
+
+        async def work() -> Call:
+            if admit is not None:
+                admit()
+            return await self._place(request)
+
         if idempotency_key is None:
-            return await self._place(request), False
+            return await work(), False
         fingerprint = repr(
             (
                 request.from_,
@@ -380,7 +423,7 @@ class CallControl:
                 request.timeout_s,
             )
         )
-        return await self.idempotency.run(idempotency_key, fingerprint, self.clock(), lambda: self._place(request))
+        return await self.idempotency.run(idempotency_key, fingerprint, self.clock(), work, scope=owner)
 
     async def _place(self, request: PlaceCall) -> Call:
         try:

@@ -7,8 +7,12 @@ Server-Sent Event and offers it to each subscriber's bounded queue without
 ever waiting. A subscriber whose queue is full is dropped (its stream ends
 with an ``event: dropped`` message), so a slow client never slows AMI
 reading and never holds memory beyond its queue. The number of subscribers
-is bounded too. The last ``replay_size`` events are kept so a client that
-reconnects with ``Last-Event-ID`` gets what it missed, while still in there.
+is bounded too, in all and per client (``owner``: a token's name), so one
+client cannot take every stream. A stream whose client stops reading is
+closed by the HTTP side once one write has waited ``send_timeout_s``
+seconds (:class:`salara.api.v1.EventStreamResponse`). The last
+``replay_size`` events are kept so a client that reconnects with
+``Last-Event-ID`` gets what it missed, while still in there.
 
 An SSE message::
 
@@ -43,6 +47,9 @@ EVENT_TYPES: Final = ("Newchannel", "Newexten", "Hangup", "AgentConnect")
 
 QUEUE_SIZE: Final = 1_000
 MAX_SUBSCRIBERS: Final = 32
+MAX_SUBSCRIBERS_PER_OWNER: Final = 8
+SEND_TIMEOUT_S: Final = 30.0
+"""Longest wait for one write of a stream before it is closed as stalled (the client stopped reading)."""
 REPLAY_SIZE: Final = 1_000
 HEARTBEAT_S: Final = 15.0
 RETRY_MS: Final = 2_000
@@ -56,7 +63,7 @@ DROPPED_MESSAGE: Final = (
 
 
 class TooManySubscribers(Exception):
-    """The hub already serves :attr:`EventHub.max_subscribers` streams."""
+    """The hub already serves :attr:`EventHub.max_subscribers` streams, or this owner its share of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,8 @@ class Subscription:
     types: frozenset[str] | None
     call: str | None
     queue: asyncio.Queue[LiveEvent | None]
+    owner: str = ""
+    """Who opened it (a token's name)."""
     dropped: bool = False
     sent: int = 0
     created_at: float = field(default_factory=time.monotonic)
@@ -102,16 +111,21 @@ class EventHub:
         *,
         queue_size: int = QUEUE_SIZE,
         max_subscribers: int = MAX_SUBSCRIBERS,
+        max_subscribers_per_owner: int = MAX_SUBSCRIBERS_PER_OWNER,
         replay_size: int = REPLAY_SIZE,
         heartbeat_s: float = HEARTBEAT_S,
+        send_timeout_s: float = SEND_TIMEOUT_S,
     ) -> None:
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
+        self.max_subscribers_per_owner = max_subscribers_per_owner
         self.heartbeat_s = heartbeat_s
+        self.send_timeout_s = send_timeout_s
         self.subscribers: set[Subscription] = set()
         self.recent: deque[LiveEvent] = deque(maxlen=replay_size)
         self.published = 0
         self.dropped_subscribers = 0
+        """Streams ended because their client fell behind or stopped reading."""
 
     def publish(self, crm_event: CrmEvent, event_id: str, body: bytes) -> None:
         """The pipeline's live listener: format once, offer to every subscriber, never wait."""
@@ -148,17 +162,28 @@ class EventHub:
         log.warning("live event subscriber dropped: %d events queued and not read", self.queue_size)
 
     def subscribe(
-        self, types: Iterable[str] | None = None, call: str | None = None, last_event_id: str | None = None
+        self,
+        types: Iterable[str] | None = None,
+        call: str | None = None,
+        last_event_id: str | None = None,
+        *,
+        owner: str = "",
     ) -> Subscription:
-        """A new subscription to events of ``types`` (None: all) of call ``call`` (None: all).
+        """A new subscription of ``owner`` to events of ``types`` (None: all) of call ``call`` (None: all).
 
         With ``last_event_id`` still among the recent events, the events after
-        it are queued first. Raises :class:`TooManySubscribers`.
+        it are queued first. Raises :class:`TooManySubscribers` beyond
+        :attr:`max_subscribers` streams in all, or :attr:`max_subscribers_per_owner`
+        of one owner.
         """
         if len(self.subscribers) >= self.max_subscribers:
             raise TooManySubscribers(f"{self.max_subscribers} live event streams are open already")
+        if sum(1 for s in self.subscribers if s.owner == owner) >= self.max_subscribers_per_owner:
+            raise TooManySubscribers(
+                f"this client has {self.max_subscribers_per_owner} live event streams open already"
+            )
         subscription = Subscription(
-            frozenset(types) if types is not None else None, call, asyncio.Queue(self.queue_size)
+            frozenset(types) if types is not None else None, call, asyncio.Queue(self.queue_size), owner
         )
         if last_event_id:
             replay = False
@@ -173,6 +198,13 @@ class EventHub:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscribers.discard(subscription)
+
+    def stalled(self, subscription: Subscription) -> None:
+        """The HTTP side closed a stream whose client stopped reading (a write waited :attr:`send_timeout_s`)."""
+        if subscription in self.subscribers:
+            self.subscribers.discard(subscription)
+            self.dropped_subscribers += 1
+        log.warning("live event subscriber closed: its client read nothing for %g s", self.send_timeout_s)
 
     async def stream(self, subscription: Subscription) -> AsyncIterator[bytes]:
         """The SSE byte stream of a subscription: a ``retry`` hint, events, heartbeat comments.

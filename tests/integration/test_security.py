@@ -172,6 +172,27 @@ def test_destinations_outside_the_allow_list_are_refused_before_ami(
     assert new_actions(ami_recorder, before) == ["ExtensionState"]
 
 
+def test_v1_call_variables_cannot_reach_asterisks_own(salara_factory: SalaraFactory, ami_recorder: AMIRecorder) -> None:
+    # The review's toll fraud: the called party gets the transfer key (#) into a context the token may not use.
+    tokens = Tokens()
+    salara = start_secured(salara_factory, ami_recorder, tokens)
+    before = len(ami_recorder.actions())
+    call = {"from": "8001", "to": "9001", "context": "phones"}
+    for variables in (
+        {"BRIDGE_FEATURES": "t", "__TRANSFER_CONTEXT": "sim"},
+        {"BRIDGE_FEATURES": "t", "TRANSFER_CONTEXT": "sim"},
+        {"_CRM_ID": "1"},
+        {"CRM_ID": "1", "DYNAMIC_FEATURES": "blindxfer"},
+    ):
+        response = httpx.post(
+            f"{salara.url}/v1/calls", json={**call, "variables": variables}, headers=bearer(tokens.crm)
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "validation_failed"
+    # Nothing reached Asterisk (the resync after login may be recorded late: not a request's).
+    assert [a for a in new_actions(ami_recorder, before) if a != "CoreShowChannels"] == []
+
+
 def test_calls_and_messages_are_rate_limited_per_token(
     salara_factory: SalaraFactory, ami_recorder: AMIRecorder
 ) -> None:
@@ -298,6 +319,47 @@ def test_connections_beyond_the_limit_get_503_until_others_close(salara_factory:
             sock.close()
     time.sleep(0.2)
     assert salara.post({"exten": "9001"}).status_code == 200
+
+
+def from_address(source: str, port: int) -> socket.socket:
+    """A connection to salara (on 127.0.0.1) from the loopback address ``source`` (127.0.0.0/8 is all local)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def test_one_client_cannot_take_every_connection(salara_factory: SalaraFactory) -> None:
+    # The attack: connections that each send a byte and wait, more than [api] max_connections.
+    salara = salara_factory(
+        SALARA_API_MAX_CONNECTIONS="8", SALARA_API_MAX_CONNECTIONS_PER_CLIENT="4", SALARA_API_REQUEST_TIMEOUT="30"
+    )
+    port = salara.port
+    flood = []
+    for _ in range(12):
+        sock = from_address("127.0.0.1", port)
+        with contextlib.suppress(OSError):
+            sock.sendall(b"G")
+        flood.append(sock)
+    try:
+        time.sleep(0.3)
+        refused = [sock for sock in flood if _recv_all(sock, 0.2).startswith(b"HTTP/1.1 503 ")]
+        assert len(refused) == 8  # all but the first 4, closed at once
+        # Another client address is served meanwhile, /health and the API alike.
+        for path in ("/health", "/?exten=9001"):
+            with from_address("127.0.0.2", port) as other:
+                other.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                assert _recv_all(other, 5).startswith(b"HTTP/1.1 200 "), path
+        # The flooding address gets nothing more while it holds its 4.
+        with from_address("127.0.0.1", port) as extra:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _recv_all(extra, 5).startswith(b"HTTP/1.1 503 ")
+    finally:
+        for sock in flood:
+            sock.close()
+    time.sleep(0.3)
+    assert salara.post({"exten": "9001"}).status_code == 200  # its slots are free again once closed
+    assert "more than 4 open connections from 127.0.0.1" in salara.log()
 
 
 # -- start-up checks --------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -136,7 +137,7 @@ def test_a_call_is_listed_while_it_lives_hung_up_and_then_reports_its_outcome(v1
         "to": "9999",
         "context": "phones",
         "caller_id_name": "ACME CRM",
-        "variables": {"CRMID": "42"},
+        "variables": {"CRM_ID": "42"},
     }
     response = v1.place(body)
     assert response.status_code == 201, response.text
@@ -153,7 +154,7 @@ def test_a_call_is_listed_while_it_lives_hung_up_and_then_reports_its_outcome(v1
     # The channel is there for GET /v1/channels too, with the variable set on it.
     status = v1.get(f"/v1/channels/{channel['name']}").json()
     assert status["linkedid"] == call_id and status["state"] == "Up" and status["application"] == "Wait"
-    assert pbx.ami_command("Action: Getvar", f"Channel: {channel['name']}", "Variable: CRMID").count("Value: 42") == 1
+    assert pbx.ami_command("Action: Getvar", f"Channel: {channel['name']}", "Variable: CRM_ID").count("Value: 42") == 1
 
     assert v1.delete(f"/v1/calls/{call_id}").status_code == 204
     ended = v1.wait_state(call_id, "ended")
@@ -194,8 +195,44 @@ def test_an_originate_to_an_unregistered_endpoint_reports_asterisks_reason(
     assert outcome["result"] == "failed"
     assert outcome["originate_reason"] == 0
     assert "OriginateResponse Failure, Reason 0" in outcome["reason"]
+    assert outcome["operator"]["result"] == "failed"
     assert ended["answered_at"] is None and ended["channels"] == []
     assert ami_recorder.actions().count("Originate") == 1
+
+
+def test_a_call_that_rings_unanswered_reports_no_answer_although_the_operator_answered(v1: V1) -> None:
+    # 9998 rings (Ringing(), Wait(60)) on the operator's channel and never answers.
+    response = v1.place({"from": "8001", "to": "9998", "context": "phones"})
+    assert response.status_code == 201, response.text
+    call_id = response.json()["id"]
+    ringing = wait_for(
+        "8001 answered", lambda: (c := v1.call(call_id))["channels"] and c["channels"][0]["state"] == "Up" and c
+    )
+    assert ringing["state"] == "ringing" and ringing["answered_at"] is None  # only the operator has answered
+    time.sleep(3)
+    hung_up = v1.delete(f"/v1/calls/{call_id}")
+    # (409 call_ended: the shared phone hung up first, e.g. for another test; the outcome is the same)
+    assert hung_up.status_code == 204 or hung_up.json()["error"] == "call_ended", hung_up.text
+    ended = v1.call(call_id) if hung_up.status_code == 409 else v1.wait_state(call_id, "ended")
+    outcome = ended["outcome"]
+    assert outcome["result"] == "no_answer", outcome
+    assert ended["answered_at"] is None
+    assert outcome["operator"]["result"] == "answered" and outcome["operator"]["originate_reason"] == 4
+    assert outcome["hangup_cause"] == 16
+
+
+def test_a_call_to_an_unregistered_endpoint_fails_although_the_operator_answered(v1: V1) -> None:
+    # 8002 is in context phones with Dial(PJSIP/8002,20), and never registers.
+    response = v1.place({"from": "8001", "to": "8002", "context": "phones"})
+    assert response.status_code == 201, response.text
+    call_id = response.json()["id"]
+    ended = v1.wait_state(call_id, "ended", timeout_s=20)
+    outcome = ended["outcome"]
+    assert outcome["result"] == "failed", outcome
+    assert outcome["dial_status"] == "CHANUNAVAIL"
+    assert (outcome["hangup_cause"], outcome["hangup_cause_text"]) == (3, "No route to destination")
+    assert outcome["operator"]["result"] == "answered" and outcome["operator"]["originate_reason"] == 4
+    assert "Dial CHANUNAVAIL" in outcome["reason"] and ended["answered_at"] is None
 
 
 def test_an_unavailable_operator_is_refused_with_409_and_nothing_is_placed(
@@ -502,3 +539,67 @@ def test_tokens_and_rights_apply_to_v1_before_any_ami_action(
     # Nothing of the above reached Asterisk (the resync after login may be recorded late: not a request's).
     assert [a for a in new_actions(ami_recorder, before) if a != "CoreShowChannels"] == []
     assert httpx.get(f"{url}/v1/extensions/8001", headers=crm).json()["state_text"] == "Idle"
+
+
+def test_idempotent_replays_do_not_spend_the_tokens_rate(
+    salara_factory: SalaraFactory, ami_recorder: AMIRecorder
+) -> None:
+    from tests.integration.test_security import Tokens, bearer, start_secured
+
+    tokens = Tokens()  # crm: calls in phones to 3-4 digit numbers
+    salara = start_secured(salara_factory, ami_recorder, tokens, crm_rate="5/60")
+    crm = bearer(tokens.crm)
+    body = {"from": "8001", "to": "9001", "context": "phones"}
+    key = {"Idempotency-Key": f"crm-click-{time.time_ns()}", **crm}
+    answers = [httpx.post(f"{salara.url}/v1/calls", json=body, headers=key, timeout=15) for _ in range(7)]
+    assert [a.status_code for a in answers] == [201] * 7, answers[-1].text
+    call_id = answers[0].json()["id"]
+    assert {a.json()["id"] for a in answers} == {call_id}
+    try:
+        assert ami_recorder.actions().count("Originate") == 1
+        # Four of the five remain: an operator that is not available costs a call each (8003: Unavailable).
+        other = {"from": "8003", "to": "9001", "context": "phones"}
+        statuses = [httpx.post(f"{salara.url}/v1/calls", json=other, headers=crm).status_code for _ in range(5)]
+        assert statuses == [409, 409, 409, 409, 429]
+    finally:
+        httpx.delete(f"{salara.url}/v1/calls/{call_id}", headers=crm)
+
+
+def test_one_token_cannot_hold_every_live_stream(salara_factory: SalaraFactory, ami_recorder: AMIRecorder) -> None:
+    from tests.integration.test_security import Tokens, start_secured
+
+    tokens = Tokens()
+    salara = start_secured(salara_factory, ami_recorder, tokens)
+
+    def open_stream(token: str) -> tuple[socket.socket, bytes]:
+        sock = socket.create_connection(("127.0.0.1", salara.port))
+        request = f"GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        sock.sendall(request.encode())
+        sock.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head and (chunk := sock.recv(4096)):
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 200 "):  # an error: its body follows, then the end
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(4096):
+                    head += chunk
+        return sock, head
+
+    streams = [open_stream(tokens.monitor) for _ in range(8)]
+    try:
+        assert all(head.startswith(b"HTTP/1.1 200 ") for _, head in streams)
+        refused, head = open_stream(tokens.monitor)
+        refused.close()
+        assert head.startswith(b"HTTP/1.1 503 ") and b"too_many_subscribers" in head
+        theirs, head = open_stream(tokens.ops)  # another token still gets its stream
+        theirs.close()
+        assert head.startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock, _ in streams:
+            sock.close()
+
+
+def test_v1_itself_is_reserved(v1: V1) -> None:
+    for method in ("GET", "POST"):
+        response = httpx.request(method, f"{v1.url}/v1", json={"exten": "9001"}, headers=v1.salara.headers)
+        assert response.status_code == 404 and response.json()["error"] == "not_found"

@@ -45,13 +45,16 @@ class FakeAMI:
         self.ready = True
         self.last_error: str | None = None
         self.actions: list[str] = []
+        self.originated: list[list[tuple[str, object]]] = []
+        """The fields of every Originate."""
 
     async def action(self, name: str, fields: object = None, check: bool = True) -> FakeResponse:
         self.actions.append(name)
         return FakeResponse({"Status": "0"})
 
-    async def originate(self, fields: object, timeout_s: float) -> tuple[str, asyncio.Future[Any]]:
+    async def originate(self, fields: list[tuple[str, object]], timeout_s: float) -> tuple[str, asyncio.Future[Any]]:
         self.actions.append("Originate")
+        self.originated.append(list(fields))
         return "1", asyncio.get_running_loop().create_future()
 
 
@@ -192,3 +195,129 @@ async def test_size_shape_and_time_limits() -> None:
         assert v1.status_code == 413 and v1.json()["error"] == "payload_too_large"
         assert (await local.post("/", json={"exten": "9001"}, headers=headers)).status_code == 200
     assert ami.actions == ["ExtensionState"]
+
+
+# -- connections per client --------------------------------------------------------
+
+
+def test_connections_are_capped_per_client_address() -> None:
+    from salara.api.security import ClientConnections
+
+    clients = ClientConnections(cap=3)
+    assert [clients.opened("127.0.0.1") for _ in range(4)] == [True, True, True, False]
+    assert clients.count("127.0.0.1") == 3 and clients.refused == 1
+    assert clients.opened("192.0.2.7")  # another client is not affected
+    assert clients.opened("::ffff:127.0.0.1") is False  # v4-mapped: the same client
+    clients.closed("127.0.0.1")
+    assert clients.opened("127.0.0.1")
+    for _ in range(3):
+        clients.closed("127.0.0.1")
+    assert clients.count("127.0.0.1") == 0 and "127.0.0.1" not in clients.open_by_client
+
+
+def test_an_ipv6_client_is_counted_by_its_64() -> None:
+    from salara.api.security import ClientConnections, client_key
+
+    assert client_key("2001:db8:1:2::1") == client_key("[2001:db8:1:2:ffff::9]") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    clients = ClientConnections(cap=2)
+    assert [clients.opened(f"2001:db8:1:2::{n}") for n in range(1, 4)] == [True, True, False]
+    assert clients.opened("2001:db8:1:3::1")
+
+
+def test_a_cap_of_zero_counts_but_never_refuses() -> None:
+    from salara.api.security import ClientConnections
+
+    clients = ClientConnections(cap=0)
+    assert all(clients.opened("127.0.0.1") for _ in range(1000))
+
+
+def test_refusals_are_logged_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    from salara.api.security import ClientConnections
+
+    clients = ClientConnections(cap=1, log_interval_s=10)
+    with caplog.at_level("WARNING", logger="salara.api.security"):
+        for now in (0.0, 1.0, 2.0, 11.0):
+            clients.log_refusal("203.0.113.5", now)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "(1 refused so)" in lines[0] and "(3 refused so)" in lines[1]
+
+
+class FakeTransport:
+    """Just enough of an asyncio transport for uvicorn's protocol: a peer address, writes, close."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        self.peer = peer
+        self.written = b""
+        self.closed = self.aborted = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": self.peer, "sockname": ("127.0.0.1", 5058)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+async def test_the_uvicorn_protocol_closes_a_connection_over_the_per_client_cap() -> None:
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from salara.api.security import uvicorn_options
+
+    loaded = config.load(None, environ={"SALARA_API_MAX_CONNECTIONS_PER_CLIENT": "2"})
+    options = uvicorn_options(loaded)
+    protocol_class = options.pop("http")
+    server = uvicorn.Config(create_app(Telephony(FakeAMI(), loaded)), http=protocol_class, **options)  # type: ignore[arg-type]
+    state = ServerState()
+
+    def connect(peer: tuple[str, int]) -> tuple[Any, FakeTransport]:
+        protocol = protocol_class(config=server, server_state=state, app_state={})
+        transport = FakeTransport(peer)
+        protocol.connection_made(transport)
+        return protocol, transport
+
+    held = [connect(("127.0.0.1", 40000 + n)) for n in range(2)]
+    assert not any(transport.closed for _, transport in held)
+    _, extra = connect(("127.0.0.1", 40009))
+    assert extra.closed and extra.written.startswith(b"HTTP/1.1 503 ")
+    assert b"retry-after: 5" in extra.written and b"too many open connections" in extra.written
+    other, elsewhere = connect(("127.0.0.2", 40000))  # another address is still taken in
+    assert not elsewhere.closed
+    held[0][0].connection_lost(None)  # one closes: its slot is free again
+    latest, again = connect(("127.0.0.1", 40010))
+    assert not again.closed
+    for protocol in (held[1][0], other, latest):
+        protocol.connection_lost(None)
+
+
+async def test_the_uvicorn_protocol_offers_requests_a_way_to_abort_their_connection() -> None:
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from salara.api.security import ABORT_EXTENSION, uvicorn_options
+
+    loaded = config.load(None, environ={})
+    options = uvicorn_options(loaded)
+    protocol_class = options.pop("http")
+    server = uvicorn.Config(create_app(Telephony(FakeAMI(), loaded)), http=protocol_class, **options)  # type: ignore[arg-type]
+    protocol = protocol_class(config=server, server_state=ServerState(), app_state={})
+    transport = FakeTransport(("127.0.0.1", 40000))
+    protocol.connection_made(transport)
+    protocol.data_received(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    abort = protocol.scope["extensions"][ABORT_EXTENSION]["abort"]
+    abort()
+    assert transport.aborted
+    protocol.connection_lost(None)

@@ -126,12 +126,128 @@ def test_outcomes_of_unanswered_calls_follow_the_hangup_cause() -> None:
         assert (call.outcome.result, call.outcome.hangup_cause, call.outcome.hangup_cause_text) == (result, cause, text)
 
 
-def test_originate_reasons_map_to_outcomes() -> None:
+def test_originate_reasons_map_to_the_operators_leg() -> None:
     registry = ChannelRegistry()
     for reason, result in ((0, "failed"), (1, "failed"), (3, "no_answer"), (4, "answered"), (5, "busy"), (8, "failed")):
         call = registry.originated(f"c{reason}", "8001", "9001", "sim", now=0)
         call.originate_reason, call.originate_response = reason, "Failure"
-        assert outcome_of(call).result == result
+        outcome = outcome_of(call)
+        assert outcome.operator is not None and outcome.operator.result == result
+        # Unless the operator answered, the call got no further: its result is the operator's leg's.
+        assert outcome.result == (result if reason != 4 else "unknown")
+
+
+def placed(registry: ChannelRegistry, call_id: str, to: str) -> None:
+    """A call salara placed from 8001 to ``to``: 8001's channel rings, answers, OriginateResponse Success 4."""
+    registry.originated(call_id, "8001", to, "phones", now=1)
+    chan = "PJSIP/8001-00000029"
+    registry.on_event(ev("Newchannel", Channel=chan, Uniqueid=call_id, Linkedid=call_id, ChannelState="0"), 1)
+    registry.on_event(ev("Newexten", Channel=chan, Uniqueid=call_id, Linkedid=call_id, ChannelState="0",
+                         Application="AppDial2", AppData="(Outgoing Line)"), 1)  # fmt: skip
+    registry.on_event(ev("Newstate", Channel=chan, Uniqueid=call_id, Linkedid=call_id, ChannelState="5"), 2)
+    registry.on_event(ev("Newstate", Channel=chan, Uniqueid=call_id, Linkedid=call_id, ChannelState="6"), 3)
+    registry.originate_result(call_id, "Success", 4, now=3)
+
+
+def exten(call_id: str, application: str, data: str = "") -> Event:
+    return ev("Newexten", Channel="PJSIP/8001-00000029", Uniqueid=call_id, Linkedid=call_id, ChannelState="6",
+              Application=application, AppData=data)  # fmt: skip
+
+
+def hangup(
+    call_id: str, cause: str, text: str, uniqueid: str | None = None, chan: str = "PJSIP/8001-00000029"
+) -> Event:
+    return ev("Hangup", Channel=chan, Uniqueid=uniqueid or call_id, Linkedid=call_id, Cause=cause, Cause_txt=text)
+
+
+def test_a_call_to_an_unregistered_endpoint_fails_although_the_operator_answered() -> None:
+    # Asterisk 22: 8001 answers, the dialplan runs Dial(PJSIP/8002,20), which finds no contact.
+    registry = ChannelRegistry()
+    placed(registry, "salara-a", "8002")
+    call = registry.calls["salara-a"]
+    assert call.state == "ringing" and call.answered_at is None  # only the operator has answered
+    registry.on_event(exten("salara-a", "NoOp", "Call to 8002"), 4)
+    registry.on_event(exten("salara-a", "Dial", "PJSIP/8002,20"), 4)
+    for value in ("", "CHANUNAVAIL"):
+        registry.on_event(ev("VarSet", Channel="PJSIP/8001-00000029", Uniqueid="salara-a", Linkedid="salara-a",
+                             Variable="DIALSTATUS", Value=value), 4)  # fmt: skip
+    registry.on_event(exten("salara-a", "Hangup"), 4)
+    registry.on_event(hangup("salara-a", "3", "No route to destination"), 5)
+    outcome = call.outcome
+    assert outcome is not None and call.answered_at is None
+    assert (outcome.result, outcome.dial_status, outcome.hangup_cause) == ("failed", "CHANUNAVAIL", 3)
+    assert outcome.operator is not None and (outcome.operator.result, outcome.operator.originate_reason) == (
+        "answered",
+        4,
+    )
+    assert "Dial CHANUNAVAIL" in outcome.reason and "No route to destination" in outcome.reason
+    assert "operator: OriginateResponse Success, Reason 4" in outcome.reason
+    assert registry.outcomes == {"failed": 1}
+
+
+def test_a_call_that_rings_and_is_never_answered_is_no_answer() -> None:
+    registry = ChannelRegistry()
+    placed(registry, "salara-b", "9998")
+    registry.on_event(exten("salara-b", "Ringing"), 4)
+    registry.on_event(exten("salara-b", "Wait", "60"), 4)
+    call = registry.calls["salara-b"]
+    assert call.state == "ringing"
+    registry.on_event(hangup("salara-b", "16", "Normal Clearing"), 9)  # hung up after a few seconds
+    assert call.outcome is not None and call.outcome.result == "no_answer" and call.answered_at is None
+    assert call.outcome.operator is not None and call.outcome.operator.result == "answered"
+
+
+def test_a_dialplan_that_answers_the_call_itself_is_answered() -> None:
+    registry = ChannelRegistry()
+    placed(registry, "salara-c", "9001")
+    registry.on_event(exten("salara-c", "Answer"), 4)
+    call = registry.calls["salara-c"]
+    assert call.state == "up" and call.answered_at == 4
+    registry.on_event(exten("salara-c", "Wait", "5"), 4)
+    registry.on_event(hangup("salara-c", "16", "Normal Clearing"), 9)
+    assert call.outcome is not None and call.outcome.result == "answered"
+    assert "Answer()" in call.outcome.reason
+
+
+def test_a_dialled_channel_decides_the_outcome() -> None:
+    for status, up, cause, result in (
+        ("ANSWER", True, "16", "answered"),
+        ("BUSY", False, "17", "busy"),
+        ("NOANSWER", False, "19", "no_answer"),
+        (None, False, "17", "busy"),  # no DIALSTATUS seen (VarSet events off): the called channel's cause
+        (None, False, "34", "failed"),
+    ):
+        registry = ChannelRegistry()
+        call_id = f"salara-{status}-{cause}"
+        placed(registry, call_id, "8003")
+        registry.on_event(exten(call_id, "Dial", "PJSIP/8003,20"), 4)
+        peer = "PJSIP/8003-0000002c"
+        registry.on_event(ev("Newchannel", Channel=peer, Uniqueid="u2", Linkedid=call_id, ChannelState="0"), 4)
+        registry.on_event(ev("Newstate", Channel=peer, Uniqueid="u2", Linkedid=call_id, ChannelState="5"), 5)
+        if up:
+            registry.on_event(ev("Newstate", Channel=peer, Uniqueid="u2", Linkedid=call_id, ChannelState="6"), 6)
+        registry.on_event(hangup(call_id, cause, "x", uniqueid="u2", chan=peer), 7)
+        if status:
+            registry.on_event(ev("DialEnd", Channel="PJSIP/8001-00000029", Uniqueid=call_id, Linkedid=call_id,
+                                 DestChannel=peer, DialStatus=status), 7)  # fmt: skip
+        registry.on_event(hangup(call_id, "16", "Normal Clearing"), 8)
+        call = registry.get(call_id, 9)
+        assert call is not None and call.outcome is not None
+        assert (call.outcome.result, call.outcome.dial_status) == (result, status), call.outcome
+        assert (call.answered_at is not None) == up
+
+
+def test_when_the_operator_does_not_answer_the_call_does_not_either() -> None:
+    registry = ChannelRegistry()
+    registry.originated("salara-d", "8001", "9001", "phones", now=1)
+    chan = "PJSIP/8001-0000002d"
+    registry.on_event(ev("Newchannel", Channel=chan, Uniqueid="salara-d", Linkedid="salara-d", ChannelState="5"), 1)
+    registry.on_event(ev("Hangup", Channel=chan, Uniqueid="salara-d", Linkedid="salara-d", Cause="19"), 31)
+    registry.originate_result("salara-d", "Failure", 3, now=31)
+    call = registry.get("salara-d", 32)
+    assert call is not None and call.outcome is not None
+    assert call.outcome.result == "no_answer" and call.outcome.operator is not None
+    assert call.outcome.operator.result == "no_answer" and call.outcome.originate_reason == 3
 
 
 def test_resync_drops_missed_channels_adds_unknown_ones_and_keeps_fresh_changes() -> None:

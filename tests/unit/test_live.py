@@ -112,3 +112,23 @@ async def test_heartbeats_keep_an_idle_stream_alive() -> None:
     await next_message(stream)
     assert await next_message(stream) == b": heartbeat\n\n"
     await stream.aclose()
+
+
+async def test_one_owner_cannot_take_every_stream() -> None:
+    hub = EventHub(max_subscribers=6, max_subscribers_per_owner=2)
+    mine = [hub.subscribe(owner="crm") for _ in range(2)]
+    with pytest.raises(TooManySubscribers, match="this client"):
+        hub.subscribe(owner="crm")
+    others = [hub.subscribe(owner="dashboard"), hub.subscribe(owner="monitor")]  # others still get theirs
+    hub.unsubscribe(mine[0])
+    hub.subscribe(owner="crm")
+    assert len(hub.subscribers) == 4 and all(s.owner == "dashboard" or s.owner != "crm" for s in others)
+
+
+async def test_a_stalled_stream_counts_as_dropped() -> None:
+    hub = EventHub()
+    subscription = hub.subscribe(owner="crm")
+    hub.stalled(subscription)
+    assert subscription not in hub.subscribers and hub.dropped_subscribers == 1
+    hub.stalled(subscription)  # the stream's end says so again: counted once
+    assert hub.dropped_subscribers == 1

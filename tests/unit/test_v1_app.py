@@ -206,3 +206,171 @@ def test_endpoint_view_of_a_registered_phone() -> None:
     assert contact.user_agent == "baresip v1.1.0 (x86_64/linux)"
     assert contact.expires_at is not None and contact.expires_at.year >= 2026
     assert endpoint_of("8002", (detail,)).reachability == "unknown"
+
+
+# -- with tokens, AMI faked: what reaches Asterisk is recorded ------------------------------
+
+from tests.unit.test_api_security import FakeAMI, bearer, section  # noqa: E402
+
+CRM = "v1-unit-crm-token-0123456789abcdefghijklmnop"
+OTHER = "v1-unit-other-token-0123456789abcdefghijklm"
+WATCHER = "v1-unit-watch-token-0123456789abcdefghijklm"
+SECURED = (
+    "[general]\ndefault_context=phones\n"
+    + section("crm", CRM, rights="call,state", contexts="phones", destinations="^[0-9]{3,4}$", rate="5/60")
+    + section("other", OTHER, rights="call,state", contexts="phones", destinations="^[0-9]{3,4}$", rate="5/60")
+    + section("watcher", WATCHER, rights="state")
+)
+
+
+def secured(text: str = SECURED) -> tuple[httpx.AsyncClient, FakeAMI]:
+    from salara import config
+
+    ami = FakeAMI()
+    app = create_app(Telephony(ami, config.build(config.parse_text(text))))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://salara"), ami
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"BRIDGE_FEATURES": "t", "__TRANSFER_CONTEXT": "sim"},  # the toll-fraud pair of the review
+        {"BRIDGE_FEATURES": "t"},
+        {"__TRANSFER_CONTEXT": "sim"},
+        {"_CRM_ID": "1"},  # inherited by every channel the call creates
+        {"crm_ID": "1"},  # the prefix is case-sensitive
+        {"CRM_ID": "1", "DYNAMIC_FEATURES": "blindxfer"},
+    ],
+)
+async def test_call_variables_must_carry_the_configured_prefix(variables: dict[str, str]) -> None:
+    client, ami = secured()
+    async with client:
+        body = {"from": "8001", "to": "9001", "context": "phones", "variables": variables}
+        response = await client.post("/v1/calls", json=body, headers=bearer(CRM))
+    details = assert_error(response, 422, "validation_failed")["details"]
+    assert isinstance(details, list) and all(d["loc"][:2] == ["body", "variables"] for d in details)
+    assert ami.actions == []  # refused before Asterisk heard of it
+
+
+async def test_call_variables_with_the_prefix_are_set() -> None:
+    client, ami = secured(SECURED + "[api]\nvariable_prefix=ACME_\n")
+    async with client:
+        body = {"from": "8001", "to": "9001", "variables": {"ACME_ID": "4711", "ACME_NOTE": "hello world"}}
+        assert (await client.post("/v1/calls", json=body, headers=bearer(CRM))).status_code == 201
+        refused = await client.post("/v1/calls", json={**body, "variables": {"CRM_ID": "1"}}, headers=bearer(CRM))
+        assert_error(refused, 422, "validation_failed")
+    assert ami.actions == ["ExtensionState", "Originate"]
+    assert ("Variable", "ACME_ID=4711") in ami.originated[0]
+
+
+async def test_idempotent_replays_do_not_spend_the_rate() -> None:
+    client, ami = secured()
+    body = {"from": "8001", "to": "9001"}
+    async with client:
+        key = {"Idempotency-Key": "crm-click-1", **bearer(CRM)}
+        answers = [await client.post("/v1/calls", json=body, headers=key) for _ in range(7)]
+        assert [a.status_code for a in answers] == [201] * 7, answers[-1].text
+        assert len({a.json()["id"] for a in answers}) == 1
+        assert [a.headers.get("idempotent-replayed") for a in answers[1:]] == ["true"] * 6
+        # The rate (5/60) is spent by new calls only: four more fit, the fifth does not.
+        fresh = [
+            await client.post("/v1/calls", json=body, headers={"Idempotency-Key": f"k{n}", **bearer(CRM)})
+            for n in range(5)
+        ]
+        assert [a.status_code for a in fresh] == [201, 201, 201, 201, 429]
+        # A refused new call left no key behind: once there is rate again it may be placed with it.
+        assert ami.actions.count("Originate") == 5
+
+
+async def test_idempotency_keys_are_scoped_per_token() -> None:
+    client, ami = secured()
+    body = {"from": "8001", "to": "9001"}
+    async with client:
+        first = await client.post("/v1/calls", json=body, headers={"Idempotency-Key": "k", **bearer(CRM)})
+        theirs = await client.post("/v1/calls", json=body, headers={"Idempotency-Key": "k", **bearer(OTHER)})
+        assert first.status_code == theirs.status_code == 201
+        assert first.json()["id"] != theirs.json()["id"] and "idempotent-replayed" not in theirs.headers
+        # Nor can another token learn of a key through a 409.
+        other_body = {**body, "to": "9002"}
+        assert (
+            await client.post("/v1/calls", json=other_body, headers={"Idempotency-Key": "k2", **bearer(OTHER)})
+        ).status_code == 201
+        mine = await client.post("/v1/calls", json=body, headers={"Idempotency-Key": "k2", **bearer(CRM)})
+        assert mine.status_code == 201 and "idempotent-replayed" not in mine.headers
+    assert ami.actions.count("Originate") == 4
+
+
+async def test_a_replay_is_still_authorized() -> None:
+    client, ami = secured()
+    async with client:
+        key = {"Idempotency-Key": "k"}
+        body = {"from": "8001", "to": "9001"}
+        assert (await client.post("/v1/calls", json=body, headers={**key, **bearer(CRM)})).status_code == 201
+        refused = await client.post("/v1/calls", json=body, headers={**key, **bearer(WATCHER)})
+        assert refused.status_code == 403
+    assert ami.actions.count("Originate") == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
+async def test_v1_itself_is_not_the_compat_endpoint(client: httpx.AsyncClient, method: str) -> None:
+    response = await client.request(method, "/v1", json={"exten": "9001"} if method != "GET" else None)
+    assert_error(response, 404, "not_found")
+    response = await client.request(method, "/v1?exten=9001")
+    assert_error(response, 404, "not_found")
+
+
+# -- live streams: a client that stops reading -------------------------------------------
+
+
+async def stalled_stream(scope_extensions: dict[str, object]) -> tuple[list[str], list[bytes], bool]:
+    """Run an EventStreamResponse whose client takes the first two writes, then reads nothing."""
+    from salara.api.v1 import EventStreamResponse, StreamStalled
+
+    events: list[str] = []
+    written: list[bytes] = []
+    gone = asyncio.Event()
+
+    async def content() -> AsyncIterator[bytes]:
+        try:
+            for n in range(100):
+                yield f"data: {n}\n\n".encode()
+        finally:
+            events.append("iterator closed")
+
+    async def send(message: dict[str, object]) -> None:
+        if len(written) >= 2 and not gone.is_set():
+            await gone.wait()  # the socket is full: a write waits until the connection is lost
+        body = message.get("body", b"")
+        written.append(body if isinstance(body, bytes) else b"")
+
+    async def receive() -> dict[str, object]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    def abort() -> None:
+        events.append("aborted")
+        gone.set()
+
+    extensions = {key: {"abort": abort} for key in scope_extensions}
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "extensions": extensions}
+    response = EventStreamResponse(content(), send_timeout_s=0.05, on_stall=lambda: events.append("stalled"))
+    raised = False
+    try:
+        await asyncio.wait_for(response(scope, receive, send), 2)  # type: ignore[arg-type]
+    except StreamStalled:
+        raised = True
+    return events, written, raised
+
+
+async def test_a_stalled_stream_is_aborted_after_the_send_timeout() -> None:
+    from salara.api.security import ABORT_EXTENSION
+
+    events, written, raised = await stalled_stream({ABORT_EXTENSION: None})
+    assert events == ["stalled", "aborted", "iterator closed"] and not raised
+    assert len(written) == 3 and written[-1] == b""  # start, one event, then the final (no-op) write
+
+
+async def test_without_the_abort_hook_a_stalled_stream_ends_with_an_error() -> None:
+    events, _, raised = await stalled_stream({})
+    assert raised and events == ["stalled", "iterator closed"]

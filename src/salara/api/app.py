@@ -103,12 +103,7 @@ def create_app(
         """salara's metrics in the Prometheus text format (see :mod:`salara.metrics`)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    def authorize(request: Request, right: v1.Right, context: str | None, number: str | None) -> None:
-        denial = security.check(request, right, context, number)
-        if denial is not None:
-            raise security.Refused(denial)
-
-    app.include_router(v1.create_router(control, hub, authorize=authorize))
+    app.include_router(v1.create_router(control, hub, access=security.TokenAccess()))
 
     # The compat endpoint answers on any path, so it is registered last.
     @app.api_route(COMPAT_PATH, methods=["GET", "POST"], include_in_schema=False)
@@ -135,8 +130,8 @@ class CompatFastPath:
         self.app = app
         self.telephony = telephony
         self.route = next(r for r in routes if getattr(r, "path", None) == COMPAT_PATH)
-        exact: set[str] = set()
-        prefixes: set[str] = {"/v1/"}  # unknown /v1 paths answer in /v1's error shape
+        exact: set[str] = {"/v1"}
+        prefixes: set[str] = {"/v1/"}  # /v1 and unknown /v1 paths answer in /v1's error shape
         for route in routes:
             path = getattr(route, "path", "")
             if route is self.route or not path:

@@ -1,10 +1,13 @@
 """``/v1``: calls as resources, states, messages and live events, described in OpenAPI.
 
 Every route is on one :class:`~fastapi.APIRouter` built by
-:func:`create_router`; access control comes in through its ``authorize``
-hook, called first in every route with the right the route needs
-(``call``, ``message`` or ``state``) and, for calls, messages and transfers,
-the context and the number dialled.
+:func:`create_router`; access control comes in through its ``access``
+(:class:`Access`): ``authorize`` is called first in every route with the
+right the route needs (``call``, ``message`` or ``state``) and, for calls,
+messages and transfers, the context and the number dialled; ``spend``
+counts a call or message against the client's rate (for ``POST /v1/calls``
+only when a new call is placed, never for an idempotent replay); ``owner``
+names the client, whose idempotency keys and live streams are its own.
 
 Every error answers one JSON shape, :class:`ErrorBody`:
 ``{"error": "<stable id>", "message": "<text>", "details": {...} | [...] | null}``.
@@ -18,10 +21,11 @@ salara expected it to take; 504 Asterisk did not answer in time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -30,8 +34,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Receive, Scope, Send
 
 from salara import fields
+from salara.api.security import ABORT_EXTENSION
 from salara.channels import Call, Channel, originate_reason_text
 from salara.control import (
     CallControl,
@@ -43,6 +49,7 @@ from salara.control import (
     PlaceCall,
     Unprocessable,
     utc,
+    variable_problems,
 )
 from salara.errors import AMIActionError, AMIError, AMIUnavailable, LocalProtocolError
 from salara.live import EVENT_TYPES, EventHub, TooManySubscribers
@@ -53,12 +60,32 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Right = Literal["call", "message", "state"]
-Authorizer = Callable[[Request, Right, str | None, str | None], None]
-"""``authorize(request, right, context, number)``: returns, or raises to refuse (the raiser answers)."""
 
 
-def allow_all(request: Request, right: Right, context: str | None, number: str | None) -> None:
-    """The authorizer when no access control is installed."""
+class Access(Protocol):
+    """Access control as ``/v1`` sees it; each method returns, or raises to refuse (the raiser answers)."""
+
+    def authorize(self, request: Request, right: Right, context: str | None, number: str | None) -> None:
+        """May the client do ``right`` (in ``context``, to ``number``)? Spends nothing."""
+
+    def spend(self, request: Request, right: Right) -> None:
+        """Count one call or message against the client's rate."""
+
+    def owner(self, request: Request) -> str:
+        """Who the client is (a token's name): its idempotency keys and live streams are counted as its own."""
+
+
+class OpenAccess:
+    """The access control when none is installed: everything allowed, one owner."""
+
+    def authorize(self, request: Request, right: Right, context: str | None, number: str | None) -> None:
+        pass
+
+    def spend(self, request: Request, right: Right) -> None:
+        pass
+
+    def owner(self, request: Request) -> str:
+        return ""
 
 
 # -- field types ---------------------------------------------------------------
@@ -109,8 +136,17 @@ CallerIdName = Annotated[
         examples=["ACME support"],
     ),
 ]
-VariableName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-"""A plain channel variable: no dialplan functions (``FUNC(...)``), which could write files or run commands."""
+VariableName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        description="Must also start with [api] variable_prefix (default CRM_).",
+    ),
+]
+"""A plain channel variable: no dialplan functions (``FUNC(...)``), which could write files or run commands,
+no leading ``_`` (inheritance into every channel of the call); the route also requires ``[api] variable_prefix``."""
 VariableValue = Annotated[
     str,
     Field(
@@ -162,7 +198,12 @@ class CallCreate(BaseModel):
     )
     caller_id_name: CallerIdName | None = Field(None, description="Caller id name; default the `from` number.")
     variables: dict[VariableName, VariableValue] = Field(
-        default_factory=dict, max_length=32, description="Channel variables set on the call (at most 32)."
+        default_factory=dict,
+        max_length=32,
+        description="Channel variables set on the call (at most 32). Names must start with [api] variable_prefix "
+        "(default `CRM_`): Asterisk's own variables (BRIDGE_FEATURES, TRANSFER_CONTEXT...) and inherited ones "
+        "(leading `_`) are refused with 422.",
+        examples=[{"CRM_ID": "4711"}],
     )
     timeout_s: int | None = Field(
         None, ge=1, le=600, description="Seconds `from` rings before the call fails; default [event] timeout_makecall."
@@ -213,19 +254,41 @@ class ChannelView(BaseModel):
     answered_at: datetime | None
 
 
-class OutcomeView(BaseModel):
-    """How a call ended, with the reasons Asterisk gave."""
+OutcomeResult = Literal["answered", "busy", "no_answer", "failed", "unknown"]
 
-    result: Literal["answered", "busy", "no_answer", "failed", "unknown"]
-    reason: str = Field(description="Asterisk's reason in words: OriginateResponse Reason, Hangup cause.")
+
+class OperatorOutcomeView(BaseModel):
+    """How the operator's leg of a call salara placed went (their device rang first)."""
+
+    result: OutcomeResult = Field(description="From the OriginateResponse Reason (4: the operator answered).")
+    reason: str
+    originate_reason: int | None = Field(
+        None, description="0 failure, 1 hung up, 3 no answer (ring timeout), 4 answered, 5 busy, 8 congestion."
+    )
+    originate_reason_text: str | None = None
+
+
+class OutcomeView(BaseModel):
+    """How a call ended, with the reasons Asterisk gave.
+
+    For a call salara placed, `result` is the called side's: `answered` only
+    if it answered, whatever the operator's leg did (that is `operator`).
+    """
+
+    result: OutcomeResult
+    reason: str = Field(description="Asterisk's reasons in words: Dial status, Hangup cause, OriginateResponse.")
     originate_reason: int | None = Field(
         None,
-        description="OriginateResponse Reason of a call salara placed: 0 failure, 1 hung up, "
+        description="OriginateResponse Reason of a call salara placed (its operator's leg): 0 failure, 1 hung up, "
         "3 no answer (ring timeout), 4 answered, 5 busy, 8 congestion.",
     )
     originate_reason_text: str | None = None
     hangup_cause: int | None = Field(None, description="Q.850 cause of the Hangup (16 normal clearing, 17 busy...).")
     hangup_cause_text: str | None = Field(None, description="Asterisk's Cause-txt.")
+    dial_status: str | None = Field(
+        None, description="The call's Dial status when the dialplan ran Dial: ANSWER, BUSY, NOANSWER, CHANUNAVAIL..."
+    )
+    operator: OperatorOutcomeView | None = Field(None, description="For a call salara placed: the operator's leg.")
 
 
 class CallView(BaseModel):
@@ -234,13 +297,18 @@ class CallView(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     id: str = Field(description="The call's Linkedid (salara chooses it for the calls it places).")
-    state: Literal["dialing", "ringing", "up", "ended"]
+    state: Literal["dialing", "ringing", "up", "ended"] = Field(
+        description="`up` once answered (a call salara placed: by its called side; while only the operator "
+        "answered it is `ringing`)."
+    )
     from_: str | None = Field(alias="from", description="Calling party: the operator, or the first channel's caller.")
     to: str | None = Field(description="Called party: the number dialled, or the first channel's extension.")
     context: str | None
     placed_by_salara: bool = Field(description="Placed through POST /v1/calls.")
     created_at: datetime
-    answered_at: datetime | None
+    answered_at: datetime | None = Field(
+        description="When the call was answered: for a call salara placed, by its called side."
+    )
     ended_at: datetime | None
     channels: list[ChannelView] = Field(description="Live channels (none once ended).")
     outcome: OutcomeView | None = Field(description="Set once the call ended.")
@@ -333,6 +401,15 @@ def call_view(call: Call) -> CallView:
     outcome = None
     if call.outcome is not None:
         o = call.outcome
+        operator = None
+        if o.operator is not None:
+            code = o.operator.originate_reason
+            operator = OperatorOutcomeView(
+                result=o.operator.result,
+                reason=o.operator.reason,
+                originate_reason=code,
+                originate_reason_text=originate_reason_text(code) if code is not None else None,
+            )
         outcome = OutcomeView(
             result=o.result,
             reason=o.reason,
@@ -340,6 +417,8 @@ def call_view(call: Call) -> CallView:
             originate_reason_text=originate_reason_text(o.originate_reason) if o.originate_reason is not None else None,
             hangup_cause=o.hangup_cause,
             hangup_cause_text=o.hangup_cause_text,
+            dial_status=o.dial_status,
+            operator=operator,
         )
     return CallView(
         id=call.id,
@@ -403,6 +482,72 @@ def channel_status_view(info: ChannelInfo) -> ChannelStatusView:
         duration_s=info.duration_s,
         bridge_id=info.bridge_id,
     )
+
+
+# -- the live stream's response -------------------------------------------------------
+
+
+class StreamStalled(Exception):
+    """A write of a stream waited longer than its send timeout: the client stopped reading."""
+
+
+class EventStreamResponse(StreamingResponse):
+    """Server-Sent Events that end when one write waits ``send_timeout_s`` seconds (the client stopped reading).
+
+    A client that stops reading fills the socket, and then every write of the
+    stream waits, without end, holding the connection. Here such a stream
+    calls ``on_stall`` and drops the connection through the scope extension
+    :data:`~salara.api.security.ABORT_EXTENSION` (salara's uvicorn protocol
+    offers it); without it, :class:`StreamStalled` ends the response and the
+    server closes the connection.
+    """
+
+    def __init__(
+        self,
+        content: Any,
+        *,
+        send_timeout_s: float,
+        on_stall: Callable[[], None],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(content, headers=headers, media_type="text/event-stream")
+        self.send_timeout_s = send_timeout_s
+        self.on_stall = on_stall
+        self._abort: Callable[[], None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extension = scope.get("extensions", {}).get(ABORT_EXTENSION)
+        self._abort = extension.get("abort") if isinstance(extension, dict) else None
+        await super().__call__(scope, receive, send)
+
+    async def _send(self, send: Send, message: Message) -> None:
+        try:
+            async with asyncio.timeout(self.send_timeout_s):
+                await send(message)
+        except TimeoutError:
+            raise StreamStalled(f"no write went through within {self.send_timeout_s:g} s") from None
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await self._send(
+                send, {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            async for chunk in self.body_iterator:
+                data = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(self.charset)
+                await self._send(send, {"type": "http.response.body", "body": data, "more_body": True})
+            await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+        except StreamStalled:
+            self.on_stall()
+            if self._abort is None:
+                raise
+            self._abort()
+            # The server sees the connection lost and lets this last write through at once.
+            async with asyncio.timeout(self.send_timeout_s):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -528,16 +673,23 @@ def create_router(
     control: CallControl,
     hub: EventHub,
     *,
-    authorize: Authorizer = allow_all,
+    access: Access | None = None,
     dependencies: Sequence[Any] = (),
 ) -> APIRouter:
     """The ``/v1`` routes over ``control`` and ``hub``.
 
-    ``authorize`` is called first in every route; ``dependencies`` apply to
-    every route (e.g. ``Depends(...)`` of an access check).
+    ``access.authorize`` is called first in every route (:class:`Access`;
+    default :class:`OpenAccess`); ``dependencies`` apply to every route
+    (e.g. ``Depends(...)`` of an access check).
     """
     router = APIRouter(prefix="/v1", responses=COMMON_ERRORS, dependencies=list(dependencies), route_class=V1Route)
     config = control.telephony.config
+    access = access if access is not None else OpenAccess()
+
+    def authorize(request: Request, right: Right, context: str | None, number: str | None, spend: bool = True) -> None:
+        access.authorize(request, right, context, number)
+        if spend and right in ("call", "message"):
+            access.spend(request, right)
 
     def default_context(context: str | None) -> str:
         return context or config.general.default_context
@@ -584,8 +736,8 @@ def create_router(
                 alias="Idempotency-Key",
                 max_length=255,
                 pattern=r"^[\x21-\x7e]+$",
-                description="The same key (with the same request) within 24 hours returns the call placed "
-                "first instead of placing another.",
+                description="The same key (with the same request, from the same token) within 24 hours returns "
+                "the call placed first instead of placing another, without counting against the token's rate.",
             ),
         ] = None,
     ) -> CallView:
@@ -597,11 +749,22 @@ def create_router(
         from `GET /v1/calls/{id}` once it ended. Asterisk: `ExtensionState`,
         then `Originate` (Async, ChannelId = the call's id).
         """
+        refused = variable_problems(body.variables, config.api.variable_prefix)
+        if refused:
+            problem = f"must start with {config.api.variable_prefix!r} ([api] variable_prefix), not with '_'"
+            details = [
+                {"loc": ["body", "variables", name], "msg": problem, "type": "variable_prefix"} for name in refused
+            ]
+            message = f"invalid request: variables {', '.join(refused)} {problem}"
+            raise ApiError(422, "validation_failed", message, details)
         context = default_context(body.context)
-        authorize(request, "call", context, body.to)
+        authorize(request, "call", context, body.to, spend=False)  # the rate only for a new call
         require_ami()
         wanted = PlaceCall(body.from_, body.to, context, body.caller_id_name, dict(body.variables), body.timeout_s)
-        call, replayed = await run(control.place(wanted, idempotency_key))
+        owner = access.owner(request)
+        call, replayed = await run(
+            control.place(wanted, idempotency_key, owner=owner, admit=lambda: access.spend(request, "call"))
+        )
         response.headers["Location"] = f"/v1/calls/{call.id}"
         if replayed:
             response.headers["Idempotent-Replayed"] = "true"
@@ -626,7 +789,9 @@ def create_router(
         """One live or recently ended call (ended ones are kept an hour, the last 1000).
 
         Once ended, `outcome` says how: answered, busy, no_answer, failed
-        (or unknown), with Asterisk's OriginateResponse Reason and Hangup cause.
+        (or unknown), with Asterisk's reasons (Dial status, Hangup cause). For
+        a call salara placed that is its called side's outcome; how the
+        operator's leg went (OriginateResponse Reason) is `outcome.operator`.
         """
         authorize(request, "state", None, None)
         call = lookup(call_id)
@@ -769,7 +934,7 @@ def create_router(
                 "every 15 s; a final `event: dropped` if the client fell behind.",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
-            503: _error("Too many live event streams are open."),
+            503: _error("Too many live event streams are open (in all, or of this token)."),
         },
     )
     async def live_events(
@@ -792,27 +957,25 @@ def create_router(
 
         Which events exist follows the [event] modes. A reconnecting client
         sending `Last-Event-ID` first gets what it missed, if among the last
-        1000 events. A client that falls 1000 events behind is dropped.
+        1000 events. A client that falls 1000 events behind, or whose stream
+        cannot be written for 30 s (it stopped reading), is dropped. At most
+        32 streams at once, 8 per token.
         """
         authorize(request, "state", None, None)
         types = event_types.split(",") if event_types else None
         try:
-            subscription = hub.subscribe(types, call, last_event_id)
+            subscription = hub.subscribe(types, call, last_event_id, owner=access.owner(request))
         except TooManySubscribers as exc:
             raise ApiError(503, "too_many_subscribers", str(exc), headers={"Retry-After": "5"}) from None
-        return StreamingResponse(
+        return EventStreamResponse(
             hub.stream(subscription),
-            media_type="text/event-stream",
+            send_timeout_s=hub.send_timeout_s,
+            on_stall=lambda: hub.stalled(subscription),
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    @router.api_route(
-        "/{rest:path}",
-        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        include_in_schema=False,
-    )
-    async def unknown(request: Request, rest: str) -> Response:
-        """Anything else under /v1: 405 for a known path with another method, else 404."""
+    async def unknown(request: Request) -> Response:
+        """Anything else under /v1, and /v1 itself: 405 for a known path with another method, else 404."""
         allowed: set[str] = set()
         for route in router.routes:
             if (
@@ -830,4 +993,8 @@ def create_router(
             )
         raise ApiError(404, "not_found", f"no such resource: {request.url.path}")
 
+    for path in ("", "/{rest:path}"):  # "": /v1 itself is reserved too, never the compat endpoint
+        router.add_api_route(
+            path, unknown, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False
+        )
     return router
