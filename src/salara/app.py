@@ -76,8 +76,10 @@ def crm_client(config: Config) -> aiohttp.ClientSession:
 class NoStore:
     """The pipeline's store when there is no CRM to send events to: they go to the live stream only."""
 
-    def add(self, items: Sequence[tuple[str, bytes]], *, ids: Sequence[str] | None = None) -> list[str]:
-        return list(ids or ())
+    def add(
+        self, items: Sequence[tuple[str, bytes]], *, ids: Sequence[str] | None = None, tracking: object = None
+    ) -> list[str]:
+        return list(ids or ())  # tracking too lives in memory only
 
 
 @dataclass
@@ -128,6 +130,7 @@ class Services:
             pipeline = EventPipeline(
                 tracker, outbox, extended=extended, notify=delivery.notify, live_listeners=[hub.publish]
             )
+            pipeline.restore(outbox.load_tracking())  # calls tracked before a restart; checked at AMI login
         else:
             log.warning("no [url] dest_url_event: call events go to the live stream (/v1/events) only")
             pipeline = EventPipeline(tracker, NoStore(), extended=extended, live_listeners=[hub.publish])

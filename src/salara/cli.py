@@ -356,12 +356,17 @@ def events() -> None:
     """Call events waiting in the outbox (works while the service runs)."""
 
 
-def _outbox(ctx: click.Context) -> Outbox:
+def _outbox(ctx: click.Context, *, readonly: bool) -> Outbox:
+    """The outbox, opened beside a service that may be delivering from it.
+
+    Never with the service's recovery (events in flight due again, trimming):
+    that would send again what is in flight. ``readonly`` writes nothing at all.
+    """
     config = load_config(ctx)
     path = Path(config.outbox.path)
     if not path.exists():
         raise click.ClickException(f"no outbox at {path}")
-    return Outbox(path, max_rows=config.outbox.max_rows)
+    return Outbox(path, max_rows=config.outbox.max_rows, recover=False, readonly=readonly)
 
 
 @events.command("list")
@@ -370,7 +375,7 @@ def _outbox(ctx: click.Context) -> Outbox:
 @click.pass_context
 def events_list(ctx: click.Context, failed: bool, limit: int) -> None:
     """List pending, retrying and failed events, oldest first."""
-    with _outbox(ctx) as outbox:
+    with _outbox(ctx, readonly=True) as outbox:
         counts = outbox.counts()
         statuses: tuple[Status, ...] = ("gone",) if failed else ("blocked", "ready", "sending", "gone")
         rows = outbox.list_events(statuses, limit=limit)
@@ -391,7 +396,7 @@ def events_list(ctx: click.Context, failed: bool, limit: int) -> None:
 @click.pass_context
 def events_retry(ctx: click.Context, ids: tuple[str, ...]) -> None:
     """Send failed events again (all, or only IDS), and retry waiting ones now."""
-    with _outbox(ctx) as outbox:
+    with _outbox(ctx, readonly=False) as outbox:
         changed = outbox.retry(ids or None)
     click.echo(f"{changed} event(s) queued for delivery")
 

@@ -39,10 +39,17 @@ are deleted first, then the oldest undelivered ones, which are counted in
 row per delivery attempt (time, outcome, HTTP status, error), at most
 ``max_rows`` of them, pruned by age too.
 
+Call tracking lives in the same file (tables ``tracked_calls`` and
+``live_channels``): the calls salara tracks and the live channels a Hangup
+may have to be synthesized for after a restart (:mod:`salara.calls`). They
+are written by :meth:`Outbox.add` in the same transaction as the events of
+the same AMI read, and read back once at start (:meth:`Outbox.load_tracking`).
+
 Times are Unix seconds (``time.time()``): they must survive a restart. The
 calls are synchronous and short (a few indexed statements in one
 transaction); they are meant for the event-loop thread only. Another process
-(the command line) may open the same file at the same time.
+(the command line) may open the same file at the same time, read-only or
+without recovery (see :class:`Outbox`), so as not to disturb the service.
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, cast
+
+from salara.calls import CallRow, ChannelRow, TrackingChanges
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +105,21 @@ CREATE TABLE IF NOT EXISTS attempts (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_at ON attempts (at);
+CREATE TABLE IF NOT EXISTS tracked_calls (
+    linkedid TEXT PRIMARY KEY,
+    caller TEXT NOT NULL,
+    exten TEXT NOT NULL,
+    source TEXT NOT NULL,
+    started_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS live_channels (
+    uniqueid TEXT PRIMARY KEY,
+    linkedid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    caller TEXT NOT NULL,
+    exten TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 # A new event is ready unless an earlier one of its call is still open.
@@ -228,37 +252,60 @@ class Outbox:
     """The outbox in the SQLite file at ``path`` (created if missing, mode 0600).
 
     Opening it makes events that were in flight when the last process died
-    due again, and trims it to ``max_rows``. Another writer (the command
-    line) may hold the file for up to ``busy_timeout_s``. Raises
-    :class:`sqlite3.Error` when the file cannot be opened or is not an outbox.
+    due again, and trims it to ``max_rows``: that is for the process that
+    delivers (the service). Another process, while the service may run,
+    opens it with ``recover=False`` (nothing is changed on opening; events in
+    flight stay in flight) or ``readonly=True`` (no write at all; the file
+    must exist). Another writer (the command line) may hold the file for up
+    to ``busy_timeout_s``. Raises :class:`sqlite3.Error` when the file cannot
+    be opened or is not an outbox.
     """
 
-    def __init__(self, path: str | Path, *, max_rows: int, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_rows: int,
+        busy_timeout_s: float = 5.0,
+        recover: bool = True,
+        readonly: bool = False,
+    ) -> None:
         if max_rows <= 0:
             raise ValueError("max_rows must be positive")
         self.path = Path(path)
         self.max_rows = max_rows
+        self.readonly = readonly
         self.dropped = 0
         """Undelivered events dropped because the outbox was full, since opening."""
         self._drops_unlogged = 0
         self._drops_logged_at = float("-inf")
         self._rows = 0
-        if not self.path.exists():
-            # The bodies hold phone numbers: readable by salara's user only.
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._db = sqlite3.connect(self.path, isolation_level=None, cached_statements=64)
+        if readonly:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, cached_statements=64)
+        else:
+            if not self.path.exists():
+                # The bodies hold phone numbers: readable by salara's user only.
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self._db = sqlite3.connect(self.path, isolation_level=None, cached_statements=64)
         try:
             self._setup(busy_timeout_s)
+            self._rows = self._count_rows()
         except BaseException:
             self._db.close()
             raise
-        self._rows = self._count_rows()
-        self._recover()
+        if recover and not readonly:
+            self._recover()
 
     def _setup(self, busy_timeout_s: float) -> None:
         db = self._db
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        if self.readonly:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"{self.path}: outbox schema {version} is newer than this salara's")
+            return
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             log.warning("outbox %s: WAL journal not available (%s)", self.path, mode)
@@ -305,29 +352,58 @@ class Outbox:
         *,
         ids: Sequence[str] | None = None,
         now: float | None = None,
+        tracking: TrackingChanges | None = None,
     ) -> list[str]:
         """Store events ``(call_key, body)`` in one committed transaction; return their ids.
 
         ``ids`` gives the ids (from :func:`new_event_id`), else new ones are
         made. Call once per batch (one AMI read), not per event. When the
         outbox goes over ``max_rows``, the oldest rows make room (see the
-        module doc). Raises ValueError when ``ids`` does not match ``items``,
+        module doc). ``tracking`` (call tracking changed by the same read,
+        ``started_at`` in Unix seconds) is written in the same transaction.
+        Raises ValueError when ``ids`` does not match ``items``,
         :class:`sqlite3.Error` when the file cannot be written (nothing stored).
         """
         if ids is None:
             ids = [uuid.uuid4().hex for _ in items]
         elif len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids for {len(items)} events")
-        if not items:
+        if not items and not tracking:
             return []
         at = time.time() if now is None else now
         rows = [(event_id, key, body, at) for event_id, (key, body) in zip(ids, items, strict=True)]
         with self._write():
-            self._db.executemany(_INSERT, rows)
-            self._rows += len(rows)
-            if self._rows > self.max_rows:
-                self._trim()
+            if rows:
+                self._db.executemany(_INSERT, rows)
+                self._rows += len(rows)
+                if self._rows > self.max_rows:
+                    self._trim()
+            if tracking:
+                self._write_tracking(tracking)
         return list(ids)
+
+    def _write_tracking(self, tracking: TrackingChanges) -> None:
+        db = self._db
+        # Deletions first: a channel may be removed and come back in one batch.
+        if tracking.ended:
+            db.executemany("DELETE FROM tracked_calls WHERE linkedid = ?", [(key,) for key in tracking.ended])
+        if tracking.removed:
+            db.executemany("DELETE FROM live_channels WHERE uniqueid = ?", [(key,) for key in tracking.removed])
+        if tracking.calls:
+            db.executemany("INSERT OR REPLACE INTO tracked_calls VALUES (?, ?, ?, ?, ?)", tracking.calls)
+        if tracking.channels:
+            db.executemany("INSERT OR REPLACE INTO live_channels VALUES (?, ?, ?, ?, ?, ?)", tracking.channels)
+
+    def load_tracking(self) -> TrackingChanges:
+        """The call tracking stored by the last process (calls and channels; ``started_at`` Unix seconds)."""
+        db = self._db
+        calls: list[CallRow] = db.execute(
+            "SELECT linkedid, caller, exten, source, started_at FROM tracked_calls ORDER BY started_at"
+        ).fetchall()
+        channels: list[ChannelRow] = db.execute(
+            "SELECT uniqueid, linkedid, name, state, caller, exten FROM live_channels"
+        ).fetchall()
+        return TrackingChanges(calls=calls, channels=channels)
 
     def _trim(self) -> None:
         excess = self._rows - self.max_rows

@@ -375,3 +375,114 @@ def test_a_hangup_missed_while_disconnected_ends_tracking_after_reconnect(
     while linkedid in run_cli(salara, "show", "tracked"):
         assert time.monotonic() < deadline, "tracking did not end after the reconnect"
         time.sleep(0.2)
+
+
+def last_states(events: list[dict[str, str]]) -> dict[str, tuple[str, str]]:
+    """Each channel's name and last state before its Hangup, by Uniqueid (what a synthesized Hangup says)."""
+    known: dict[str, tuple[str, str]] = {}
+    for e in events:
+        if e.get("Event") in ("Newchannel", "Newstate"):
+            known[e["Uniqueid"]] = (e["Channel"], STATES[int(e["ChannelState"])])
+    return known
+
+
+def hangups_of(crm: FakeCrm, linkedid: str) -> list[dict[str, object]]:
+    return [p for r in crm.events() if (p := r.json())["event"] == "Hangup" and p.get("linkedid") == linkedid]
+
+
+def wait_answered_call(salara: SalaraProcess, crm: FakeCrm, ami_events: EventWatch) -> str:
+    """Place a tracked call that answers and waits (9999); return its Linkedid once salara has stored its events."""
+    make_call(salara, phone="9999")
+    linkedid = operator_call(ami_events)
+    # Newexten Wait (state UP) comes after every state change of the call: once the
+    # CRM has it, salara has stored (and tracks) all that came before.
+    crm.wait_for(lambda c: any(r.json().get("app") == "Wait" and r.json()["linkedid"] == linkedid for r in c.events()))
+    return linkedid
+
+
+def assert_synthesized(
+    hangups: list[dict[str, object]], expected: dict[str, tuple[str, str]], parties: tuple[str, str]
+) -> None:
+    assert sorted(str(h["uniqueid"]) for h in hangups) == sorted(expected), "one Hangup per channel, no more"
+    for hangup in hangups:
+        chan, state = expected[str(hangup["uniqueid"])]
+        compat = {"event": "Hangup", "chan": chan, "caller": parties[0], "exten": parties[1], "state": state}
+        assert {k: hangup[k] for k in compat} == compat
+        assert hangup["synthesized"] is True
+        assert list(hangup) == [*compat, "uniqueid", "linkedid", "timestamp", "id", "synthesized"]
+
+
+def test_hangups_missed_while_disconnected_reach_the_crm(
+    salara_factory: SalaraFactory, crm: FakeCrm, ami_events: EventWatch, ami_recorder: AMIRecorder
+) -> None:
+    salara = salara_factory(config_text(crm), SALARA_AMI_PORT=str(ami_recorder.port), SALARA_EVENT_PAYLOAD="extended")
+    linkedid = wait_answered_call(salara, crm, ami_events)
+    ami_recorder.refusing = True
+    ami_recorder.cut()  # salara cannot see the Hangups that follow
+    hangup_all()
+    events = wait_call_over(ami_events, linkedid)
+    ami_recorder.refusing = False  # back: the resync after login finds the channels gone
+    expected_channels = last_states(events)
+    crm.wait_for(lambda c: len(hangups_of(c, linkedid)) >= len(expected_channels), timeout_s=20)
+    time.sleep(0.5)  # nothing more may come
+    assert_synthesized(hangups_of(crm, linkedid), expected_channels, ("8001", "9999"))
+    assert crm.events()[-1].json()["event"] == "Hangup", "after every other event of the call"
+    assert linkedid not in run_cli(salara, "show", "tracked")
+
+
+def test_a_tracked_call_survives_a_sigkill_and_gets_its_missed_hangups(
+    salara_factory: SalaraFactory, crm: FakeCrm, ami_events: EventWatch
+) -> None:
+    salara = salara_factory(config_text(crm), SALARA_EVENT_PAYLOAD="extended")
+    linkedid = wait_answered_call(salara, crm, ami_events)
+    salara.stop(signal.SIGKILL)
+    hangup_all()  # the call ends while salara is not running
+    events = wait_call_over(ami_events, linkedid)
+    salara.start()
+    expected_channels = last_states(events)
+    crm.wait_for(lambda c: len(hangups_of(c, linkedid)) >= len(expected_channels), timeout_s=20)
+    time.sleep(0.5)
+    assert_synthesized(hangups_of(crm, linkedid), expected_channels, ("8001", "9999"))
+    assert linkedid not in run_cli(salara, "show", "tracked")
+
+
+def test_untracked_channels_in_all_calls_mode_get_their_missed_hangups_after_a_restart(
+    salara_factory: SalaraFactory, crm: FakeCrm, ami_events: EventWatch
+) -> None:
+    modes = {"newchannel": 2, "hangup": 2, "newexten": 0, "agentcon": 0}
+    salara = salara_factory(config_text(crm, **modes), SALARA_EVENT_PAYLOAD="extended")
+    linkedid = f"test-untracked-{time.time_ns()}"  # the PBX is shared: know this call by its own id
+    reply = pbx.ami_command(
+        "Action: Originate",
+        "Channel: Local/9999@sim",
+        "Application: Wait",
+        "Data: 600",
+        f"ChannelId: {linkedid}",
+        "Async: true",
+    )
+    assert "Success" in reply
+    ami_events.wait_for(
+        lambda e: e.get("Event") == "Newexten" and e.get("Linkedid") == linkedid and e.get("Application") == "Wait"
+    )
+    crm.wait_for(lambda c: sum(r.json()["linkedid"] == linkedid for r in c.events()) >= 2)
+    time.sleep(1)  # the call's state changes are stored too
+    before = last_states(call_events(ami_events, linkedid))
+    salara.stop(signal.SIGKILL)
+    hangup_all()
+    events = wait_call_over(ami_events, linkedid)
+    assert last_states(events) == before
+    salara.start()
+    crm.wait_for(lambda c: len(hangups_of(c, linkedid)) >= len(before), timeout_s=20)
+    time.sleep(0.5)
+    # Untracked: the parties each channel last reported.
+    caller_exten = {}
+    for e in events:
+        if e.get("Event") in ("Newchannel", "Newstate"):
+            caller_exten[e["Uniqueid"]] = (e.get("CallerIDNum", ""), e.get("Exten", ""))
+    hangups = hangups_of(crm, linkedid)
+    assert sorted(str(h["uniqueid"]) for h in hangups) == sorted(before)
+    for hangup in hangups:
+        uniqueid = str(hangup["uniqueid"])
+        assert (hangup["chan"], hangup["state"]) == before[uniqueid]
+        assert (hangup["caller"], hangup["exten"]) == caller_exten[uniqueid]
+        assert hangup["synthesized"] is True

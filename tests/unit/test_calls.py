@@ -6,7 +6,7 @@ import pytest
 
 from salara.ami.messages import Event
 from salara.ami.protocol import AMIConnection
-from salara.calls import CallTracker, agent_number
+from salara.calls import CallTracker, ListedChannel, TrackingChanges, agent_number
 from salara.config import Event as Modes
 from tests.transcript import received
 
@@ -129,10 +129,205 @@ def test_sweep_drops_calls_without_live_channels() -> None:
     tracker.track("b", "1", "2", "makecall", now=0)
     tracker.track("fresh", "1", "2", "makecall", now=95)
     tracker.calls["a"].seen_channel = True
-    dropped = tracker.sweep([("b.1", "b")], now=100, grace_s=30)
+    dropped = tracker.sweep([ListedChannel("b.1", "b")], now=100, grace_s=30).ended
     assert dropped == ["a"]
     assert set(tracker.calls) == {"b", "fresh"}
-    assert tracker.sweep([], now=200, grace_s=30) == ["b", "fresh"]
+    assert tracker.sweep([], now=200, grace_s=30).ended == ["b", "fresh"]
+
+
+def feed_until_first_hangup(tracker: CallTracker, name: str) -> list[dict[str, str]]:
+    """Feed a recorded call up to (not including) its first Hangup: the Hangups are then missed."""
+    out = []
+    for event in events(name):
+        if event.name == "Hangup":
+            break
+        crm = tracker.on_event(event)
+        if crm is not None:
+            out.append(crm.payload)
+    return out
+
+
+DIAL_CHANNELS = ["Local/8001@phones-00000008;1", "Local/8001@phones-00000008;2", "PJSIP/8001-00000004"]
+
+
+@pytest.mark.parametrize("hangup", [1, 2])
+def test_missed_hangups_of_a_tracked_call_are_synthesized(hangup: int) -> None:
+    tracker = CallTracker(modes(hangup=hangup))
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    feed_until_first_hangup(tracker, "originate_dial_pjsip.txt")
+    # AMI was down while the call ended: Asterisk lists none of its channels.
+    sweep = tracker.sweep([], now=10, grace_s=30)
+    assert [e.payload for e in sweep.hangups] == [
+        {"event": "Hangup", "chan": chan, "caller": "5550001", "exten": "8001", "state": "UP"} for chan in DIAL_CHANNELS
+    ]
+    assert all(e.synthesized and e.tracked and e.linkedid == DIAL_CALL for e in sweep.hangups)
+    assert [e.uniqueid for e in sweep.hangups] == ["1795962280.24", "1795962280.25", "1795962280.26"]
+    assert sweep.ended == [DIAL_CALL] and sweep.missed == 3
+    assert tracker.calls == {} and tracker.live == {} and tracker.channels == {}
+    assert tracker.synthesized == 3
+
+
+def test_synthesized_hangup_has_the_last_known_state() -> None:
+    tracker = CallTracker(modes(hangup=1))
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    for event in events("originate_dial_pjsip.txt"):
+        tracker.on_event(event)
+        if event.name == "Newstate" and event.get("ChannelState") == "5":
+            break  # the phone rings: PJSIP/8001 Ringing, the Local pair Down and Ring
+    states = {e.payload["chan"]: e.payload["state"] for e in tracker.sweep([], now=1, grace_s=30).hangups}
+    assert states == {DIAL_CHANNELS[0]: "DOWN", DIAL_CHANNELS[1]: "RING", DIAL_CHANNELS[2]: "RINGING"}
+
+
+def test_mode_0_synthesizes_nothing_but_tracking_still_ends() -> None:
+    tracker = CallTracker(modes())
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    feed_until_first_hangup(tracker, "originate_dial_pjsip.txt")
+    sweep = tracker.sweep([], now=10, grace_s=30)
+    assert sweep.hangups == [] and sweep.ended == [DIAL_CALL] and sweep.missed == 3
+    assert tracker.calls == {}
+
+
+def test_missed_hangups_of_untracked_calls_only_in_mode_2() -> None:
+    tracker = CallTracker(modes(hangup=1))
+    feed_until_first_hangup(tracker, "inbound_ua_to_queue.txt")
+    assert tracker.sweep([], now=10, grace_s=30).hangups == []
+    assert tracker.live == {} and tracker.channels == {}
+    tracker = CallTracker(modes(hangup=2))
+    feed_until_first_hangup(tracker, "inbound_ua_to_queue.txt")
+    sweep = tracker.sweep([], now=10, grace_s=30)
+    # Untracked: the parties each channel last reported, as its real Hangup would have said.
+    assert [e.payload for e in sweep.hangups] == [
+        {"event": "Hangup", "chan": "PJSIP/8001-00000000", "caller": "8001", "exten": "710", "state": "UP"},
+        {
+            "event": "Hangup",
+            "chan": "Local/agent1@queue-agents-00000000;1",
+            "caller": "710",
+            "exten": "710",
+            "state": "UP",
+        },
+        {
+            "event": "Hangup",
+            "chan": "Local/agent1@queue-agents-00000000;2",
+            "caller": "8001",
+            "exten": "agent1",
+            "state": "UP",
+        },
+    ]
+    assert all(e.synthesized and not e.tracked for e in sweep.hangups)
+
+
+def test_channels_still_listed_get_no_hangup() -> None:
+    tracker = CallTracker(modes(hangup=2))
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    feed_until_first_hangup(tracker, "originate_dial_pjsip.txt")
+    listed = [ListedChannel("1795962280.26", DIAL_CALL, DIAL_CHANNELS[2], 6)]
+    sweep = tracker.sweep(listed, now=10, grace_s=30)
+    assert [e.payload["chan"] for e in sweep.hangups] == DIAL_CHANNELS[:2]
+    assert sweep.ended == [] and tracker.calls[DIAL_CALL].channels == {"1795962280.26"}
+
+
+def test_sweep_keeps_what_changed_while_the_list_was_on_its_way() -> None:
+    tracker = CallTracker(modes(hangup=1))
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    stream = events("originate_dial_pjsip.txt")
+    newchannels = [i for i, e in enumerate(stream) if e.name == "Newchannel"]
+    for event in stream[: newchannels[2]]:
+        tracker.on_event(event)  # the Local pair exists
+    tracker.begin_resync()  # CoreShowChannels sent: it lists the Local pair as they are now
+    listed = [
+        ListedChannel("1795962280.24", DIAL_CALL, DIAL_CHANNELS[0], 0),
+        ListedChannel("1795962280.25", DIAL_CALL, DIAL_CHANNELS[1], 4),
+    ]
+    # ... and while it is on its way (the same read as its Complete), the phone's
+    # channel is born and ;1 hangs up.
+    tracker.on_event(stream[newchannels[2]])
+    hangup = next(e for e in stream if e.name == "Hangup" and e.get("Channel") == DIAL_CHANNELS[0])
+    assert tracker.on_event(hangup) is not None
+    sweep = tracker.sweep(listed, now=1, grace_s=30)
+    assert sweep.hangups == [], "no Hangup for the channel hung up (seen) nor the one born"
+    assert tracker.calls[DIAL_CALL].channels == {"1795962280.25", "1795962280.26"}
+    assert tracker.live == {DIAL_CALL: {"1795962280.25", "1795962280.26"}}
+    assert set(tracker.channels) == {"1795962280.25", "1795962280.26"}
+
+
+def test_a_newchannel_during_the_sweep_does_not_end_tracking_early() -> None:
+    tracker = CallTracker(modes(hangup=1))
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    first = next(e for e in events("originate_dial_pjsip.txt") if e.name == "Newchannel")
+    tracker.begin_resync()  # the list is taken before the call's first channel exists
+    tracker.on_event(first)
+    sweep = tracker.sweep([], now=100, grace_s=30)
+    assert sweep.ended == [] and DIAL_CALL in tracker.calls
+    assert tracker.calls[DIAL_CALL].channels == {DIAL_CALL}
+
+
+def test_tracking_survives_a_restart_through_its_changes() -> None:
+    tracker = CallTracker(modes(hangup=1))
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=5)
+    feed_until_first_hangup(tracker, "originate_dial_pjsip.txt")
+    first = tracker.take_changes()
+    assert first is not None and tracker.take_changes() is None
+    assert first.calls == [(DIAL_CALL, "5550001", "8001", "makecall", 5)]
+    assert sorted(first.channels) == [
+        ("1795962280.24", DIAL_CALL, DIAL_CHANNELS[0], 6, "8001", "8001"),
+        ("1795962280.25", DIAL_CALL, DIAL_CHANNELS[1], 6, "5550001", "8001"),
+        ("1795962280.26", DIAL_CALL, DIAL_CHANNELS[2], 6, "8001", "8001"),
+    ]
+    # An untracked call in mode 1 is not worth storing.
+    feed_until_first_hangup(tracker, "inbound_ua_to_queue.txt")
+    assert tracker.take_changes() is None
+    # salara restarts: a new tracker gets what was stored, and finds the Hangups missed.
+    again = CallTracker(modes(hangup=1))
+    again.restore(TrackingChanges(calls=first.calls, channels=first.channels))
+    assert set(again.calls) == {DIAL_CALL} and again.calls[DIAL_CALL].seen_channel
+    sweep = again.sweep([], now=10, grace_s=30)
+    assert sorted(e.payload["chan"] for e in sweep.hangups) == DIAL_CHANNELS
+    assert {e.payload["state"] for e in sweep.hangups} == {"UP"}
+    assert sweep.ended == [DIAL_CALL]
+    ended = again.take_changes()
+    assert ended is not None
+    assert ended.ended == [DIAL_CALL] and sorted(ended.removed) == ["1795962280.24", "1795962280.25", "1795962280.26"]
+    assert ended.calls == [] and ended.channels == []
+
+
+def test_changes_follow_tracking() -> None:
+    calls: list[int] = []
+    tracker = CallTracker(modes(hangup=1))
+    tracker.on_change = lambda: calls.append(1)
+    stream = events("inbound_ua_to_queue.txt")
+    split = next(i for i, e in enumerate(stream) if e.name == "AgentConnect")
+    for event in stream[:split]:
+        tracker.on_event(event)
+    assert calls == [] and tracker.take_changes() is None, "untracked channels are not stored in mode 1"
+    tracker.track(QUEUE_CALL, "8001", "710", "route", now=0)
+    tracker.track(QUEUE_CALL, "8001", "710", "route", now=0)
+    assert calls == [1], "on_change once until the changes are taken"
+    changes = tracker.take_changes()
+    assert changes is not None and len(changes.calls) == 1 and len(changes.channels) == 3
+    # A channel born and gone between two takes is never written.
+    tracker.on_event(Event("Newchannel", (("Uniqueid", "x.1"), ("Linkedid", QUEUE_CALL), ("Channel", "X/1"))))
+    tracker.on_event(Event("Hangup", (("Uniqueid", "x.1"), ("Linkedid", QUEUE_CALL), ("Channel", "X/1"))))
+    assert tracker.take_changes() == TrackingChanges()
+    assert tracker.forget(QUEUE_CALL)
+    changes = tracker.take_changes()
+    assert changes is not None and changes.ended == [QUEUE_CALL] and len(changes.removed) == 3
+    # Stored channels of a call no longer tracked are not kept over a restart.
+    again = CallTracker(modes(hangup=1))
+    again.restore(TrackingChanges(channels=[("y.1", "y", "Y/1", 6, "1", "2")]))
+    restored = again.take_changes()
+    assert restored is not None and restored.removed == ["y.1"]
+
+
+def test_refused_changes_are_handed_out_again() -> None:
+    tracker = CallTracker(modes(hangup=1))
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=5)
+    feed_until_first_hangup(tracker, "originate_dial_pjsip.txt")
+    changes = tracker.take_changes()
+    assert changes is not None
+    tracker.keep_changes(changes)
+    again = tracker.take_changes()
+    assert again is not None
+    assert again.calls == changes.calls and sorted(again.channels) == sorted(changes.channels)
 
 
 def test_tracking_is_bounded() -> None:

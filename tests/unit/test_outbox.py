@@ -258,3 +258,97 @@ def test_newer_schema_is_refused(path: Path) -> None:
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(sqlite3.DatabaseError):
         Outbox(path, max_rows=10)
+
+
+def test_the_command_line_opens_without_recovery_while_events_are_in_flight(path: Path, outbox: Outbox) -> None:
+    add(outbox, "A1", "B1", "B2")
+    in_flight = outbox.claim(10, now=NOW)
+    assert names(in_flight) == ["A1", "B1"]
+    with Outbox(path, max_rows=1000, readonly=True) as listing:  # salara events list
+        assert listing.counts() == Counts(pending=1, sending=2)
+    with Outbox(path, max_rows=1, recover=False) as retrying:  # salara events retry: writes, no recovery, no trim
+        assert retrying.retry(now=NOW) == 0
+        assert retrying.dropped == 0
+    assert outbox.counts() == Counts(pending=1, sending=2), "in-flight events stay in flight"
+    assert outbox.claim(10, now=NOW) == [], "nothing is sent a second time"
+
+
+def test_a_readonly_outbox_writes_nothing(path: Path) -> None:
+    with pytest.raises(sqlite3.Error):
+        Outbox(path, max_rows=10, readonly=True)  # no file: not created
+    assert not path.exists()
+    with Outbox(path, max_rows=10) as outbox:
+        add(outbox, "A1")
+    with Outbox(path, max_rows=10, readonly=True) as listing:
+        assert [e.call_key for e in listing.list_events()] == ["A"]
+        with pytest.raises(sqlite3.OperationalError):
+            listing.add([("B", b"1")])
+
+
+def test_cli_events_list_and_retry_leave_in_flight_events_alone(path: Path, outbox: Outbox) -> None:
+    from click.testing import CliRunner
+
+    from salara.cli import main
+
+    add(outbox, "A1")
+    (a1,) = outbox.claim(1, now=NOW)
+    conf = path.parent / "salara.conf"
+    conf.write_text(f"[outbox]\npath={path}\nmax_rows=1000\n")
+    conf.chmod(0o600)
+    listed = CliRunner().invoke(main, ["-c", str(conf), "events", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "sending 1" in listed.output
+    retried = CliRunner().invoke(main, ["-c", str(conf), "events", "retry"])
+    assert retried.exit_code == 0, retried.output
+    assert outbox.counts() == Counts(sending=1)
+    assert outbox.claim(1, now=NOW) == []
+    outbox.record([done(a1)])
+    assert outbox.counts() == Counts(delivered=1)
+
+
+def test_tracking_is_written_with_the_events_of_a_read(path: Path) -> None:
+    from salara.calls import TrackingChanges
+
+    with Outbox(path, max_rows=1000) as outbox:
+        assert outbox.load_tracking() == TrackingChanges()
+        outbox.add(
+            [("L1", b"1")],
+            tracking=TrackingChanges(
+                calls=[("L1", "8001", "9002", "makecall", NOW)],
+                channels=[
+                    ("L1", "L1", "PJSIP/8001-1", 5, "8001", "s"),
+                    ("L1.2", "L1", "Local/9002@sim-1;1", 0, "", ""),
+                ],
+            ),
+        )
+        # A batch with tracking changes only (the API tracked a call, a channel changed state).
+        outbox.add(
+            [],
+            tracking=TrackingChanges(
+                calls=[("L2", "1", "2", "route", NOW + 1)],
+                channels=[("L1", "L1", "PJSIP/8001-1", 6, "8001", "s")],
+                removed=["L1.2"],
+            ),
+        )
+    with Outbox(path, max_rows=1000) as reopened:
+        assert reopened.load_tracking() == TrackingChanges(
+            calls=[("L1", "8001", "9002", "makecall", NOW), ("L2", "1", "2", "route", NOW + 1)],
+            channels=[("L1", "L1", "PJSIP/8001-1", 6, "8001", "s")],
+        )
+        reopened.add([], tracking=TrackingChanges(ended=["L1", "L2"], removed=["L1"]))
+        assert reopened.load_tracking() == TrackingChanges()
+        assert reopened.counts() == Counts(pending=1)
+
+
+def test_tracking_and_events_fail_together(path: Path) -> None:
+    from salara.calls import TrackingChanges
+
+    with Outbox(path, max_rows=1000) as outbox:
+        first = outbox.add([("A", b"1")])
+        with pytest.raises(sqlite3.IntegrityError):
+            outbox.add(
+                [("B", b"2")],
+                ids=[first[0]],
+                tracking=TrackingChanges(calls=[("B", "1", "2", "route", NOW)]),
+            )
+        assert outbox.load_tracking() == TrackingChanges()
