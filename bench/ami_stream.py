@@ -154,9 +154,7 @@ class _Ids:
     def mapping(self, template: Template) -> dict[bytes, bytes]:
         self._calls += 1
         epoch = 1_800_000_000 + self._calls // 4
-        uids = sorted(
-            (s for s in template.slots if s[1] == "uid"), key=lambda s: int(s[2].rpartition(b".")[2])
-        )
+        uids = sorted((s for s in template.slots if s[1] == "uid"), key=lambda s: int(s[2].rpartition(b".")[2]))
         out = {}
         for key, _kind, _value in uids:
             out[key] = b"%d.%d" % (epoch, self._channel_seq)
@@ -172,9 +170,7 @@ class _Ids:
         return out
 
 
-def iter_stream(
-    n_events: int, seed: int = 1, *, concurrency: int = 6, piece_bytes: int = 1 << 20
-) -> Iterator[bytes]:
+def iter_stream(n_events: int, seed: int = 1, *, concurrency: int = 6, piece_bytes: int = 1 << 20) -> Iterator[bytes]:
     """Yield the stream of exactly ``n_events`` events (FullyBooted included) in ~1 MiB pieces.
 
     The last calls are cut off wherever the count runs out.
@@ -214,9 +210,7 @@ def iter_stream(
         yield b"".join(out)
 
 
-def iter_chunks(
-    pieces: Iterable[bytes], sizes: tuple[int, int] = DEFAULT_SIZES, seed: int = 1
-) -> Iterator[bytes]:
+def iter_chunks(pieces: Iterable[bytes], sizes: tuple[int, int] = DEFAULT_SIZES, seed: int = 1) -> Iterator[bytes]:
     """Re-cut ``pieces`` into reads whose sizes are log-uniform in ``sizes`` (inclusive)."""
     low, high = sizes
     rng = Random(seed)

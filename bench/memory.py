@@ -6,10 +6,12 @@ Run from the repository root::
 
 RSS is read from ``/proc/self/status``: ``VmRSS`` at the start (once the
 first read went through, so the stream generator's templates are loaded),
-half-way (when half the events came out of the parser) and at the end; the
-peak is the largest of the process's high-water mark ``VmHWM`` and ``VmRSS``
-sampled every 64 reads. The second half's
-growth is ``(end - half) / half``. Run it in a fresh process (``python -m
+half-way (when half the events came out of the parser) and at the end, and
+every 64 reads in between; the peak is the largest of the process's
+high-water mark ``VmHWM`` and every sample. The second half's growth compares
+the highest RSS sampled in the second half with the highest of the first
+half: a single sample at half-way or at the end depends on which generator
+buffer happens to be alive (a few MB either way), the highest ones do not. Run it in a fresh process (``python -m
 bench.memory``, as ``python -m bench`` does) so that nothing else the process
 did is counted.
 
@@ -52,6 +54,8 @@ class MemoryResult:
     half_kib: int
     end_kib: int
     peak_kib: int
+    first_half_max_kib: int
+    second_half_max_kib: int
 
     @property
     def peak_mb(self) -> float:
@@ -60,8 +64,8 @@ class MemoryResult:
 
     @property
     def second_half_growth(self) -> float:
-        """RSS growth over the second half of the run, as a fraction of the half-way RSS."""
-        return (self.end_kib - self.half_kib) / self.half_kib
+        """RSS growth over the second half: its highest sample against the first half's highest."""
+        return (self.second_half_max_kib - self.first_half_max_kib) / self.first_half_max_kib
 
     def line(self, label: str) -> str:
         """One human-readable line."""
@@ -69,7 +73,8 @@ class MemoryResult:
         return (
             f"{label}: {self.events:,} events; RSS start {self.start_kib * mb:.1f} MB, "
             f"half {self.half_kib * mb:.1f} MB, end {self.end_kib * mb:.1f} MB, "
-            f"peak {self.peak_mb:.1f} MB; second half {self.second_half_growth:+.1%}"
+            f"peak {self.peak_mb:.1f} MB; highest sample first half {self.first_half_max_kib * mb:.1f} MB, "
+            f"second half {self.second_half_max_kib * mb:.1f} MB: {self.second_half_growth:+.1%}"
         )
 
 
@@ -87,10 +92,16 @@ class _Sampler:
         self.start_kib = 0
         self.half_kib = 0
         self.peak_kib = 0
+        self.first_half_max_kib = 0
+        self.second_half_max_kib = 0
 
     def _rss(self) -> int:
         rss = status_kib("VmRSS")
         self.peak_kib = max(self.peak_kib, rss)
+        if self.events < self._half:
+            self.first_half_max_kib = max(self.first_half_max_kib, rss)
+        else:
+            self.second_half_max_kib = max(self.second_half_max_kib, rss)
         return rss
 
     def after_read(self) -> None:
@@ -105,7 +116,10 @@ class _Sampler:
     def result(self) -> MemoryResult:
         end = self._rss()
         peak = max(self.peak_kib, status_kib("VmHWM"))
-        return MemoryResult(self.events, self.start_kib, self.half_kib or end, end, peak)
+        first = self.first_half_max_kib or end
+        return MemoryResult(
+            self.events, self.start_kib, self.half_kib or end, end, peak, first, self.second_half_max_kib or first
+        )
 
 
 def protocol_rss(chunks: Iterable[bytes], n_events: int) -> MemoryResult:
@@ -148,6 +162,7 @@ def full_path_rss(chunks: Iterable[bytes], n_events: int) -> MemoryResult | None
                         sampler.events += 1
                         pipeline.on_event(message)
                 pipeline.flush()  # as the service does after each read
+                await asyncio.sleep(0)  # the loop turns between reads, as in the service
                 sampler.after_read()
             result = sampler.result()
             outbox.close()
