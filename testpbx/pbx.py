@@ -188,6 +188,14 @@ def cli(command: str) -> str:
     return "\n".join(line[len("Output: ") :] for line in reply.split("\r\n") if line.startswith("Output: "))
 
 
+def hangup_all(timeout_s: float = 5.0) -> None:
+    """Hang up every channel and wait (bounded) until Asterisk has none left."""
+    cli("channel request hangup all")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and "0 active channels" not in cli("core show channels"):
+        time.sleep(0.1)
+
+
 def ami_ready() -> bool:
     try:
         return "fully booted" in cli("core waitfullybooted").lower()

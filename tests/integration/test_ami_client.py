@@ -139,7 +139,7 @@ async def test_dropped_link_fails_in_flight_actions_and_heals(ami_recorder: AMIR
         assert (await client.action("Ping"))["Ping"] == "Pong"
     assert states[:3] == [True, False, True]
     assert ami_recorder.actions().count("Originate") == 1, "the Originate must not be replayed"
-    pbx.cli("channel request hangup all")
+    pbx.hangup_all()
 
 
 async def test_not_ready_raises_unavailable_at_once() -> None:

@@ -80,14 +80,7 @@ def test_make_call_rings_the_operator_then_dials_the_phone(salara: SalaraProcess
     response = ami_events.wait_for(lambda e: e.get("Event") == "OriginateResponse")
     assert response["Response"] == "Success"
     assert response["Channel"].startswith("PJSIP/8001")
-    hangup_all()
-
-
-def hangup_all() -> None:
-    pbx.cli("channel request hangup all")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "0 active channels" not in pbx.cli("core show channels"):
-        time.sleep(0.1)
+    pbx.hangup_all()
 
 
 def test_make_call_to_an_unavailable_operator_is_not_placed(
@@ -115,7 +108,7 @@ def test_channel_state_of_a_live_channel(salara: SalaraProcess, ami_events: Even
         )
     )
     assert salara.post({"chan": up["Channel"]}).json() == {"result": 0, "text": "Up (6)"}
-    hangup_all()
+    pbx.hangup_all()
     gone = {"result": -1, "text": "Channel not present"}
     assert salara.post({"chan": up["Channel"]}).json() == gone
     assert salara.post({"chan": "PJSIP/8003-00000020"}).json() == gone

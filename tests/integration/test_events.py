@@ -57,18 +57,11 @@ def config_text(
     return text + extra
 
 
-def hangup_all() -> None:
-    pbx.cli("channel request hangup all")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "0 active channels" not in pbx.cli("core show channels"):
-        time.sleep(0.1)
-
-
 @pytest.fixture(autouse=True)
 def clean_channels(asterisk: None) -> Iterator[None]:
-    hangup_all()
+    pbx.hangup_all()
     yield
-    hangup_all()
+    pbx.hangup_all()
 
 
 def make_call(salara: SalaraProcess, operator: str = "8001", phone: str = "9002") -> None:
@@ -154,7 +147,7 @@ def test_originated_call_events_match_the_spec_exactly(
     ami_events.wait_for(
         lambda e: e.get("Event") == "Newexten" and e.get("Linkedid") == linkedid and e.get("Application") == "Wait"
     )
-    hangup_all()
+    pbx.hangup_all()
     events = wait_call_over(ami_events, linkedid)
     want = expected(events, modes, ("8001", "9002"))
     if want:
@@ -310,7 +303,7 @@ def test_410_stops_retries_and_500_is_retried(
     salara = salara_factory(config_text(crm, newexten=0))
     make_call(salara)
     linkedid = operator_call(ami_events)
-    hangup_all()
+    pbx.hangup_all()
     wait_call_over(ami_events, linkedid)
     crm.wait_for(lambda c: sum(1 for r in c.events() if r.json()["event"] == "Hangup") >= 3, timeout_s=30)
     time.sleep(3)  # time for (wrong) retries of the 410 event
@@ -367,7 +360,7 @@ def test_a_hangup_missed_while_disconnected_ends_tracking_after_reconnect(
     assert linkedid in run_cli(salara, "show", "tracked")
     ami_recorder.refusing = True
     ami_recorder.cut()  # salara cannot see the Hangup that follows
-    hangup_all()
+    pbx.hangup_all()
     wait_call_over(ami_events, linkedid)
     assert linkedid in run_cli(salara, "show", "tracked")
     ami_recorder.refusing = False  # back: the resync after login ends the call's tracking
@@ -419,7 +412,7 @@ def test_hangups_missed_while_disconnected_reach_the_crm(
     linkedid = wait_answered_call(salara, crm, ami_events)
     ami_recorder.refusing = True
     ami_recorder.cut()  # salara cannot see the Hangups that follow
-    hangup_all()
+    pbx.hangup_all()
     events = wait_call_over(ami_events, linkedid)
     ami_recorder.refusing = False  # back: the resync after login finds the channels gone
     expected_channels = last_states(events)
@@ -436,7 +429,7 @@ def test_a_tracked_call_survives_a_sigkill_and_gets_its_missed_hangups(
     salara = salara_factory(config_text(crm), SALARA_EVENT_PAYLOAD="extended")
     linkedid = wait_answered_call(salara, crm, ami_events)
     salara.stop(signal.SIGKILL)
-    hangup_all()  # the call ends while salara is not running
+    pbx.hangup_all()  # the call ends while salara is not running
     events = wait_call_over(ami_events, linkedid)
     salara.start()
     expected_channels = last_states(events)
@@ -468,7 +461,7 @@ def test_untracked_channels_in_all_calls_mode_get_their_missed_hangups_after_a_r
     time.sleep(1)  # the call's state changes are stored too
     before = last_states(call_events(ami_events, linkedid))
     salara.stop(signal.SIGKILL)
-    hangup_all()
+    pbx.hangup_all()
     events = wait_call_over(ami_events, linkedid)
     assert last_states(events) == before
     salara.start()

@@ -72,17 +72,10 @@ def routed_to(events: EventWatch, exten: str, timeout_s: float = 10) -> dict[str
     )
 
 
-def hangup_all() -> None:
-    pbx.cli("channel request hangup all")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "0 active channels" not in pbx.cli("core show channels"):
-        time.sleep(0.1)
-
-
 @pytest.fixture(autouse=True)
 def clean_channels(asterisk: None) -> Iterator[None]:
     yield
-    hangup_all()
+    pbx.hangup_all()
 
 
 @pytest.mark.parametrize("get_style", [True, False], ids=["GET", "POST"])
@@ -203,7 +196,7 @@ def test_a_routed_call_is_tracked_for_events_until_its_last_channel(
     route_here(salara)
     incoming_call("5552001")
     step = routed_to(ami_events, "9002")
-    hangup_all()
+    pbx.hangup_all()
     channels = {e["Channel"] for e in ami_events.snapshot() if e.get("Linkedid") == step["Linkedid"]}
     crm.wait_for(lambda c: sum(r.json()["event"] == "Hangup" for r in c.events()) >= len(channels))
     hangups = [r.json() for r in crm.events() if r.json()["event"] == "Hangup"]
@@ -265,7 +258,7 @@ def test_forged_fastagi_requests_learn_nothing_and_change_no_call(
     assert [r.path for r in crm.lookups()] == ["/lookup?phone=5552001"], "the CRM was asked about the real caller only"
     warnings = [line for line in salara.log().splitlines() if "not a live channel as AMI reports it" in line]
     assert len(warnings) == 3 and all(" WARNING " in w and "FastAGI 127.0.0.1:" in w for w in warnings)
-    hangup_all()
+    pbx.hangup_all()
     channels = {e["Channel"] for e in ami_events.snapshot() if e.get("Linkedid") == linkedid}
     crm.wait_for(lambda c: sum(r.json()["event"] == "Hangup" for r in c.events()) >= len(channels))
     hangups = [r.json() for r in crm.events() if r.json()["event"] == "Hangup"]

@@ -46,23 +46,14 @@ import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import parse_qsl, unquote
 
 from salara.errors import LocalProtocolError, RemoteProtocolError, SalaraError
-
-
-class Sentinel(Enum):
-    NEED_DATA = "NEED_DATA"
-    CLOSED = "CLOSED"
-
-
-NEED_DATA: Final = Sentinel.NEED_DATA
-"""Returned by :meth:`AGIConnection.next_event` when more bytes are needed."""
-CLOSED: Final = Sentinel.CLOSED
-"""Returned by :meth:`AGIConnection.next_event` once the peer closed and all was read."""
+from salara.sansio import CLOSED as CLOSED
+from salara.sansio import NEED_DATA as NEED_DATA
+from salara.sansio import Sentinel as Sentinel
 
 MAX_COMMAND_BYTES: Final = 2047
 """Longest command line, LF included, that Asterisk reads whole (``AGI_BUF_LEN`` - 1)."""

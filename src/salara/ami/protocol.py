@@ -27,22 +27,13 @@ an empty line. Decisions that matter:
 from __future__ import annotations
 
 from collections import deque
-from enum import Enum
 from typing import Final
 
 from salara.ami.messages import Action, Event, Greeting, Headers, Message, Response
 from salara.errors import LocalProtocolError, RemoteProtocolError
-
-
-class Sentinel(Enum):
-    NEED_DATA = "NEED_DATA"
-    CLOSED = "CLOSED"
-
-
-NEED_DATA: Final = Sentinel.NEED_DATA
-"""Returned by :meth:`AMIConnection.next_event` when more bytes are needed."""
-CLOSED: Final = Sentinel.CLOSED
-"""Returned by :meth:`AMIConnection.next_event` once the peer closed and all was read."""
+from salara.sansio import CLOSED as CLOSED
+from salara.sansio import NEED_DATA as NEED_DATA
+from salara.sansio import Sentinel as Sentinel
 
 MAX_LINE_BYTES: Final = 1024
 """Longest action line (CR LF included) Asterisk reads whole."""
