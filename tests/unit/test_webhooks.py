@@ -14,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import shutil
 import signal
 import ssl
 import subprocess
@@ -526,9 +525,7 @@ async def test_redirects_are_not_followed(crm: RecordingCRM, outbox: Outbox) -> 
 
 @pytest.fixture
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files; scripts/setup.sh installs openssl)."""
     cert, key = tmp_path / "crm.crt", tmp_path / "crm.key"
     subprocess.run(
         [
