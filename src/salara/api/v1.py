@@ -358,25 +358,6 @@ class EndpointView(BaseModel):
     contacts: list[ContactView]
 
 
-class ChannelStatusView(BaseModel):
-    name: str
-    uniqueid: str | None
-    linkedid: str | None
-    state: str
-    state_code: int
-    caller_number: str | None
-    caller_name: str | None
-    connected_number: str | None
-    connected_name: str | None
-    context: str | None
-    exten: str | None
-    priority: int | None
-    application: str | None
-    application_data: str | None
-    duration_s: int | None
-    bridge_id: str | None
-
-
 # -- conversions ---------------------------------------------------------------------
 
 
@@ -460,27 +441,6 @@ def endpoint_view(info: EndpointInfo) -> EndpointView:
             )
             for c in info.contacts
         ],
-    )
-
-
-def channel_status_view(info: ChannelInfo) -> ChannelStatusView:
-    return ChannelStatusView(
-        name=info.name,
-        uniqueid=info.uniqueid,
-        linkedid=info.linkedid,
-        state=info.state,
-        state_code=info.state_code,
-        caller_number=info.caller_number,
-        caller_name=info.caller_name,
-        connected_number=info.connected_number,
-        connected_name=info.connected_name,
-        context=info.context,
-        exten=info.exten,
-        priority=info.priority,
-        application=info.application,
-        application_data=info.application_data,
-        duration_s=info.duration_s,
-        bridge_id=info.bridge_id,
     )
 
 
@@ -893,7 +853,7 @@ def create_router(
     @router.get(
         "/channels/{tech}/{resource:path}",
         tags=["states"],
-        response_model=ChannelStatusView,
+        response_model=ChannelInfo,  # control's record, served as it is
         responses={**NOT_FOUND, **AMI_ERRORS},
     )
     async def channel_state(
@@ -909,7 +869,7 @@ def create_router(
                 description="The rest of the channel name, e.g. 8001-00000004 (percent-encode ?, # and %).",
             ),
         ],
-    ) -> ChannelStatusView:
+    ) -> ChannelInfo:
         """A live channel's state by its name (`GET /v1/channels/PJSIP/8001-00000004`): AMI `Status`.
 
         404 when Asterisk has no such channel.
@@ -921,7 +881,7 @@ def create_router(
         except fields.FieldError as exc:
             raise ApiError(422, "validation_failed", str(exc)) from None
         require_ami()
-        return channel_status_view(await run(control.channel(name)))
+        return await run(control.channel(name))
 
     @router.get(
         "/events",
