@@ -43,8 +43,6 @@ from salara.control import (
     CallControl,
     ChannelInfo,
     ControlError,
-    EndpointInfo,
-    ExtensionInfo,
     NotFound,
     PlaceCall,
     Unprocessable,
@@ -331,6 +329,8 @@ class MessageResult(BaseModel):
 
 
 class ExtensionView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read straight from control's record
+
     exten: str
     context: str
     hint: str | None = Field(description="The hint's devices, e.g. PJSIP/8001.")
@@ -340,6 +340,8 @@ class ExtensionView(BaseModel):
 
 
 class ContactView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read straight from control's record
+
     uri: str
     user_agent: str | None
     status: str = Field(description="Asterisk's qualify status: Reachable, Unreachable, Unknown, NonQualified...")
@@ -349,6 +351,8 @@ class ContactView(BaseModel):
 
 
 class EndpointView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read straight from control's record
+
     name: str
     registered: bool = Field(description="At least one contact is registered.")
     reachability: Literal["reachable", "unreachable", "unknown"]
@@ -413,34 +417,6 @@ def call_view(call: Call) -> CallView:
         ended_at=utc(call.ended_at),
         channels=[channel_view(channel) for channel in call.channels.values()],
         outcome=outcome,
-    )
-
-
-def extension_view(info: ExtensionInfo) -> ExtensionView:
-    return ExtensionView(
-        exten=info.exten,
-        context=info.context,
-        hint=info.hint,
-        state=info.state,
-        state_text=info.state_text,
-        available=info.available,
-    )
-
-
-def endpoint_view(info: EndpointInfo) -> EndpointView:
-    return EndpointView(
-        name=info.name,
-        registered=info.registered,
-        reachability=info.reachability,
-        rtt_ms=info.rtt_ms,
-        device_state=info.device_state,
-        active_channels=info.active_channels,
-        contacts=[
-            ContactView(
-                uri=c.uri, user_agent=c.user_agent, status=c.status, rtt_ms=c.rtt_ms, via=c.via, expires_at=c.expires_at
-            )
-            for c in info.contacts
-        ],
     )
 
 
@@ -833,7 +809,7 @@ def create_router(
         authorize(request, "state", None, None)
         require_ami()
         info = await run(control.extension(exten, default_context(context)))
-        return extension_view(info)
+        return ExtensionView.model_validate(info)
 
     @router.get(
         "/endpoints/{name}",
@@ -848,7 +824,7 @@ def create_router(
         device state. AMI `PJSIPShowEndpoint`. 404 for an unknown endpoint."""
         authorize(request, "state", None, None)
         require_ami()
-        return endpoint_view(await run(control.endpoint(name)))
+        return EndpointView.model_validate(await run(control.endpoint(name)))
 
     @router.get(
         "/channels/{tech}/{resource:path}",
