@@ -1,0 +1,77 @@
+"""salara's configuration: the old module's ``salara.conf``, read as it is.
+
+Format (the old module's, SPEC §4): ``[section]`` headers, ``key=value``
+lines, whole-line ``;`` or ``#`` comments, and a ``[route]`` section of
+``CALLER:CALLED`` lines. New keys salara needs live in the same file; every
+key can be overridden by an environment variable ``SALARA_<SECTION>_<KEY>``
+(for example ``SALARA_AMI_SECRET``). Unknown keys are logged and ignored, so
+an old file with keys salara does not use still loads.
+
+Values are validated into frozen pydantic models; a bad value raises
+:class:`~salara.errors.ConfigError` naming its section and key. Durations in
+code carry their unit (``_s``).
+
+The package, its imports going down:
+
+- :mod:`~salara.config.values`: the value types of keys (lists, flags, ``host:port``, rates);
+- :mod:`~salara.config.hosts`: hosts and URLs compared and shown (loopback, masked secrets);
+- :mod:`~salara.config.schema`: the section models and :class:`Config`, no file I/O;
+- :mod:`~salara.config.reader`: text and environment to a validated :class:`Config` (:func:`load`);
+- :mod:`~salara.config.editor`: the file edited in place, atomically, under a lock.
+
+Import from ``salara.config`` itself; the names below are its interface.
+"""
+
+from salara.config.editor import edit_route, edit_token, locked, save_route, save_token
+from salara.config.hosts import is_local_host, mask_url, normalise_host
+from salara.config.reader import RawConfig, build, load, load_tokens, parse_text
+from salara.config.schema import (
+    RIGHTS,
+    SECTIONS,
+    Agi,
+    Ami,
+    Api,
+    Config,
+    Event,
+    General,
+    Keys,
+    Outbox,
+    Right,
+    Routing,
+    Token,
+    Url,
+)
+from salara.config.values import HostPort, Rate, split_destinations
+
+__all__ = [
+    "RIGHTS",
+    "SECTIONS",
+    "Agi",
+    "Ami",
+    "Api",
+    "Config",
+    "Event",
+    "General",
+    "HostPort",
+    "Keys",
+    "Outbox",
+    "Rate",
+    "RawConfig",
+    "Right",
+    "Routing",
+    "Token",
+    "Url",
+    "build",
+    "edit_route",
+    "edit_token",
+    "is_local_host",
+    "load",
+    "load_tokens",
+    "locked",
+    "mask_url",
+    "normalise_host",
+    "parse_text",
+    "save_route",
+    "save_token",
+    "split_destinations",
+]

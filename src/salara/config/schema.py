@@ -1,0 +1,333 @@
+"""The configuration's schema: one frozen pydantic model per ``[section]``, and :class:`Config`.
+
+Pure: no file I/O and no file format (reading is :mod:`salara.config.reader`).
+A bad value raises pydantic's ``ValidationError``; the reader turns it into a
+:class:`~salara.errors.ConfigError` naming its section and key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from salara import fields
+from salara.config.hosts import mask_url
+from salara.config.values import Flag, HostPort, IntList, Rate, StrList, split_destinations, split_list
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _context(value: str) -> str:
+    try:
+        return fields.context("default_context", value)
+    except fields.FieldError as exc:
+        raise ValueError(exc.reason) from None
+
+
+def _host_port(default_port: int) -> BeforeValidator:
+    return BeforeValidator(lambda v: HostPort.parse(v, default_port) if isinstance(v, str) else v)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
+
+
+class General(_Section):
+    """``[general]``: routing fallback, CRM timeout, default context, operator device."""
+
+    default: str = ""
+    """Fallback routing destination (for example a queue, ``710``)."""
+    curlopt_timeout: float = Field(3.0, gt=0, le=300)
+    """Seconds the CRM has to answer (routing lookup and each webhook POST)."""
+    default_context: Annotated[str, AfterValidator(_context)] = "default"
+    """Dialplan context when a request names none."""
+    operator_technology: str = Field("PJSIP", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    """Channel technology of the operator's device for make call (``PJSIP/8001``)."""
+
+
+class Event(_Section):
+    """``[event]``: log level, originate options and per-event modes (SPEC §2)."""
+
+    verbose: int = Field(1, ge=0, le=3)
+    timeout_makecall: float = Field(30.0, gt=0, le=600)
+    """Seconds the operator's device rings before make call gives up."""
+    watch_makecall: Flag = False
+    newchannel: int = Field(0, ge=0, le=2)
+    hangup: int = Field(0, ge=0, le=2)
+    newexten: int = Field(0, ge=0, le=3)
+    agentcon: int = Field(0, ge=0, le=3)
+    payload: Literal["compat", "extended"] = "compat"
+    sweep_interval: float = Field(60.0, gt=0)
+    """Seconds between checks of tracked calls against Asterisk's live channels."""
+
+
+def _webhook_secret(value: str) -> str:
+    if value.startswith("whsec_"):
+        try:
+            base64.b64decode(value[len("whsec_") :], validate=True)
+        except binascii.Error:
+            raise ValueError("a secret starting with whsec_ must go on in base64") from None
+    return value
+
+
+class Url(_Section):
+    """``[url]``: API listen address, CRM URLs, good states, webhook options."""
+
+    rest_server: Annotated[HostPort, _host_port(5058)] = HostPort("127.0.0.1", 5058)
+    dest_url: str = ""
+    dest_url_event: str = ""
+    good_status: IntList = (0,)
+    tls_verify: Flag = True
+    """Verify the CRM's TLS certificate (the old module never did)."""
+    webhook_secret: Annotated[str, AfterValidator(_webhook_secret)] = ""
+    """When set, webhooks are signed the Standard Webhooks way."""
+
+
+class Keys(_Section):
+    """``[keys]``: JSON key names of the compat API (SPEC §1). Non-empty and distinct."""
+
+    key_word: str = "personal_manager_internal_phone"
+    key_operator: str = "operator"
+    key_phone: str = "phone"
+    key_msg: str = "msg"
+    key_extension: str = "exten"
+    key_peer: str = "peer"
+    key_channel: str = "chan"
+    key_context: str = "context"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Keys:
+        names = self.model_dump()
+        for key, value in names.items():
+            if not value.strip():
+                raise PydanticCustomError("empty_key", f"{key} may not be empty")
+        request_keys = [value for key, value in names.items() if key != "key_word"]
+        if len(set(request_keys)) != len(request_keys):
+            raise PydanticCustomError("duplicate_key", "two request fields share one JSON key name")
+        return self
+
+
+class Ami(_Section):
+    """``[ami]``: how salara reaches the Asterisk Manager Interface."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5038, gt=0, lt=65536)
+    username: str = "salara"
+    secret: str = ""
+    auth: Annotated[Literal["md5", "plain"], BeforeValidator(_lower)] = "md5"
+    ping_interval: float = Field(20.0, gt=0)
+    reconnect_max: float = Field(5.0, gt=0)
+
+
+class Agi(_Section):
+    """``[agi]``: the FastAGI server that routes incoming calls."""
+
+    listen: Annotated[HostPort, _host_port(4573)] = HostPort("127.0.0.1", 4573)
+    max_sessions: int = Field(200, ge=1, le=100_000)
+    """FastAGI connections served at once (a routed call holds one up to curlopt_timeout seconds)."""
+    header_timeout: float = Field(1.0, gt=0, le=60)
+    """Seconds a new connection has to send its whole variable block (Asterisk sends it at once)."""
+
+
+class Routing(_Section):
+    """``[routing]``: how routing copes with a failing CRM."""
+
+    breaker_failures: int = Field(5, ge=1)
+    """Consecutive CRM failures that open the circuit (lookups skipped)."""
+    breaker_cooldown: float = Field(30.0, gt=0)
+    """Seconds the circuit stays open before one lookup is tried again."""
+    cache_max_age: float = Field(3600.0, ge=0)
+    """Oldest CRM answer (seconds) reused for the same caller when the CRM fails; 0 disables."""
+    cache_size: int = Field(10_000, ge=0)
+
+
+class Outbox(_Section):
+    """``[outbox]``: the durable store of events waiting for the CRM."""
+
+    path: str = "/var/lib/salara/outbox.db"
+    max_rows: int = Field(100_000, gt=0)
+    retry_max: float = Field(300.0, gt=0)
+    """Longest wait between two delivery attempts of one event, seconds."""
+    concurrency: int = Field(8, gt=0, le=256)
+
+
+ASTERISK_CONTROL_VARIABLES = (
+    "BRIDGE_FEATURES",
+    "TRANSFER_CONTEXT",
+    "FORWARD_CONTEXT",
+    "DYNAMIC_FEATURES",
+    "ATTENDED_TRANSFER_COMPLETE_SOUND",
+    "GOSUB_RESULT",
+    "OUTBOUND_GROUP",
+    "PICKUPMARK",
+    "LIMIT_PLAYAUDIO_CALLER",
+    "TOUCH_MONITOR",
+    "TOUCH_MIXMONITOR",
+    "MASTER_CHANNEL",
+    "CHANNEL",
+    "CALLERID",
+    "DIALSTATUS",
+    "SIPADDHEADER",
+    "PJSIP_HEADER",
+)
+"""A few of Asterisk's own channel variables: a ``variable_prefix`` they start with is refused.
+
+Not the defence (that is the prefix itself, an allow-list), only a guard
+against a prefix that would let some of them through."""
+
+
+def _variable_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", value):
+        raise ValueError("a letter, then up to 31 letters, digits or '_' (never a leading '_': inheritance)")
+    shadowed = [name for name in ASTERISK_CONTROL_VARIABLES if name.upper().startswith(value.upper())]
+    if shadowed:
+        raise ValueError(f"Asterisk's own {shadowed[0]} starts with it: choose a prefix of your own, e.g. CRM_")
+    return value
+
+
+class Api(_Section):
+    """``[api]``: HTTPS, who may use the API without a token, and what a client may send."""
+
+    tls_cert: str = ""
+    """PEM certificate (chain) file: with ``tls_key``, the API speaks HTTPS only."""
+    tls_key: str = ""
+    allow_remote_without_token: Flag = False
+    """Serve clients beyond loopback while no ``[token NAME]`` is configured (not advised)."""
+    max_body_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
+    max_fields: int = Field(32, ge=1, le=10_000)
+    """Fields of one request (query string and body together)."""
+    max_field_bytes: int = Field(1024, ge=64, le=1024 * 1024)
+    """Longest field name or value, in UTF-8 bytes."""
+    max_json_depth: int = Field(8, ge=1, le=1000)
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
+    """Request line and headers of one request."""
+    request_timeout: float = Field(10.0, gt=0, le=600)
+    """Seconds a client has to send a request's headers, and again its body."""
+    max_connections: int = Field(256, ge=1, le=100_000)
+    """Open connections (and requests in progress) before new requests get 503."""
+    max_connections_per_client: int = Field(64, ge=0, le=100_000)
+    """Open connections of one client address (an IPv6 client: its /64); more are closed at once. 0: no cap."""
+    variable_prefix: Annotated[str, AfterValidator(_variable_prefix)] = "CRM_"
+    """``/v1`` call ``variables`` must start with it: Asterisk's own variables stay out of reach."""
+
+
+TOKEN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+"""What a ``[token NAME]`` may be called."""
+TOKEN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+RIGHTS = ("call", "message", "state", "admin")
+Right = Literal["call", "message", "state", "admin"]
+_PREFIX = re.compile(r"[0-9A-Za-z*#+]+")
+
+
+def _check_destinations(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        if entry == "any":
+            continue
+        if entry.startswith("^"):
+            try:
+                re.compile(entry)
+            except re.error as exc:
+                raise ValueError(f"{entry!r} is not a regular expression: {exc}") from None
+        elif not _PREFIX.fullmatch(entry):
+            raise ValueError(f"{entry!r} is neither a ^regex nor a number prefix (digits, letters, * # +)")
+    return entries
+
+
+def _check_contexts(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        try:
+            fields.context("contexts", entry)
+        except fields.FieldError as exc:
+            raise ValueError(exc.reason) from None
+    return entries
+
+
+class Token(_Section):
+    """``[token NAME]``: one API client, what it may do and how often.
+
+    Only the token's hash is stored. ``destinations`` lists what a call may
+    dial (its ``phone``) and whom a message may reach (its ``operator``):
+    ``^regex`` entries are matched against the whole number, other entries
+    are number prefixes, ``any`` allows every number; empty allows none.
+    """
+
+    hash: str = Field(pattern=TOKEN_HASH.pattern)
+    rights: Annotated[tuple[Right, ...], BeforeValidator(split_list)] = ()
+    contexts: Annotated[StrList, AfterValidator(_check_contexts)] = ()
+    """Dialplan contexts calls and messages may name; empty: only ``default_context``."""
+    destinations: Annotated[
+        tuple[str, ...], BeforeValidator(split_destinations), AfterValidator(_check_destinations)
+    ] = ()
+    rate: Annotated[Rate | None, BeforeValidator(lambda v: Rate.parse(v) if isinstance(v, str) else v)] = Rate(10, 60)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "general": General,
+    "event": Event,
+    "url": Url,
+    "keys": Keys,
+    "ami": Ami,
+    "agi": Agi,
+    "routing": Routing,
+    "outbox": Outbox,
+    "api": Api,
+}
+SECRET_KEYS = frozenset({("ami", "secret"), ("url", "webhook_secret")})
+URL_KEYS = frozenset({("url", "dest_url"), ("url", "dest_url_event")})
+"""CRM URLs: shown through :func:`mask_url`, as they may carry credentials."""
+TOKEN_SECTION = "token "
+"""Token sections are ``[token NAME]``; the name keeps its case."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. ``routes`` maps caller number to destination."""
+
+    general: General = General()
+    event: Event = Event()
+    url: Url = Url()
+    keys: Keys = Keys()
+    ami: Ami = Ami()
+    agi: Agi = Agi()
+    routing: Routing = Routing()
+    outbox: Outbox = Outbox()
+    api: Api = Api()
+    routes: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    tokens: Mapping[str, Token] = field(default_factory=dict)
+    """API tokens by name (``[token NAME]`` sections)."""
+
+    def masked(self) -> dict[str, dict[str, object]]:
+        """Every setting by section, secrets replaced by ``***`` (for ``show config``)."""
+        out: dict[str, dict[str, object]] = {}
+        for name in SECTIONS:
+            section: _Section = getattr(self, name)
+            values: dict[str, object] = {}
+            for key in type(section).model_fields:
+                value = getattr(section, key)
+                if (name, key) in SECRET_KEYS and value:
+                    value = "***"
+                elif (name, key) in URL_KEYS and value:
+                    value = mask_url(value)
+                values[key] = str(value) if isinstance(value, HostPort) else value
+            out[name] = values
+        out["route"] = dict(self.routes)
+        for name, token in self.tokens.items():
+            out[f"{TOKEN_SECTION}{name}"] = {
+                "hash": "***",
+                "rights": token.rights,
+                "contexts": token.contexts,
+                "destinations": " ".join(token.destinations),
+                "rate": str(token.rate) if token.rate else "off",
+            }
+        return out
