@@ -14,8 +14,8 @@ import uvicorn
 from salara.agi.server import AGIServer
 from salara.ami.client import AMIClient, AMISettings
 from salara.api.app import create_app
-from salara.api.security import uvicorn_options
-from salara.auth import exposure_problem
+from salara.api.security.connections import uvicorn_options
+from salara.api.security.tokens import exposure_problem
 from salara.calls import CallTracker
 from salara.config import Config
 from salara.control import CallControl

@@ -26,9 +26,10 @@ import aiohttp
 import click
 
 import salara
-from salara import auth, fields
 from salara import config as config_module
+from salara import fields
 from salara.ami.client import AMIClient
+from salara.api.security import tokens as auth
 from salara.app import ami_settings, serve, setup_logging
 from salara.config import Config
 from salara.errors import ConfigError, SalaraError

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from salara import auth
+from salara.api.security import tokens as auth
 from tests.amiwatch import AMIRecorder
 from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, SalaraProcess
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from salara import auth
+from salara.api.security import tokens as auth
 from tests.amiwatch import AMIRecorder
 from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, SalaraProcess, free_port
 

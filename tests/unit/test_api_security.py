@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from salara import auth, config
+from salara import config
 from salara.api.app import create_app
+from salara.api.security import tokens as auth
 from salara.service import Telephony
 
 TOKEN = "unit-test-token-0123456789abcdefghijklmnopq"
@@ -201,7 +202,7 @@ async def test_size_shape_and_time_limits() -> None:
 
 
 def test_connections_are_capped_per_client_address() -> None:
-    from salara.api.security import ClientConnections
+    from salara.api.security.connections import ClientConnections
 
     clients = ClientConnections(cap=3)
     assert [clients.opened("127.0.0.1") for _ in range(4)] == [True, True, True, False]
@@ -216,7 +217,7 @@ def test_connections_are_capped_per_client_address() -> None:
 
 
 def test_an_ipv6_client_is_counted_by_its_64() -> None:
-    from salara.api.security import ClientConnections, client_key
+    from salara.api.security.connections import ClientConnections, client_key
 
     assert client_key("2001:db8:1:2::1") == client_key("[2001:db8:1:2:ffff::9]") == "2001:db8:1:2::/64"
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
@@ -226,17 +227,17 @@ def test_an_ipv6_client_is_counted_by_its_64() -> None:
 
 
 def test_a_cap_of_zero_counts_but_never_refuses() -> None:
-    from salara.api.security import ClientConnections
+    from salara.api.security.connections import ClientConnections
 
     clients = ClientConnections(cap=0)
     assert all(clients.opened("127.0.0.1") for _ in range(1000))
 
 
 def test_refusals_are_logged_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
-    from salara.api.security import ClientConnections
+    from salara.api.security.connections import ClientConnections
 
     clients = ClientConnections(cap=1, log_interval_s=10)
-    with caplog.at_level("WARNING", logger="salara.api.security"):
+    with caplog.at_level("WARNING", logger="salara.api.security.connections"):
         for now in (0.0, 1.0, 2.0, 11.0):
             clients.log_refusal("203.0.113.5", now)
     lines = [r.getMessage() for r in caplog.records]
@@ -275,7 +276,7 @@ async def test_the_uvicorn_protocol_closes_a_connection_over_the_per_client_cap(
     import uvicorn
     from uvicorn.server import ServerState
 
-    from salara.api.security import uvicorn_options
+    from salara.api.security.connections import uvicorn_options
 
     loaded = config.load(None, environ={"SALARA_API_MAX_CONNECTIONS_PER_CLIENT": "2"})
     options = uvicorn_options(loaded)
@@ -307,7 +308,7 @@ async def test_the_uvicorn_protocol_offers_requests_a_way_to_abort_their_connect
     import uvicorn
     from uvicorn.server import ServerState
 
-    from salara.api.security import ABORT_EXTENSION, uvicorn_options
+    from salara.api.security.connections import ABORT_EXTENSION, uvicorn_options
 
     loaded = config.load(None, environ={})
     options = uvicorn_options(loaded)

@@ -224,7 +224,7 @@ def test_concurrent_route_edits_all_land(tmp_path: Path) -> None:
 def test_a_concurrent_route_edit_never_resurrects_a_revoked_token(tmp_path: Path) -> None:
     import multiprocessing
 
-    from salara import auth
+    from salara.api.security import tokens as auth
 
     context = multiprocessing.get_context("fork")
     for _ in range(10):

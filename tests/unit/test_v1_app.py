@@ -325,7 +325,7 @@ async def test_v1_itself_is_not_the_compat_endpoint(client: httpx.AsyncClient, m
 
 async def stalled_stream(scope_extensions: dict[str, object]) -> tuple[list[str], list[bytes], bool]:
     """Run an EventStreamResponse whose client takes the first two writes, then reads nothing."""
-    from salara.api.v1 import EventStreamResponse, StreamStalled
+    from salara.api.v1.stream import EventStreamResponse, StreamStalled
 
     events: list[str] = []
     written: list[bytes] = []
@@ -364,7 +364,7 @@ async def stalled_stream(scope_extensions: dict[str, object]) -> tuple[list[str]
 
 
 async def test_a_stalled_stream_is_aborted_after_the_send_timeout() -> None:
-    from salara.api.security import ABORT_EXTENSION
+    from salara.api.security.connections import ABORT_EXTENSION
 
     events, written, raised = await stalled_stream({ABORT_EXTENSION: None})
     assert events == ["stalled", "aborted", "iterator closed"] and not raised

@@ -10,8 +10,9 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import salara
-from salara.api import compat, security, v1
-from salara.auth import Security
+from salara.api import compat, v1
+from salara.api.security import access as security
+from salara.api.security.tokens import Security
 from salara.control import CallControl
 from salara.live import EventHub
 from salara.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, Sources

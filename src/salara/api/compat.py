@@ -16,7 +16,9 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from salara.api.security import denial_headers, log_denial, principal
+from salara.api.security.access import principal
+from salara.api.security.denials import denial_headers, log_denial
+from salara.api.security.limits import LimitError, RequestLimits, check_fields, json_depth_exceeds
 from salara.compat import (
     ChannelStateQuery,
     CompatRequest,
@@ -29,7 +31,6 @@ from salara.compat import (
 )
 from salara.errors import AMIActionError, AMIError, AMIUnavailable, LocalProtocolError
 from salara.fields import FieldError
-from salara.guards import LimitError, RequestLimits, check_fields, json_depth_exceeds
 from salara.service import StateAnswer, Telephony
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """Who may use the API and what they may do: tokens, rights, allow-lists, rate limits.
 
 Pure: no sockets, no clock (time is an argument). The HTTP side is
-:mod:`salara.api.security`.
+:mod:`salara.api.security.middleware` (every request authenticated) and
+:mod:`salara.api.security.access` (rights checked by the routes).
 
 - A token is 32 random bytes, base64url (:func:`new_token`). The config keeps
   only ``sha256:<hex>`` of it. A fast hash is enough here: the secret is 256
@@ -16,7 +17,10 @@ Pure: no sockets, no clock (time is an argument). The HTTP side is
   10 and one more every 6 seconds).
 - With no token configured, loopback clients may do everything (the old
   module's behaviour, so old CRMs keep working) and other clients nothing,
-  unless ``[api] allow_remote_without_token`` says otherwise.
+  unless ``[api] allow_remote_without_token`` says otherwise; ``salara serve``
+  refuses to listen beyond loopback so (:func:`exposure_problem`).
+- A request presents its token as ``Authorization: Bearer <token>`` or
+  ``X-API-Key: <token>`` (:func:`credential_from`).
 """
 
 from __future__ import annotations
@@ -178,10 +182,6 @@ class Security:
         """Use ``tokens`` from now on (the config file changed: ``salara token create/revoke``)."""
         default_context = self.config.general.default_context
         self._tokens = tuple((token.hash, principal_of(name, token, default_context)) for name, token in tokens.items())
-
-    @property
-    def tokens_configured(self) -> bool:
-        return bool(self._tokens)
 
     def identify(self, presented: str) -> Principal | None:
         """The principal of a presented token, or None. Compares with every hash, in constant time."""

@@ -1,9 +1,11 @@
 """Hard limits on what one API request may hold, as pure functions.
 
 The body size and the time a body may take are enforced while it is read
-(:mod:`salara.api.security`); what is checked here is the decoded request:
-JSON nesting (before parsing, so a deeply nested body never reaches the JSON
-parser's recursion), the number of fields and the length of each.
+(:mod:`salara.api.security.middleware`), the size of the request headers by
+the server (:mod:`salara.api.security.connections`); what is checked here
+is the decoded request: JSON nesting (before parsing, so a deeply nested
+body never reaches the JSON parser's recursion), the number of fields and
+the length of each.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Access policy (salara.auth), token config sections and request limits, without sockets."""
+"""Access policy (salara.api.security.tokens), token config sections and request limits, without sockets."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from salara import auth, config
+from salara import config
+from salara.api.security import tokens as auth
+from salara.api.security.limits import LimitError, RequestLimits, check_fields, json_depth_exceeds
 from salara.compat import ChannelStateQuery, ExtensionStateQuery, MakeCall, PeerStateQuery, SendMessage
 from salara.config import Rate
 from salara.errors import ConfigError
-from salara.guards import LimitError, RequestLimits, check_fields, json_depth_exceeds
 
 CRM_TOKEN = "crm-token-for-tests-only-0123456789abcdefghi"
 STATE_TOKEN = "state-token-for-tests-only-0123456789abcdefg"

@@ -1,0 +1,17 @@
+"""Who may use the API, what they may do, and how much one request or client may hold.
+
+- :mod:`~salara.api.security.tokens`: the access policy, pure: tokens
+  (create, hash, identify), rights, contexts and destination allow-lists,
+  rate limits, the loopback rule without tokens.
+- :mod:`~salara.api.security.middleware`: the ASGI middleware in front of
+  every route: authentication, the body size and deadline, token reload.
+- :mod:`~salara.api.security.access`: rights checks for routes (FastAPI
+  dependencies, ``/v1``'s access) and :func:`~salara.api.security.access.install`.
+- :mod:`~salara.api.security.denials`: how a refusal is answered and logged.
+- :mod:`~salara.api.security.limits`: limits on the decoded request (JSON
+  depth, number and length of fields).
+- :mod:`~salara.api.security.connections`: uvicorn's side: connections per
+  client address, request header deadline and size, :func:`uvicorn_options`.
+
+Import from the module that defines a name; nothing is re-exported here.
+"""

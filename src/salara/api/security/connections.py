@@ -1,0 +1,237 @@
+"""The uvicorn side of the limits: connections per client address, request header deadline and size.
+
+- :func:`uvicorn_options` turns ``[api]`` into uvicorn's settings (HTTPS,
+  connection limits, header limits, trusted proxies).
+- :func:`http_protocol` is uvicorn's httptools protocol with a deadline and a
+  size cap on request headers, which uvicorn itself does not have, and a cap
+  on the connections one client address holds open (:class:`ClientConnections`).
+  It also offers each request a way to drop its connection at once
+  (:data:`ABORT_EXTENSION`).
+
+Its refusals answer in the compat shape, ``{"result": -2, "text": "Error: ..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import time
+from typing import Any
+
+from salara.config import Config
+
+log = logging.getLogger(__name__)
+
+ABORT_EXTENSION = "salara.abort"
+"""ASGI scope extension salara's uvicorn protocol adds: ``{"abort": callable}`` drops the connection at once.
+
+For a response whose client stopped reading: closing would wait for the
+unread bytes to leave, which they never do (:class:`salara.api.v1.stream.EventStreamResponse`).
+"""
+
+
+def client_key(host: str | None) -> str:
+    """What :class:`ClientConnections` counts by: the IPv4 address, or the /64 of an IPv6 one.
+
+    One IPv6 client usually holds a whole /64, so counting its addresses one
+    by one would not cap it. A v4-mapped address counts as its IPv4 address.
+    """
+    if not host:
+        return "?"
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class ClientConnections:
+    """Open connections by client address (:func:`client_key`), at most ``cap`` each (0: no cap).
+
+    Without it, one client holding ``[api] max_connections`` connections
+    (each trickling a byte now and then within ``request_timeout``) leaves
+    uvicorn answering 503 to every other client. With it, one address holds
+    at most ``cap``; what stays possible is a flood from many addresses.
+    Refusals are logged at most once per ``log_interval_s``, so a flood
+    does not flood the log too.
+    """
+
+    def __init__(self, cap: int, log_interval_s: float = 10.0) -> None:
+        self.cap = cap
+        self.log_interval_s = log_interval_s
+        self.open_by_client: dict[str, int] = {}
+        self.refused = 0
+        self._unlogged = 0
+        self._logged_at = float("-inf")
+
+    def count(self, host: str | None) -> int:
+        return self.open_by_client.get(client_key(host), 0)
+
+    def opened(self, host: str | None) -> bool:
+        """A connection from ``host`` opened: True if it may stay (now counted), False if over the cap."""
+        key = client_key(host)
+        count = self.open_by_client.get(key, 0)
+        if self.cap and count >= self.cap:
+            self.refused += 1
+            return False
+        self.open_by_client[key] = count + 1
+        return True
+
+    def closed(self, host: str | None) -> None:
+        """A counted connection from ``host`` closed."""
+        key = client_key(host)
+        count = self.open_by_client.get(key, 0) - 1
+        if count > 0:
+            self.open_by_client[key] = count
+        else:
+            self.open_by_client.pop(key, None)
+
+    def log_refusal(self, host: str | None, now: float) -> None:
+        self._unlogged += 1
+        if now - self._logged_at < self.log_interval_s:
+            return
+        log.warning(
+            "API connection from %s closed (503): more than %d open connections from %s (%d refused so)",
+            host or "?",
+            self.cap,
+            client_key(host),
+            self._unlogged,
+        )
+        self._logged_at = now
+        self._unlogged = 0
+
+
+def http_protocol(
+    header_timeout_s: float, max_header_bytes: int, max_connections_per_client: int = 0
+) -> type[asyncio.Protocol] | None:
+    """uvicorn's httptools protocol with a deadline and a size cap on request headers, and a per-client cap.
+
+    uvicorn (0.3x-0.5x) closes idle keep-alive connections but has no limit on
+    how long a client may take to send a request's headers, nor (with
+    httptools) on their size: a client trickling one header byte at a time
+    would hold its connection forever. Here a request whose headers are not
+    complete ``header_timeout_s`` after the connection opened (or after its
+    first byte, on a kept-alive connection) gets 408 and the connection is
+    closed; one whose headers exceed ``max_header_bytes`` gets 431. A
+    connection beyond ``max_connections_per_client`` open ones of its client
+    address (:class:`ClientConnections`; 0: no cap) gets 503 at once and is
+    closed, before it can take one of uvicorn's ``limit_concurrency`` slots
+    for long. None when httptools is not installed (then uvicorn's h11 limits
+    apply, and no per-client cap).
+    """
+    try:
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+    except ImportError:  # pragma: no cover - httptools comes with uvicorn[standard]
+        return None
+
+    clients = ClientConnections(max_connections_per_client)
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _awaiting_headers = True
+        _header_bytes = 0
+        _header_timer: asyncio.TimerHandle | None = None
+        _counted = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            host = self.client[0] if self.client else None
+            if not clients.opened(host):
+                clients.log_refusal(host, time.monotonic())
+                self._refuse(503, "too many open connections from this address", log_it=False, retry_after_s=5)
+                return
+            self._counted = True
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            if self._counted:
+                self._counted = False
+                clients.closed(self.client[0] if self.client else None)
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._awaiting_headers and not self.transport.is_closing():
+                self._header_bytes += len(data)
+                if self._header_bytes > max_header_bytes:
+                    self._refuse(431, f"request headers larger than {max_header_bytes} bytes")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.scope["extensions"] = {ABORT_EXTENSION: {"abort": self.transport.abort}}
+            if not self._awaiting_headers:  # a further request on a kept-alive connection
+                self._header_bytes = 0
+                self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def _arm(self) -> None:
+            self._awaiting_headers = True
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(header_timeout_s, self._too_slow)
+
+        def _disarm(self) -> None:
+            self._awaiting_headers = False
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if self._awaiting_headers and not self.transport.is_closing():
+                self._refuse(408, f"request headers did not arrive within {header_timeout_s:g} s")
+
+        def _refuse(self, status: int, reason: str, *, log_it: bool = True, retry_after_s: int | None = None) -> None:
+            self._disarm()
+            if log_it:
+                client = self.client[0] if self.client else "?"
+                log.warning("API connection from %s closed (%d): %s", client, status, reason)
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.transport.close()  # an answer to an earlier request is under way
+                return
+            body = json.dumps({"result": -2, "text": f"Error: {reason}"}).encode()
+            head: list[Any] = [
+                STATUS_LINE[status],
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode() + b"\r\n",
+            ]
+            if retry_after_s is not None:
+                head.append(b"retry-after: " + str(retry_after_s).encode() + b"\r\n")
+            head.append(b"connection: close\r\n\r\n")
+            self.transport.write(b"".join(head) + body)
+            self.transport.close()
+
+    return GuardedHttpToolsProtocol
+
+
+def uvicorn_options(config: Config) -> dict[str, Any]:
+    """uvicorn settings from ``[api]``: HTTPS, connection limits, header limits, trusted proxies.
+
+    ``X-Forwarded-For`` is trusted from loopback only (a reverse proxy on this
+    machine), whatever ``FORWARDED_ALLOW_IPS`` says: the loopback rule must
+    not be fooled by a header from elsewhere.
+    """
+    api = config.api
+    options: dict[str, Any] = {
+        "limit_concurrency": api.max_connections,
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": api.max_header_bytes,
+        "proxy_headers": True,
+        "forwarded_allow_ips": ["127.0.0.1", "::1"],
+        "server_header": False,
+    }
+    protocol = http_protocol(api.request_timeout, api.max_header_bytes, api.max_connections_per_client)
+    if protocol is not None:
+        options["http"] = protocol
+    if api.tls_cert:
+        options["ssl_certfile"] = api.tls_cert
+        options["ssl_keyfile"] = api.tls_key
+    return options

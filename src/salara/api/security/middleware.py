@@ -1,0 +1,168 @@
+"""The ASGI middleware in front of every route: authentication, then the body within its limits.
+
+:class:`SecurityMiddleware` (installed by :func:`salara.api.security.access.install`)
+runs before every route, so a route added later is covered too: it
+authenticates the client (token, or loopback when no token is configured;
+:class:`~salara.api.security.tokens.Security`), then reads the body under
+``[api] max_body_bytes`` and ``request_timeout`` and hands it on. Only
+``GET /health`` is served without authentication. The tokens are re-read
+when the config file changes (:class:`TokenReloader`). Refusals are answered
+and logged by :mod:`salara.api.security.denials`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from salara.api.security.denials import denial_headers, error_body, log_denial
+from salara.api.security.tokens import Denial, Principal, Security, credential_from
+from salara.config import load_tokens
+from salara.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset({"/health"})
+"""Served without authentication (process liveness only)."""
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+class TokenReloader:
+    """Re-reads the ``[token NAME]`` sections when the config file changes (checked at most once a second).
+
+    ``salara token create`` and ``revoke`` take effect without a restart. A
+    file that no longer loads keeps the tokens in use, with an error logged.
+    """
+
+    def __init__(self, security: Security, path: Path | None, interval_s: float = 1.0) -> None:
+        self.security = security
+        self.path = path
+        self.interval_s = interval_s
+        self._stamp = self._mtime()
+        self._checked = time.monotonic()
+
+    def _mtime(self) -> int | None:
+        try:
+            return os.stat(self.path).st_mtime_ns if self.path else None
+        except OSError:
+            return None
+
+    def poll(self, now: float) -> None:
+        if self.path is None or now - self._checked < self.interval_s:
+            return
+        self._checked = now
+        stamp = self._mtime()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            tokens = load_tokens(self.path)
+        except ConfigError as exc:
+            log.error("API tokens not reloaded (keeping those in use): %s", exc)
+            return
+        self.security.set_tokens(tokens)
+        log.info("API tokens reloaded from %s: %s", self.path, ", ".join(tokens) or "none")
+
+
+class SecurityMiddleware:
+    """Authenticate every HTTP request, then read its body within the limits."""
+
+    def __init__(self, app: ASGIApp, security: Security) -> None:
+        self.app = app
+        self.security = security
+        self.reloader = TokenReloader(security, security.config.path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # salara has no websocket endpoint
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        method: str = scope.get("method", "")
+        client = scope.get("client")
+        host = client[0] if client else None
+        headers = Headers(scope=scope)
+        principal: Principal | None = None
+        self.reloader.poll(time.monotonic())
+        if path not in OPEN_PATHS:
+            result = self.security.authenticate(host, credential_from(headers))
+            if isinstance(result, Denial):
+                log_denial(method, path, host, "-", result)
+                await self._refuse(scope, receive, send, result)
+                return
+            principal = result
+        scope.setdefault("state", {})["principal"] = principal
+        api = self.security.config.api
+        try:
+            declared = int(headers.get("content-length", "0") or "0")
+        except ValueError:
+            declared = 0
+        try:
+            if declared > api.max_body_bytes:
+                raise BodyTooLarge
+            body = await asyncio.wait_for(self._read_body(receive, api.max_body_bytes), api.request_timeout)
+        except BodyTooLarge:
+            denial = Denial(413, f"body larger than {api.max_body_bytes} bytes")
+        except TimeoutError:
+            denial = Denial(408, f"the request body did not arrive within {api.request_timeout:g} s")
+        except ClientGone:
+            return
+        else:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        log_denial(method, path, host, principal.name if principal else "-", denial)
+        await self._refuse(scope, receive, send, denial, close=True)
+
+    @staticmethod
+    async def _read_body(receive: Receive, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, denial: Denial, close: bool = False) -> None:
+        headers = denial_headers(denial)
+        if close:  # the rest of the body is not wanted: end the connection after the answer
+            headers["connection"] = "close"
+        response = JSONResponse(error_body(scope.get("path", ""), denial.status, denial.reason), denial.status, headers)
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the body already read, then waits on the real one (disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

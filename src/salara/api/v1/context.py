@@ -1,0 +1,62 @@
+"""What every ``/v1`` route works with, and the steps they share: access, AMI link, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from fastapi import Request
+
+from salara.api.v1.access import Access, Right
+from salara.api.v1.errors import ApiError, api_error_of
+from salara.channels import Call
+from salara.control import CallControl, ControlError, NotFound
+from salara.errors import AMIError, LocalProtocolError
+from salara.live import EventHub
+
+T = TypeVar("T")
+
+
+class RouteContext:
+    """The routes' ``control``, ``hub``, ``access`` and config, and the checks every route makes.
+
+    Built once by :func:`salara.api.v1.router.create_router`; each resource
+    module's ``add_routes`` closes over it.
+    """
+
+    def __init__(self, control: CallControl, hub: EventHub, access: Access) -> None:
+        self.control = control
+        self.hub = hub
+        self.access = access
+        self.config = control.telephony.config
+
+    def authorize(
+        self, request: Request, right: Right, context: str | None, number: str | None, spend: bool = True
+    ) -> None:
+        """``access.authorize``, then for calls and messages (if ``spend``) ``access.spend``; raises to refuse."""
+        self.access.authorize(request, right, context, number)
+        if spend and right in ("call", "message"):
+            self.access.spend(request, right)
+
+    def default_context(self, context: str | None) -> str:
+        """``context``, else ``[general] default_context``."""
+        return context or self.config.general.default_context
+
+    def require_ami(self) -> None:
+        """Raise 503 ``ami_unavailable`` while AMI is not connected (nothing is sent then)."""
+        if not self.control.ami.ready:
+            raise ApiError(503, "ami_unavailable", "Asterisk (AMI) is not connected")
+
+    async def run(self, work: Awaitable[T]) -> T:
+        """Await ``work``; what control or the AMI client raise becomes its :class:`ApiError`."""
+        try:
+            return await work
+        except (ControlError, AMIError, LocalProtocolError) as exc:
+            raise api_error_of(exc) from None
+
+    def lookup(self, call_id: str) -> Call:
+        """The live or recently ended call ``call_id``; 404 ``ApiError`` if there is none."""
+        try:
+            return self.control.call(call_id)
+        except NotFound as exc:
+            raise api_error_of(exc) from None
