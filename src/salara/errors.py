@@ -1,4 +1,24 @@
-"""salara's error hierarchy.
+"""salara's error hierarchy: every error salara raises on purpose is a :class:`SalaraError`.
+
+::
+
+    SalaraError
+    ├── ConfigError                 the configuration is invalid
+    ├── ProtocolError               an AMI or AGI exchange broke the protocol
+    │   ├── LocalProtocolError      ours: refused before a byte was sent
+    │   └── RemoteProtocolError     theirs: the peer sent what we cannot accept
+    ├── AMIError                    an AMI action could not be carried out
+    │   ├── AMIUnavailable          not logged in, or the link dropped mid-action
+    │   ├── AMITimeout              no answer (or no login) in time
+    │   ├── AMIActionError          ``Response: Error``
+    │   └── AuthenticationError     the login was refused
+    ├── AGIError                    an AGI command could not be carried out
+    │   ├── AGICommandError         a 4xx/5xx reply
+    │   └── AGIHangup               the FastAGI session is over
+    └── RequestError                a request cannot be carried out; ``error`` is a stable id
+        ├── NotFound                "not_found" (HTTP 404 at the edge)
+        ├── Unprocessable           "unprocessable" (HTTP 422)
+        └── Conflict                "conflict" (HTTP 409)
 
 Protocol errors are split the way h11 splits them: :class:`LocalProtocolError`
 means salara was asked to do something the protocol forbids (our misuse, e.g.
@@ -7,6 +27,9 @@ something we cannot accept (theirs, e.g. an oversized message).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 
 class SalaraError(Exception):
@@ -24,6 +47,9 @@ class ConfigError(SalaraError):
         self.reason = reason
 
 
+# -- protocol ------------------------------------------------------------------
+
+
 class ProtocolError(SalaraError):
     """An AMI or AGI exchange broke the protocol."""
 
@@ -36,6 +62,9 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent something we cannot accept."""
 
 
+# -- AMI -----------------------------------------------------------------------
+
+
 class AMIError(SalaraError):
     """An AMI action could not be carried out."""
 
@@ -45,6 +74,14 @@ class AMIUnavailable(AMIError):
 
     An action that fails with this error may or may not have reached Asterisk;
     salara never replays it (a replayed Originate places a second call).
+    """
+
+
+class AMITimeout(AMIError):
+    """Asterisk did not answer in time: an action, the login, the connect, an ``OriginateResponse``.
+
+    The action may still have reached Asterisk and may still be carried out;
+    salara never replays it.
     """
 
 
@@ -62,3 +99,86 @@ class AMIActionError(AMIError):
 
 class AuthenticationError(AMIError):
     """AMI refused the login (wrong username or secret)."""
+
+
+# -- AGI -----------------------------------------------------------------------
+
+
+class AGIError(SalaraError):
+    """An AGI command could not be carried out."""
+
+
+class AGICommandError(AGIError):
+    """Asterisk answered a command with an error code (4xx/5xx).
+
+    ``code`` is the status (510 unknown command, 511 not permitted on a dead
+    channel, 520 bad syntax, 503 out of memory), ``text`` the rest of its line,
+    ``usage`` the lines of a multi-line 520 reply (the closing
+    ``520 End of proper usage.`` left out) and ``command`` the command words
+    it answers (e.g. ``"GET VARIABLE"``).
+    """
+
+    def __init__(self, code: int, text: str, usage: tuple[str, ...] = (), command: str = "") -> None:
+        super().__init__(f"{command}: {code} {text}" if command else f"{code} {text}")
+        self.code = code
+        self.text = text
+        self.usage = usage
+        self.command = command
+
+    @property
+    def dead_channel(self) -> bool:
+        """True for 511: the channel is gone (or in an intercept routine)."""
+        return self.code == 511
+
+
+class AGIHangup(AGIError):
+    """The FastAGI session is over; no further command can be sent.
+
+    Asterisk closed the connection (the call hung up or the AGI was ended), or
+    salara closed it after a command timed out or the exchange broke.
+    """
+
+
+# -- requests ------------------------------------------------------------------
+
+
+class RequestError(SalaraError):
+    """A request that cannot be carried out, whatever the API it came through.
+
+    ``error`` is a stable, machine-readable id (the class's, unless the
+    constructor gives one); ``message`` says what went wrong in words;
+    ``details`` is a JSON-ready dict with more (which field, which state).
+    The HTTP layer maps each class to a status code at the edge; nothing
+    below it knows about HTTP.
+    """
+
+    error: str = "error"
+
+    def __init__(self, message: str, *, error: str | None = None, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if error is not None:
+            self.error = error
+        self.details: dict[str, Any] = dict(details or {})
+
+
+class NotFound(RequestError):
+    """No such call, extension, endpoint or channel (HTTP 404)."""
+
+    error = "not_found"
+
+
+class Unprocessable(RequestError):
+    """Well-formed, but it cannot be acted on, e.g. no such extension in the context (HTTP 422)."""
+
+    error = "unprocessable"
+
+
+class Conflict(RequestError):
+    """The request clashes with the state of things (HTTP 409): operator busy, call ended..."""
+
+    error = "conflict"
+
+
+class StoreError(SalaraError):
+    """The store could not read or write (disk full, unwritable or damaged file, database down)."""

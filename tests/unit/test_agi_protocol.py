@@ -8,19 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from salara.agi.commands import MAX_COMMAND_BYTES, format_command, quote_arg
 from salara.agi.protocol import (
     CLOSED,
-    MAX_COMMAND_BYTES,
     NEED_DATA,
-    AGICommandError,
     AGIConnection,
     AGIReply,
     AGIRequest,
-    format_command,
     parse_reply,
-    quote_arg,
 )
-from salara.errors import LocalProtocolError, RemoteProtocolError
+from salara.errors import AGICommandError, LocalProtocolError, RemoteProtocolError
 from tests.transcript import load, received
 
 TRANSCRIPT = "fastagi.txt"

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from salara.agi.protocol import AGICommandError, AGIHangup
-from salara.agi.server import AGIServer, AGISession, Handler
-from salara.errors import LocalProtocolError
+from salara.agi.server import AGIServer, Handler
+from salara.agi.session import AGISession
+from salara.errors import AGICommandError, AGIHangup, LocalProtocolError
 from tests.transcript import load, received
 
 TRANSCRIPT = "fastagi.txt"

@@ -30,14 +30,10 @@ Decisions that matter:
 - Framing is on bytes; whole lines are decoded (UTF-8, invalid bytes become
   U+FFFD), so a character split across two reads survives. A line longer than
   ``max_line_bytes`` is :class:`RemoteProtocolError`.
-- Asterisk reads a command into a 2048-byte buffer (``AGI_BUF_LEN``, so 2047
-  bytes with the LF) and splits it into at most 127 words (``MAX_ARGS``); a
-  longer line would be cut and its tail run as a second command, so it is
-  refused here. CR, LF and NUL are refused in every argument for the same
-  reason, before any byte is produced.
-- Asterisk's command parser (``parse_args``) splits on space and tab, groups
-  with ``"`` and lets ``\\`` escape the next character, in quotes or not;
-  :func:`quote_arg` writes arguments it reads back unchanged.
+- Commands are formatted by :mod:`salara.agi.commands` (Asterisk's line and
+  word limits, quoting, CR/LF/NUL refused before any byte is produced).
+- Errors (:class:`~salara.errors.AGIError` and its subclasses) live in
+  :mod:`salara.errors`, with every other error salara raises.
 """
 
 from __future__ import annotations
@@ -50,15 +46,13 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import parse_qsl, unquote
 
-from salara.errors import LocalProtocolError, RemoteProtocolError, SalaraError
+from salara.agi.commands import format_command
+from salara.errors import AGICommandError, RemoteProtocolError
+from salara.errors import AGIError as AGIError  # re-exported: code written before it moved imports it here
 from salara.sansio import CLOSED as CLOSED
 from salara.sansio import NEED_DATA as NEED_DATA
 from salara.sansio import Sentinel as Sentinel
 
-MAX_COMMAND_BYTES: Final = 2047
-"""Longest command line, LF included, that Asterisk reads whole (``AGI_BUF_LEN`` - 1)."""
-MAX_WORDS: Final = 127
-"""Most words (command words plus arguments) Asterisk keeps (``MAX_ARGS`` - 1)."""
 DEFAULT_MAX_LINE_BYTES: Final = 1 << 16
 """Longest incoming line accepted before the peer is deemed broken."""
 MAX_VARIABLES: Final = 512
@@ -66,47 +60,9 @@ MAX_VARIABLES: Final = 512
 MAX_USAGE_LINES: Final = 1000
 """Most usage lines accepted in one multi-line ``520-`` reply."""
 
-_FORBIDDEN = ("\r", "\n", "\0")
-_NEEDS_QUOTES = frozenset(' \t"\\')
-_COMMAND_NAME = re.compile(r"[A-Za-z]+(?: [A-Za-z]+)*")
 _STATUS = re.compile(r"(\d{3})([ -])(.*)")
 _RESULT = re.compile(r"(\d{3}) result=(\S*)(?: (.*))?")
 _ENDPOS = re.compile(r"(?:^|\s)endpos=(-?\d+)")
-
-
-class AGIError(SalaraError):
-    """An AGI command could not be carried out."""
-
-
-class AGICommandError(AGIError):
-    """Asterisk answered a command with an error code (4xx/5xx).
-
-    ``code`` is the status (510 unknown command, 511 not permitted on a dead
-    channel, 520 bad syntax, 503 out of memory), ``text`` the rest of its line,
-    ``usage`` the lines of a multi-line 520 reply (the closing
-    ``520 End of proper usage.`` left out) and ``command`` the command words
-    it answers (e.g. ``"GET VARIABLE"``).
-    """
-
-    def __init__(self, code: int, text: str, usage: tuple[str, ...] = (), command: str = "") -> None:
-        super().__init__(f"{command}: {code} {text}" if command else f"{code} {text}")
-        self.code = code
-        self.text = text
-        self.usage = usage
-        self.command = command
-
-    @property
-    def dead_channel(self) -> bool:
-        """True for 511: the channel is gone (or in an intercept routine)."""
-        return self.code == 511
-
-
-class AGIHangup(AGIError):
-    """The FastAGI session is over; no further command can be sent.
-
-    Asterisk closed the connection (the call hung up or the AGI was ended), or
-    salara closed it after a command timed out or the exchange broke.
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,52 +156,6 @@ class AGIReply:
 
 AGIEvent = AGIRequest | AGIReply | AGICommandError
 """What :meth:`AGIConnection.next_event` yields; an error reply is an exception instance to raise."""
-
-
-def check_arg(value: str) -> None:
-    """Raise :class:`LocalProtocolError` if ``value`` holds CR, LF or NUL."""
-    for char in _FORBIDDEN:
-        if char in value:
-            raise LocalProtocolError(f"AGI argument contains {char!r}: refused")
-
-
-def quote_arg(value: str) -> str:
-    """``value`` as one word for Asterisk's command parser.
-
-    Left as it is unless it is empty or holds a space, tab, ``"`` or ``\\``;
-    then it is put in double quotes with ``"`` and ``\\`` escaped by ``\\``.
-    Raises :class:`LocalProtocolError` for CR, LF or NUL.
-
-    >>> quote_arg("sim,9001,1"), quote_arg("routed by agi"), quote_arg('say "hi"'), quote_arg("")
-    ('sim,9001,1', '"routed by agi"', '"say \\\\"hi\\\\""', '""')
-    """
-    check_arg(value)
-    if value and _NEEDS_QUOTES.isdisjoint(value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def format_command(name: str, *args: str | int) -> bytes:
-    """The wire bytes of one command: ``format_command("GET VARIABLE", "CRMID")``.
-
-    ``name`` is the command's words (letters, single spaces), sent unquoted;
-    each argument is quoted as :func:`quote_arg` does, integers written in
-    decimal. Raises :class:`LocalProtocolError` (nothing is produced) for a
-    bad name, CR/LF/NUL in an argument, text that cannot be UTF-8, more than
-    :data:`MAX_WORDS` words or a line over :data:`MAX_COMMAND_BYTES`.
-    """
-    if not _COMMAND_NAME.fullmatch(name):
-        raise LocalProtocolError(f"invalid AGI command name {name!r}")
-    words = [name, *(quote_arg(str(arg)) for arg in args)]
-    if name.count(" ") + len(words) > MAX_WORDS:
-        raise LocalProtocolError(f"{name}: more than {MAX_WORDS} words, Asterisk drops the rest")
-    try:
-        line = (" ".join(words) + "\n").encode()
-    except UnicodeEncodeError as exc:
-        raise LocalProtocolError(f"{name}: argument is not valid text ({exc.reason})") from None
-    if len(line) > MAX_COMMAND_BYTES:
-        raise LocalProtocolError(f"{name}: line is {len(line)} bytes, Asterisk reads {MAX_COMMAND_BYTES}")
-    return line
 
 
 def parse_reply(line: str) -> AGIReply:

@@ -1,10 +1,12 @@
 """The asyncio AMI client: the one owner of salara's AMI socket.
 
-It connects, logs in (MD5 challenge or plain secret), waits for
-``FullyBooted``, correlates every answer to its action by ActionID (one is
-always sent), hands every event to the registered listeners, keeps the link
-alive with ``Ping`` and, when Asterisk goes away (``Shutdown`` event, closed
-socket, failed ping), reconnects with jittered exponential backoff.
+It connects and logs in (MD5 challenge or plain secret:
+:mod:`salara.ami.connect`), waits for ``FullyBooted``, correlates every
+answer to its action by ActionID (one is always sent;
+:mod:`salara.ami.pending`), hands every event to the registered listeners
+(:mod:`salara.ami.listeners`), keeps the link alive with ``Ping`` and, when
+Asterisk goes away (``Shutdown`` event, closed socket, failed ping),
+reconnects with jittered exponential backoff (:mod:`salara.backoff`).
 
 Actions in flight when the link drops fail with
 :class:`~salara.errors.AMIUnavailable`; they are never replayed, because a
@@ -14,21 +16,24 @@ replayed ``Originate`` places a second call.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
-import random
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
 
+from salara.ami.connect import AMISettings as AMISettings  # re-exported: built by the app and the tests
+from salara.ami.connect import log_in, open_link
+from salara.ami.listeners import ActionListener, EventListener, Listeners, StateListener
 from salara.ami.messages import Action, Event, Greeting, Response
+from salara.ami.pending import PendingActions
 from salara.ami.protocol import AMIConnection
+from salara.backoff import jittered_backoff_s
 from salara.errors import (
     AMIActionError,
     AMIError,
+    AMITimeout,
     AMIUnavailable,
     AuthenticationError,
     ProtocolError,
@@ -39,28 +44,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 8 << 20
 """Largest single AMI message accepted (a Command answer can be big)."""
 
-EventListener = Callable[[Event], None]
-StateListener = Callable[[bool], None]
-ActionListener = Callable[[str, float, str], None]
-"""``listener(action_name, seconds, outcome)``; outcome ``success``, ``error``, ``timeout`` or ``lost``."""
 Fields = Mapping[str, str | int] | Iterable[tuple[str, str | int]]
-
-
-@dataclass(frozen=True, slots=True)
-class AMISettings:
-    """Where and how to reach AMI. Durations are in seconds."""
-
-    host: str = "127.0.0.1"
-    port: int = 5038
-    username: str = "salara"
-    secret: str = ""
-    auth: Literal["md5", "plain"] = "md5"
-    connect_timeout_s: float = 5.0
-    action_timeout_s: float = 10.0
-    ping_interval_s: float = 20.0
-    boot_timeout_s: float = 10.0
-    reconnect_min_s: float = 0.2
-    reconnect_max_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -73,23 +57,14 @@ class AMIStats:
     actions: int = 0
 
 
-def backoff_delay(attempt: int, minimum_s: float, maximum_s: float) -> float:
-    """Full-jitter exponential backoff: uniform in [minimum, min(max, min * 2**attempt)]."""
-    ceiling = min(maximum_s, minimum_s * (2 ** min(attempt, 16)))
-    return random.uniform(minimum_s, max(minimum_s, ceiling))
-
-
 class AMIClient:
     """One logged-in AMI session that heals itself. Run :meth:`run` as a task."""
 
     def __init__(self, settings: AMISettings) -> None:
         self.settings = settings
         self.stats = AMIStats()
-        self._event_listeners: list[EventListener] = []
-        self._state_listeners: list[StateListener] = []
-        self._action_listeners: list[ActionListener] = []
-        self._pending: dict[str, asyncio.Future[Response]] = {}
-        self._event_waiters: dict[str, asyncio.Future[Event]] = {}
+        self._listeners = Listeners()
+        self._pending = PendingActions()
         self._writer: asyncio.StreamWriter | None = None
         self._conn: AMIConnection | None = None
         self._ready = asyncio.Event()
@@ -115,11 +90,11 @@ class AMIClient:
         Listeners run in the reader task: they must be quick and must not raise
         (an exception is logged and the event goes on to the next listener).
         """
-        self._event_listeners.append(listener)
+        self._listeners.events.append(listener)
 
     def add_state_listener(self, listener: StateListener) -> None:
         """Call ``listener(ready)`` whenever readiness changes."""
-        self._state_listeners.append(listener)
+        self._listeners.states.append(listener)
 
     def add_action_listener(self, listener: ActionListener) -> None:
         """Call ``listener(name, seconds, outcome)`` when an action sent to Asterisk is done.
@@ -129,7 +104,7 @@ class AMIClient:
         ``Response``), ``timeout`` or ``lost`` (the link dropped). For metrics:
         it must be quick and must not raise.
         """
-        self._action_listeners.append(listener)
+        self._listeners.actions.append(listener)
 
     async def wait_ready(self, timeout_s: float | None = None) -> None:
         """Wait until ready; raises :class:`TimeoutError`."""
@@ -149,12 +124,15 @@ class AMIClient:
     ) -> Response:
         """Send action ``name`` with ``fields`` and return its :class:`Response`.
 
-        List actions return once ``EventList: Complete`` arrived, with the
-        items in ``Response.events``. Raises :class:`AMIUnavailable` when not
-        ready or when the link drops before the answer,
+        ``name`` and ``fields`` are as in Asterisk's "AMI Actions"
+        documentation (docs.asterisk.org); the ActionID is added here. Waits
+        ``timeout_s`` seconds (default ``action_timeout_s``). List actions
+        return once ``EventList: Complete`` arrived, with the items in
+        ``Response.events``. Raises :class:`AMIUnavailable` when not ready or
+        when the link drops before the answer,
         :class:`~salara.errors.LocalProtocolError` for a field AMI cannot carry
-        (nothing sent), :class:`AMIError` on timeout and, when ``check`` is
-        true, :class:`AMIActionError` for ``Response: Error``.
+        (nothing sent), :class:`AMITimeout` when no answer came in time and,
+        when ``check`` is true, :class:`AMIActionError` for ``Response: Error``.
         """
         response = await self._send(Action.build(name, self.next_action_id(), fields), timeout_s)
         if check and not response.ok:
@@ -168,19 +146,12 @@ class AMIClient:
         ``OriginateResponse`` event that carries the same ActionID (its
         ``Response`` header is ``Success`` or ``Failure``, ``Reason`` the
         cause code). The future fails with :class:`AMIUnavailable` if the link
-        drops, or :class:`TimeoutError` after ``timeout_s`` seconds.
+        drops, or :class:`AMITimeout` after ``timeout_s`` seconds. Sending
+        raises as :meth:`action` does (its own timeout is ``action_timeout_s``).
         """
         action = Action.build("Originate", self.next_action_id(), [*_pairs(fields), ("Async", "true")])
-        loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[Event] = loop.create_future()
-        self._event_waiters[action.action_id] = outcome
-        handle = loop.call_later(timeout_s, _fail, outcome, TimeoutError("no OriginateResponse"))
-
-        def forget(_: object) -> None:
-            handle.cancel()
-            self._event_waiters.pop(action.action_id, None)
-
-        outcome.add_done_callback(forget)
+        late = AMITimeout(f"Originate: no OriginateResponse within {timeout_s:g} s")
+        outcome = self._pending.expect_event(action.action_id, timeout_s, late)
         try:
             response = await self._send(action, None)
         except BaseException:
@@ -226,7 +197,7 @@ class AMIClient:
                 self._drop_connection()
             # A session that lasted resets the backoff: that was a fresh failure.
             attempt = 0 if time.monotonic() - started > 30 else attempt + 1
-            delay = backoff_delay(attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+            delay = jittered_backoff_s(attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s)
             log.info("AMI reconnecting in %.2f s", delay)
             await asyncio.sleep(delay)
 
@@ -235,8 +206,7 @@ class AMIClient:
     async def _session_once(self) -> None:
         settings = self.settings
         self._session += 1
-        async with asyncio.timeout(settings.connect_timeout_s):
-            reader, writer = await asyncio.open_connection(settings.host, settings.port)
+        reader, writer = await open_link(settings)
         self._writer = writer
         # Large enough for a big PBX's "core show channels" as one Command answer.
         self._conn = conn = AMIConnection(max_message_bytes=MAX_MESSAGE_BYTES)
@@ -244,7 +214,7 @@ class AMIClient:
         reader_task = asyncio.create_task(self._read_loop(reader, conn), name="ami-reader")
         pinger: asyncio.Task[None] | None = None
         try:
-            await self._login()
+            await log_in(self._send_fields, settings)
             await self._wait_booted(reader_task)
             self.stats.connects += 1
             self._set_ready(True)
@@ -259,20 +229,8 @@ class AMIClient:
             # cancellation of run() itself still propagates from here.
             await asyncio.wait(helpers)
 
-    async def _login(self) -> None:
-        settings = self.settings
-        fields: list[tuple[str, str | int]] = [("Username", settings.username)]
-        if settings.auth == "md5":
-            challenge = await self._send(Action.build("Challenge", self.next_action_id(), {"AuthType": "MD5"}), None)
-            if not challenge.ok or not challenge.get("Challenge"):
-                raise AuthenticationError(challenge.message or "no MD5 challenge")
-            key = hashlib.md5((challenge["Challenge"] + settings.secret).encode(), usedforsecurity=False).hexdigest()
-            fields += [("AuthType", "MD5"), ("Key", key)]
-        else:
-            fields.append(("Secret", settings.secret))
-        response = await self._send(Action.build("Login", self.next_action_id(), fields), None)
-        if not response.ok:
-            raise AuthenticationError(response.message or "login refused")
+    async def _send_fields(self, name: str, fields: list[tuple[str, str | int]]) -> Response:
+        return await self._send(Action.build(name, self.next_action_id(), fields), None)
 
     async def _wait_booted(self, reader_task: asyncio.Task[None]) -> None:
         booted = asyncio.create_task(self._booted.wait())
@@ -313,7 +271,7 @@ class AMIClient:
             # now, not at its timeout.
             if self.ready:
                 self._set_ready(False)
-            self._fail_waiters()
+            self._pending.fail_all(AMIUnavailable("AMI connection lost; the action was not replayed"))
 
     async def _ping_loop(self) -> None:
         while True:
@@ -356,33 +314,18 @@ class AMIClient:
             self._writer.close()
         self._writer = None
         self._conn = None
-        self._fail_waiters()
+        self._pending.fail_all(AMIUnavailable("AMI connection lost; the action was not replayed"))
         if logged_in:
             self.stats.disconnects += 1
         if was_ready:
-            self._notify_state(False)
-
-    def _fail_waiters(self) -> None:
-        failure = AMIUnavailable("AMI connection lost; the action was not replayed")
-        waiters: list[asyncio.Future[Any]] = [*self._pending.values(), *self._event_waiters.values()]
-        self._pending.clear()
-        self._event_waiters.clear()
-        for waiter in waiters:
-            _fail(waiter, failure)
+            self._listeners.state(False)
 
     def _set_ready(self, ready: bool) -> None:
         if ready:
             self._ready.set()
         else:
             self._ready.clear()
-        self._notify_state(ready)
-
-    def _notify_state(self, ready: bool) -> None:
-        for listener in self._state_listeners:
-            try:
-                listener(ready)
-            except Exception:
-                log.exception("AMI state listener failed")
+        self._listeners.state(ready)
 
     # -- message dispatch ----------------------------------------------------
 
@@ -393,8 +336,8 @@ class AMIClient:
         if action.name not in ("Login", "Challenge") and not self.ready:
             raise AMIUnavailable("AMI is not logged in")
         data = conn.send(action)  # validates before anything is written
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._pending[action.action_id] = future
+        future = self._pending.expect_response(action.action_id)
+        limit_s = timeout_s or self.settings.action_timeout_s
         self.stats.actions += 1
         started = time.perf_counter()
         outcome = "lost"
@@ -404,7 +347,7 @@ class AMIClient:
                 await writer.drain()
             except (OSError, RuntimeError) as exc:  # the transport closed under us
                 raise AMIUnavailable(f"AMI link lost while sending: {exc}") from None
-            async with asyncio.timeout(timeout_s or self.settings.action_timeout_s):
+            async with asyncio.timeout(limit_s):
                 response = await future
             outcome = "success" if response.ok else "error"
             return response
@@ -412,29 +355,17 @@ class AMIClient:
             outcome = "timeout"
             if action.name != "Ping":
                 self._suspect()
-            raise AMIError(f"{action.name}: no answer from Asterisk in time") from None
+            raise AMITimeout(f"{action.name}: no answer from Asterisk within {limit_s:g} s") from None
         finally:
-            self._pending.pop(action.action_id, None)
+            self._pending.discard(action.action_id)
             if not future.done():
                 conn.forget(action.action_id)
-            if self._action_listeners:
-                self._notify_action(action.name, time.perf_counter() - started, outcome)
-
-    def _notify_action(self, name: str, seconds: float, outcome: str) -> None:
-        for listener in self._action_listeners:
-            try:
-                listener(name, seconds, outcome)
-            except Exception:
-                log.exception("AMI action listener failed")
+            if self._listeners.actions:
+                self._listeners.action(action.name, time.perf_counter() - started, outcome)
 
     def _on_response(self, response: Response) -> None:
-        action_id = response.action_id
-        future = self._pending.get(action_id) if action_id is not None else None
-        if future is None:
+        if not self._pending.response(response):
             log.debug("AMI response without a waiting action: %s", response.headers)
-            return
-        if not future.done():
-            future.set_result(response)
 
     def _on_event(self, event: Event) -> None:
         self.stats.events += 1
@@ -445,24 +376,9 @@ class AMIClient:
             log.warning("Asterisk is shutting down (Restart: %s)", event.get("Restart", "?"))
             if self.ready:
                 self._set_ready(False)
-        if self._event_waiters and name == "OriginateResponse":
-            action_id = event.get("ActionID")
-            waiter = self._event_waiters.get(action_id) if action_id else None
-            if waiter is not None and not waiter.done():
-                waiter.set_result(event)
-        for listener in self._event_listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("AMI event listener failed on %s", name)
+        self._pending.event(event)
+        self._listeners.event(event)
 
 
 def _pairs(fields: Fields) -> list[tuple[str, str | int]]:
     return list(fields.items() if isinstance(fields, Mapping) else fields)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-        # Nobody may be awaiting this future any more; do not warn about it.
-        future.exception()
