@@ -26,10 +26,10 @@ from pathlib import Path
 from bench.ami_stream import stream_chunks
 from salara.ami.messages import Event
 from salara.ami.protocol import AMIConnection
-from salara.calls import CallTracker
+from salara.calls.tracking import CallTracker
 from salara.config import Event as EventModes
-from salara.events import EventPipeline
-from salara.outbox import Outbox
+from salara.events.pipeline import EventPipeline
+from salara.store.sqlite import Outbox
 
 
 def baseline_parse(chunks: Iterable[bytes]) -> tuple[int, float]:

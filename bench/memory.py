@@ -142,9 +142,9 @@ def full_path_rss(chunks: Iterable[bytes], n_events: int) -> MemoryResult | None
     """
     try:
         from bench.ingest import ALL_CALLS
-        from salara.calls import CallTracker
-        from salara.events import EventPipeline
-        from salara.outbox import Outbox
+        from salara.calls.tracking import CallTracker
+        from salara.events.pipeline import EventPipeline
+        from salara.store.sqlite import Outbox
     except ImportError as exc:
         print(f"memory, full ingest path: not built yet ({exc})")
         return None

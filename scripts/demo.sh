@@ -51,7 +51,7 @@ pbx.ami_command("Action: Originate", "Channel: Local/5100@phones", 'CallerID: "C
                 "Application: Wait", "Data: 3", "Async: true")
 PY
 sleep 4
-grep -h 'salara.router: route ' .demo/salara.log | sed 's/^.*salara.router: /  salara: /' | tail -1 || true
+grep -h 'salara.routing.script: route ' .demo/salara.log | sed 's/^.*salara.routing.script: /  salara: /' | tail -1 || true
 
 echo
 echo "What the CRM received (.demo/crm.log):"

@@ -1,11 +1,28 @@
-"""Wiring: build every part from the config and run them together."""
+"""The one wiring module: build every part from the config, connect them, run them supervised.
+
+Every AMI listener and observer is registered here (:meth:`Services.build`),
+never in a constructor, so this module is where to read what feeds what:
+
+- AMI events -> :class:`~salara.events.pipeline.EventPipeline` (the call
+  model's one fold: registry, tracking, CRM events) -> store -> delivery and
+  the live stream (:class:`~salara.events.hub.EventHub`); AMI events also
+  go to the metrics.
+- AMI logins -> :class:`~salara.events.resync.Resynchronizer` (one
+  ``CoreShowChannels`` per login) and the routing's channel check.
+
+:func:`serve` runs the long-lived parts (AMI client, delivery, resync, the
+FastAGI and HTTP servers) under one :class:`asyncio.TaskGroup`: one that
+raises or stops is logged by name and ends the service with
+:class:`PartFailed` (``salara serve`` exits non-zero, systemd restarts it).
+Per-request tasks (a FastAGI session, a live stream) are not parts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -16,22 +33,39 @@ from salara.ami.client import AMIClient, AMISettings
 from salara.api.app import create_app
 from salara.api.security.connections import uvicorn_options
 from salara.api.security.tokens import exposure_problem
-from salara.calls import CallTracker
+from salara.calls.tracking import CallTracker
 from salara.config import Config
 from salara.control import CallControl
-from salara.errors import ConfigError
-from salara.events import EventPipeline
-from salara.live import EventHub
+from salara.crm.client import make_client
+from salara.crm.delivery import DeliveryWorker
+from salara.crm.lookup import CrmLookup
+from salara.errors import ConfigError, SalaraError
+from salara.events.hub import EventHub
+from salara.events.pipeline import EventPipeline
+from salara.events.resync import Resynchronizer
 from salara.metrics import Metrics, Sources
-from salara.outbox import Outbox
-from salara.router import CrmLookup, LiveChannels, Router, RouteTable
-from salara.service import Telephony
-from salara.webhooks import DeliveryWorker, make_client
+from salara.pbx import PBX
+from salara.routing.channels import LiveChannels
+from salara.routing.script import Router
+from salara.routing.table import RouteTable
+from salara.store.sqlite import Outbox
+from salara.store.volatile import NoStore
 
 log = logging.getLogger(__name__)
 
 LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 """``[event] verbose`` 0 off, 1 on, 2 debug, 3 dump -> logging level."""
+
+CRM_CONNECTIONS = 100
+"""Routing lookups in flight at most (more wait for a connection, within their deadline)."""
+
+
+class PartFailed(SalaraError):
+    """A long-lived part of the service raised or stopped; ``part`` names it."""
+
+    def __init__(self, part: str, reason: str) -> None:
+        super().__init__(f"{part} {reason}")
+        self.part = part
 
 
 def setup_logging(verbose: int) -> None:
@@ -54,16 +88,12 @@ def ami_settings(config: Config) -> AMISettings:
     )
 
 
-CRM_CONNECTIONS = 100
-"""Routing lookups in flight at most (more wait for a connection, within their deadline)."""
-
-
 def crm_client(config: Config) -> aiohttp.ClientSession:
     """The HTTP session for routing lookups (call it inside the event loop).
 
     TLS verified unless ``[url] tls_verify=no``; each request takes at most
     ``[general] curlopt_timeout`` seconds in all; redirects are not followed
-    (:class:`~salara.router.CrmLookup` asks for that on every request).
+    (:class:`~salara.crm.lookup.CrmLookup` asks for that on every request).
     """
     return make_client(
         tls_verify=config.url.tls_verify,
@@ -73,46 +103,29 @@ def crm_client(config: Config) -> aiohttp.ClientSession:
     )
 
 
-class NoStore:
-    """The pipeline's store when there is no CRM to send events to: they go to the live stream only."""
-
-    def add(
-        self, items: Sequence[tuple[str, bytes]], *, ids: Sequence[str] | None = None, tracking: object = None
-    ) -> list[str]:
-        return list(ids or ())  # tracking too lives in memory only
-
-
 @dataclass
 class Services:
-    """Every long-lived part of a running salara."""
+    """Every long-lived part of a running salara, connected."""
 
     config: Config
     ami: AMIClient
-    tracker: CallTracker
-    telephony: Telephony
+    control: CallControl
+    pipeline: EventPipeline
+    resync: Resynchronizer
     router: Router
     crm: aiohttp.ClientSession
-    outbox: Outbox | None
-    delivery: DeliveryWorker | None
-    pipeline: EventPipeline | None
-    control: CallControl | None = None
-    hub: EventHub | None = None
-    metrics: Metrics | None = None
+    hub: EventHub
+    metrics: Metrics
+    outbox: Outbox | None = None
+    delivery: DeliveryWorker | None = None
 
     @classmethod
     def build(cls, config: Config) -> Services:
+        """Build and connect the parts (call inside the event loop: the CRM client needs it)."""
         ami = AMIClient(ami_settings(config))
+        pbx = PBX(ami, config.url.good_status)
         tracker = CallTracker(config.event)
-        telephony = Telephony(ami, config, tracker)
-        crm = crm_client(config)
-        lookup = CrmLookup(crm, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
-        control = CallControl(telephony)
-        control.attach()  # the active-call registry: AMI events, resync after each login
-        # FastAGI requests are checked against that registry (Linkedid included).
-        channels = LiveChannels(control.registry, ami, lambda: control.resyncs)
-        router = Router(
-            config, telephony, lookup, tracker, RouteTable(config.path, dict(config.routes)), channels=channels
-        )
+        control = CallControl(pbx, tracker, config)
         hub = EventHub()
         outbox = delivery = None
         extended = config.event.payload == "extended"
@@ -134,33 +147,39 @@ class Services:
         else:
             log.warning("no [url] dest_url_event: call events go to the live stream (/v1/events) only")
             pipeline = EventPipeline(tracker, NoStore(), extended=extended, live_listeners=[hub.publish])
-        ami.add_event_listener(pipeline.on_event)
-        sources = Sources(
-            control=control,
-            hub=hub,
-            pipeline=pipeline,
-            outbox=outbox,
-            delivery=delivery,
-            router=router,
-            tracker=tracker,
+        resync = Resynchronizer(
+            pipeline, ami, interval_s=config.event.sweep_interval, grace_s=config.event.timeout_makecall + 60
         )
-        metrics = Metrics(sources)
-        metrics.watch_ami(ami)
-        return cls(config, ami, tracker, telephony, router, crm, outbox, delivery, pipeline, control, hub, metrics)
-
-    def tasks(self) -> list[asyncio.Task[None]]:
-        """Start the background work: AMI session, event delivery, tracked-call sweep."""
-        config = self.config
-        tasks = [asyncio.create_task(self.ami.run(), name="ami")]
-        if self.delivery is not None:
-            tasks.append(asyncio.create_task(self.delivery.run(), name="delivery"))
-        if self.pipeline is not None:
-            self.ami.add_state_listener(self.pipeline.on_ami_state)
-            sweep = self.pipeline.sweep_forever(
-                self.ami, config.event.sweep_interval, grace_s=config.event.timeout_makecall + 60
+        crm = crm_client(config)
+        lookup = CrmLookup(crm, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
+        # FastAGI requests are checked against the registry, trusted once resynchronised since the login.
+        channels = LiveChannels(tracker.registry, ami, lambda: resync.resyncs)
+        router = Router(config, pbx, lookup, tracker, RouteTable(config.path, dict(config.routes)), channels=channels)
+        metrics = Metrics(
+            Sources(
+                ami=ami,
+                control=control,
+                hub=hub,
+                pipeline=pipeline,
+                outbox=outbox,
+                delivery=delivery,
+                router=router,
+                tracker=tracker,
             )
-            tasks.append(asyncio.create_task(sweep, name="sweep"))
-        return tasks
+        )
+        ami.add_event_listener(pipeline.on_event)
+        ami.add_event_listener(metrics.count_event)
+        ami.add_action_listener(metrics.observe_action)
+        ami.add_state_listener(resync.on_ami_state)
+        ami.add_state_listener(channels.on_ami_state)
+        return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, delivery)
+
+    def parts(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The long-lived background parts by name: AMI session, event delivery, resynchronisation."""
+        parts: dict[str, Callable[[], Awaitable[None]]] = {"ami": self.ami.run, "resync": self.resync.run}
+        if self.delivery is not None:
+            parts["delivery"] = self.delivery.run
+        return parts
 
     async def close(self) -> None:
         await self.crm.close()
@@ -168,17 +187,52 @@ class Services:
             self.outbox.close()
 
 
-async def serve(config: Config) -> None:
-    """Run salara until SIGINT/SIGTERM: AMI client, FastAGI router and HTTP API.
+class _Stopped(Exception):
+    """The main part returned: a clean shutdown."""
 
-    Raises :class:`ConfigError` before starting anything when the API would be
-    open beyond loopback without a token.
+
+async def supervise(parts: Mapping[str, Callable[[], Awaitable[None]]], main: str) -> None:
+    """Run ``parts`` together until ``main`` returns (a clean stop: the others are cancelled).
+
+    Any part that raises, or any part but ``main`` that returns, is logged
+    by name and cancels the others; then :class:`PartFailed` is raised.
+    """
+
+    async def watch(name: str, part: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await part()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.critical("salara part %r failed; stopping the service", name, exc_info=True)
+            raise PartFailed(name, f"failed: {type(exc).__name__}: {exc}") from exc
+        if name == main:
+            raise _Stopped
+        log.critical("salara part %r stopped unexpectedly; stopping the service", name)
+        raise PartFailed(name, "stopped unexpectedly")
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for name, part in parts.items():
+                group.create_task(watch(name, part), name=name)
+    except* _Stopped:
+        pass
+    except* PartFailed as failures:
+        raise failures.exceptions[0] from None
+
+
+async def serve(config: Config) -> None:
+    """Run salara until SIGINT/SIGTERM: AMI client, event delivery, FastAGI router and HTTP API.
+
+    Raises :class:`~salara.errors.ConfigError` before starting anything when
+    the API would be open beyond loopback without a token or the FastAGI port
+    is taken, and :class:`PartFailed` when a long-lived part fails.
     """
     problem = exposure_problem(config)
     if problem is not None:
         raise ConfigError("url", "rest_server", problem)
     services = Services.build(config)
-    app = create_app(services.telephony, control=services.control, hub=services.hub, metrics=services.metrics)
+    app = create_app(services.control, hub=services.hub, metrics=services.metrics)
     listen = config.url.rest_server
     server = uvicorn.Server(
         uvicorn.Config(
@@ -212,18 +266,25 @@ async def serve(config: Config) -> None:
         config.ami.host,
         config.ami.port,
     )
-    tasks = services.tasks()
     # uvicorn handles SIGINT/SIGTERM itself, then raises the signal again once
     # it has stopped, to run the handler it found; make that one a no-op so the
     # cleanup below runs and salara exits 0.
     for handled in (signal.SIGINT, signal.SIGTERM):
         signal.signal(handled, lambda *_: None)
+
+    async def http() -> None:
+        serving = asyncio.ensure_future(server.serve())
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:  # another part failed: let uvicorn close its sockets first
+            server.should_exit = True
+            await serving
+            raise
+
+    parts = {**services.parts(), "fastagi": agi.serve, "http": http}
     try:
-        await server.serve()
+        await supervise(parts, main="http")
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
         await agi.close()
         await services.close()
     log.info("salara stopped")

@@ -54,13 +54,13 @@ from salara.ami.messages import Event
 
 if TYPE_CHECKING:
     from salara.ami.client import AMIClient
-    from salara.calls import CallTracker
+    from salara.calls.tracking import CallTracker
     from salara.control import CallControl
-    from salara.events import EventPipeline
-    from salara.live import EventHub
-    from salara.outbox import Outbox
-    from salara.router import Router
-    from salara.webhooks import DeliveryWorker
+    from salara.crm.delivery import DeliveryWorker
+    from salara.events.hub import EventHub
+    from salara.events.pipeline import EventPipeline
+    from salara.routing.script import Router
+    from salara.store.sqlite import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,6 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Collector(self))
-
-    def watch_ami(self, ami: AMIClient) -> None:
-        """Count ``ami``'s events and time its actions (listeners, no change to the client)."""
-        self.sources.ami = ami
-        ami.add_event_listener(self.count_event)
-        ami.add_action_listener(self.observe_action)
 
     def count_event(self, event: Event) -> None:
         self.events[event.name] += 1

@@ -18,7 +18,7 @@ import pytest
 from salara import config
 from salara.api.app import create_app
 from salara.api.security import tokens as auth
-from salara.service import Telephony
+from salara.control import CallControl
 
 TOKEN = "unit-test-token-0123456789abcdefghijklmnopq"
 STATE_ONLY = "unit-test-state-0123456789abcdefghijklmnopq"
@@ -75,7 +75,7 @@ WITH_TOKENS = (
 
 def client_for(text: str, address: tuple[str, int] = LOCAL) -> tuple[httpx.AsyncClient, FakeAMI]:
     ami = FakeAMI()
-    app = create_app(Telephony(ami, config.build(config.parse_text(text))))  # type: ignore[arg-type]
+    app = create_app(CallControl.over(ami, config.build(config.parse_text(text))))  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app, client=address)
     return httpx.AsyncClient(transport=transport, base_url="http://salara"), ami
 
@@ -281,7 +281,7 @@ async def test_the_uvicorn_protocol_closes_a_connection_over_the_per_client_cap(
     loaded = config.load(None, environ={"SALARA_API_MAX_CONNECTIONS_PER_CLIENT": "2"})
     options = uvicorn_options(loaded)
     protocol_class = options.pop("http")
-    server = uvicorn.Config(create_app(Telephony(FakeAMI(), loaded)), http=protocol_class, **options)  # type: ignore[arg-type]
+    server = uvicorn.Config(create_app(CallControl.over(FakeAMI(), loaded)), http=protocol_class, **options)  # type: ignore[arg-type]
     state = ServerState()
 
     def connect(peer: tuple[str, int]) -> tuple[Any, FakeTransport]:
@@ -313,7 +313,7 @@ async def test_the_uvicorn_protocol_offers_requests_a_way_to_abort_their_connect
     loaded = config.load(None, environ={})
     options = uvicorn_options(loaded)
     protocol_class = options.pop("http")
-    server = uvicorn.Config(create_app(Telephony(FakeAMI(), loaded)), http=protocol_class, **options)  # type: ignore[arg-type]
+    server = uvicorn.Config(create_app(CallControl.over(FakeAMI(), loaded)), http=protocol_class, **options)  # type: ignore[arg-type]
     protocol = protocol_class(config=server, server_state=ServerState(), app_state={})
     transport = FakeTransport(("127.0.0.1", 40000))
     protocol.connection_made(transport)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from salara.api.compat import decode_fields
-from salara.compat import (
+from salara.api.compat.endpoint import decode_fields
+from salara.api.compat.request import (
     ChannelStateQuery,
     ExtensionStateQuery,
     MakeCall,

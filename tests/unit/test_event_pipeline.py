@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from salara.ami.messages import Event, Response
-from salara.calls import CallTracker, CrmEvent, TrackingChanges
+from salara.calls.events import CrmEvent
+from salara.calls.tracking import CallTracker, TrackingChanges
 from salara.config import Event as Modes
-from salara.events import EventPipeline
-from salara.outbox import Outbox
+from salara.events.hub import EventHub
+from salara.events.pipeline import EventPipeline
+from salara.events.resync import Resynchronizer
+from salara.store.sqlite import Outbox
 from tests.unit.test_calls import DIAL_CALL, DIAL_CHANNELS, events
 
 MODES = Modes(newchannel=1, hangup=1, newexten=0, agentcon=0)
@@ -44,6 +47,11 @@ def listed(uniqueid: str, linkedid: str, channel: str, state: int) -> Event:
     )
 
 
+async def sweep(pipeline: EventPipeline, ami: FakeAmi, grace_s: float) -> list[str]:
+    """One resynchronisation of the pipeline's call model against ``ami``."""
+    return await Resynchronizer(pipeline, ami, interval_s=60, grace_s=grace_s).resync()
+
+
 def bodies(outbox: Outbox) -> list[dict[str, Any]]:
     return [json.loads(e.body) for e in outbox.list_events(limit=1000)]
 
@@ -70,7 +78,7 @@ async def test_live_listeners_hear_of_an_event_once_it_is_stored(tmp_path: Path)
 
     tracker = CallTracker(MODES)
     pipeline = EventPipeline(tracker, outbox, extended=False, live_listeners=[listener])
-    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", wall=0, mono=0)
     await feed(pipeline, events("originate_dial_pjsip.txt"))
     assert heard == [("Newchannel", True)] * 3 + [("Hangup", True)] * 3
     outbox.close()
@@ -80,15 +88,15 @@ async def test_missed_hangups_of_a_tracked_call_reach_the_outbox(tmp_path: Path)
     outbox = Outbox(tmp_path / "outbox.db", max_rows=1000)
     tracker = CallTracker(MODES)
     pipeline = EventPipeline(tracker, outbox, extended=True)
-    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", wall=0, mono=0)
     await feed(pipeline, until_first_hangup("originate_dial_pjsip.txt"))
     # The AMI link dropped while the call ended; after the login Asterisk lists none of it.
-    assert await pipeline.sweep(FakeAmi(), grace_s=30) == [DIAL_CALL]  # type: ignore[arg-type]
+    assert await sweep(pipeline, FakeAmi(), grace_s=30) == [DIAL_CALL]
     got = bodies(outbox)
     assert [b["event"] for b in got] == ["Newchannel"] * 3 + ["Hangup"] * 3
     hangups = got[3:]
     assert [b["chan"] for b in hangups] == DIAL_CHANNELS
-    extended_keys = ["event", "chan", "caller", "exten", "state", "uniqueid", "linkedid", "timestamp", "id"]
+    extended_keys = ["event", "chan", "caller", "exten", "state", "uniqueid", "linkedid", "tracked", "timestamp", "id"]
     for body in hangups:
         assert list(body) == [*extended_keys, "synthesized"]
         assert body["synthesized"] is True and body["linkedid"] == DIAL_CALL
@@ -103,9 +111,9 @@ async def test_a_synthesized_hangup_has_the_compat_payload(tmp_path: Path) -> No
     outbox = Outbox(tmp_path / "outbox.db", max_rows=1000)
     tracker = CallTracker(MODES)
     pipeline = EventPipeline(tracker, outbox, extended=False)
-    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", wall=0, mono=0)
     await feed(pipeline, until_first_hangup("originate_dial_pjsip.txt"))
-    await pipeline.sweep(FakeAmi(), grace_s=30)  # type: ignore[arg-type]
+    await sweep(pipeline, FakeAmi(), grace_s=30)
     assert bodies(outbox)[3:] == [
         {"event": "Hangup", "chan": chan, "caller": "5550001", "exten": "8001", "state": "UP"} for chan in DIAL_CHANNELS
     ]
@@ -116,9 +124,9 @@ async def test_mode_0_stores_no_synthesized_hangup(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.db", max_rows=1000)
     tracker = CallTracker(Modes(newchannel=1, hangup=0))
     pipeline = EventPipeline(tracker, outbox, extended=False)
-    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", wall=0, mono=0)
     await feed(pipeline, until_first_hangup("originate_dial_pjsip.txt"))
-    assert await pipeline.sweep(FakeAmi(), grace_s=30) == [DIAL_CALL]  # type: ignore[arg-type]
+    assert await sweep(pipeline, FakeAmi(), grace_s=30) == [DIAL_CALL]
     assert [b["event"] for b in bodies(outbox)] == ["Newchannel"] * 3
     outbox.close()
 
@@ -127,7 +135,7 @@ async def test_events_that_arrive_while_the_list_is_on_its_way_win(tmp_path: Pat
     outbox = Outbox(tmp_path / "outbox.db", max_rows=1000)
     tracker = CallTracker(MODES)
     pipeline = EventPipeline(tracker, outbox, extended=False)
-    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", wall=0, mono=0)
     stream = events("originate_dial_pjsip.txt")
     third = [i for i, e in enumerate(stream) if e.name == "Newchannel"][2]
     await feed(pipeline, stream[:third])  # the Local pair
@@ -146,7 +154,7 @@ async def test_events_that_arrive_while_the_list_is_on_its_way_win(tmp_path: Pat
         ],
         meanwhile,
     )
-    assert await pipeline.sweep(ami, grace_s=30) == []  # type: ignore[arg-type]
+    assert await sweep(pipeline, ami, grace_s=30) == []
     assert tracker.calls[DIAL_CALL].channels == {"1795962280.25", "1795962280.26"}
     assert [b["event"] for b in bodies(outbox)] == ["Newchannel"] * 3 + ["Hangup"], "no synthesized Hangup"
     # The rest of the call: its last Hangup ends tracking, as usual.
@@ -161,7 +169,7 @@ async def test_tracked_calls_survive_a_restart_and_get_their_missed_hangups(tmp_
     outbox = Outbox(path, max_rows=1000)
     tracker = CallTracker(MODES)
     pipeline = EventPipeline(tracker, outbox, extended=True)
-    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=0)
+    tracker.track(DIAL_CALL, "5550001", "8001", "makecall", wall=0, mono=0)
     await asyncio.sleep(0)  # tracked through the API: stored at once, before any AMI event
     assert [row[0] for row in outbox.load_tracking().calls] == [DIAL_CALL]
     await feed(pipeline, until_first_hangup("originate_dial_pjsip.txt"))
@@ -173,7 +181,7 @@ async def test_tracked_calls_survive_a_restart_and_get_their_missed_hangups(tmp_
     pipeline.restore(outbox.load_tracking())
     assert set(tracker.calls) == {DIAL_CALL}
     assert (tracker.calls[DIAL_CALL].caller, tracker.calls[DIAL_CALL].exten) == ("5550001", "8001")
-    assert await pipeline.sweep(FakeAmi(), grace_s=30) == [DIAL_CALL]  # type: ignore[arg-type]
+    assert await sweep(pipeline, FakeAmi(), grace_s=30) == [DIAL_CALL]
     hangups = [b for b in bodies(outbox) if b["event"] == "Hangup"]
     assert sorted(b["chan"] for b in hangups) == DIAL_CHANNELS
     assert all(b["synthesized"] and b["state"] == "UP" and b["caller"] == "5550001" for b in hangups)
@@ -185,15 +193,15 @@ async def test_a_restored_call_still_dialling_is_kept_within_its_grace(tmp_path:
     path = tmp_path / "outbox.db"
     with Outbox(path, max_rows=1000) as outbox:
         pipeline = EventPipeline(CallTracker(MODES), outbox, extended=False)
-        pipeline.tracker.track(DIAL_CALL, "5550001", "8001", "makecall", now=time.monotonic())
+        pipeline.tracker.track(DIAL_CALL, "5550001", "8001", "makecall", wall=time.time(), mono=time.monotonic())
         pipeline.flush()
     with Outbox(path, max_rows=1000) as outbox:
         tracker = CallTracker(MODES)
         pipeline = EventPipeline(tracker, outbox, extended=False)
         pipeline.restore(outbox.load_tracking())
-        assert await pipeline.sweep(FakeAmi(), grace_s=30) == []  # type: ignore[arg-type]
+        assert await sweep(pipeline, FakeAmi(), grace_s=30) == []
         assert DIAL_CALL in tracker.calls
-        assert await pipeline.sweep(FakeAmi(), grace_s=-1) == [DIAL_CALL]  # type: ignore[arg-type]
+        assert await sweep(pipeline, FakeAmi(), grace_s=-1) == [DIAL_CALL]
 
 
 async def test_untracked_channels_in_mode_2_survive_a_restart(tmp_path: Path) -> None:
@@ -206,7 +214,7 @@ async def test_untracked_channels_in_mode_2_survive_a_restart(tmp_path: Path) ->
         tracker = CallTracker(modes)
         pipeline = EventPipeline(tracker, outbox, extended=False)
         pipeline.restore(outbox.load_tracking())
-        await pipeline.sweep(FakeAmi(), grace_s=30)  # type: ignore[arg-type]
+        await sweep(pipeline, FakeAmi(), grace_s=30)
         hangups = [b for b in bodies(outbox) if b["event"] == "Hangup"]
         assert sorted(b["chan"] for b in hangups) == [
             "Local/agent1@queue-agents-00000000;1",
@@ -214,3 +222,29 @@ async def test_untracked_channels_in_mode_2_survive_a_restart(tmp_path: Path) ->
             "PJSIP/8001-00000000",
         ]
         assert outbox.load_tracking() == TrackingChanges()
+
+
+async def test_the_live_streams_data_is_the_extended_webhook_body_of_the_same_event(tmp_path: Path) -> None:
+    for extended in (True, False):
+        with Outbox(tmp_path / f"outbox-{extended}.db", max_rows=1000) as outbox:
+            hub = EventHub()
+            subscription = hub.subscribe()
+            tracker = CallTracker(MODES)
+            pipeline = EventPipeline(tracker, outbox, extended=extended, live_listeners=[hub.publish])
+            tracker.track(DIAL_CALL, "5550001", "8001", "makecall", wall=0, mono=0)
+            await feed(pipeline, until_first_hangup("originate_dial_pjsip.txt"))
+            await sweep(pipeline, FakeAmi(), grace_s=30)  # synthesized Hangups too
+            stored = outbox.list_events(limit=1000)
+            live = [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
+            assert len(live) == len(stored) == 6
+            for event, message in zip(stored, live, strict=True):
+                assert event is not None and message is not None
+                data = json.loads(message.message.split(b"\ndata: ", 1)[1])
+                webhook = json.loads(event.body)
+                assert data["id"] == event.id and data["timestamp"].endswith("Z")
+                if extended:
+                    assert data == webhook
+                else:  # the compat body is its subset
+                    assert {key: data[key] for key in webhook} == webhook
+                    assert set(data) - set(webhook) >= {"id", "uniqueid", "linkedid", "tracked", "timestamp"}
+            assert sum(1 for m in live if b'"synthesized":true' in m.message) == 3

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from salara.calls import CrmEvent
-from salara.live import DROPPED_MESSAGE, EventHub, LiveEvent, Subscription, TooManySubscribers
+from salara.calls.events import CrmEvent
+from salara.events.hub import DROPPED_MESSAGE, EventHub, LiveEvent, Subscription, TooManySubscribers
+from salara.events.payload import extended_body
 
 
 def crm_event(name: str, linkedid: str = "L1") -> CrmEvent:
@@ -57,7 +58,8 @@ async def test_the_stream_is_server_sent_events_with_the_crm_payload() -> None:
     subscription = hub.subscribe()
     stream = hub.stream(subscription)
     assert (await next_message(stream)).startswith(b"retry: ")
-    hub.publish(crm_event("Hangup"), "abc", b"")
+    event = crm_event("Hangup")
+    hub.publish(event, "abc", extended_body(event, "abc", "2026-11-29T14:25:01.134Z"))
     message = parse(await next_message(stream))
     assert message["id"] == "abc" and message["event"] == "Hangup"
     data = json.loads(message["data"])

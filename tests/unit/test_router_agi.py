@@ -19,13 +19,15 @@ import pytest
 from salara import config as config_module
 from salara.agi.server import AGIServer
 from salara.ami.messages import Event
-from salara.calls import CallTracker
-from salara.channels import ChannelRegistry
-from salara.router import LiveChannels, Router, RouteTable
-from salara.routing import Source
-from salara.service import StateAnswer
+from salara.calls.registry import CallRegistry
+from salara.calls.tracking import CallTracker
+from salara.pbx import ExtensionInfo
+from salara.routing.channels import LiveChannels
+from salara.routing.decision import Source
+from salara.routing.script import Router
+from salara.routing.table import RouteTable
 
-LOGGER = "salara.router"
+LOGGER = "salara.routing.script"
 WAIT_S = 5.0
 CHANNEL = "Local/5100@phones-0000002a;2"
 UNIQUEID = "1795962339.39"
@@ -33,7 +35,7 @@ LINKEDID = "1795962339.38"
 
 
 class FakeAMI:
-    """Readiness only, as :class:`~salara.router.LiveChannels` uses it."""
+    """Readiness only, as :class:`~salara.routing.channels.LiveChannels` uses it."""
 
     def __init__(self) -> None:
         self.ready = False
@@ -49,14 +51,14 @@ class FakeAMI:
 
 
 @dataclass
-class FakeTelephony:
+class FakePBX:
     """Every extension Idle, after ``delay_s``."""
 
     delay_s: float = 0.0
 
-    async def extension_state(self, exten: str, context: str) -> StateAnswer:
+    async def extension_state(self, exten: str, context: str) -> ExtensionInfo:
         await asyncio.sleep(self.delay_s)
-        return StateAnswer(0, "Idle")
+        return ExtensionInfo(exten, context, None, 0, "Idle", True)
 
 
 @dataclass
@@ -78,10 +80,10 @@ class Setup:
     router: Router
     server: AGIServer
     ami: FakeAMI
-    registry: ChannelRegistry
+    registry: CallRegistry
     tracker: CallTracker
     crm: FakeLookup
-    telephony: FakeTelephony
+    pbx: FakePBX
     resyncs: list[int]
 
     def synced(self) -> None:
@@ -92,7 +94,7 @@ class Setup:
     def newchannel(self, uniqueid: str = UNIQUEID, name: str = CHANNEL, caller: str = "5552001") -> None:
         fields = {"Uniqueid": uniqueid, "Linkedid": LINKEDID, "Channel": name, "ChannelState": "4"}
         fields["CallerIDNum"] = caller
-        self.registry.on_event(Event("Newchannel", tuple(fields.items())), time.time())
+        self.registry.on_event(Event("Newchannel", tuple(fields.items())), time.time(), time.monotonic())
 
 
 @pytest.fixture
@@ -104,15 +106,16 @@ async def setup() -> AsyncIterator[Setup]:
     }
     config = config_module.load(None, environ=environ)
     ami = FakeAMI()
-    telephony = FakeTelephony()
-    registry = ChannelRegistry()
+    pbx = FakePBX()
+    registry = CallRegistry()
     resyncs = [0]
-    tracker = CallTracker(config.event)
+    tracker = CallTracker(config.event, registry)
     crm = FakeLookup()
     channels = LiveChannels(registry, ami, lambda: resyncs[0])
+    ami.add_state_listener(channels.on_ami_state)
     router = Router(
         config,
-        telephony,  # type: ignore[arg-type]
+        pbx,  # type: ignore[arg-type]
         crm,  # type: ignore[arg-type]
         tracker,
         RouteTable(None, {}),
@@ -120,7 +123,7 @@ async def setup() -> AsyncIterator[Setup]:
     )
     server = AGIServer(router.handle, "127.0.0.1", 0)
     await server.start()
-    yield Setup(router, server, ami, registry, tracker, crm, telephony, resyncs)
+    yield Setup(router, server, ami, registry, tracker, crm, pbx, resyncs)
     await server.close()
 
 
@@ -190,7 +193,7 @@ async def test_a_request_that_is_not_the_live_channel_is_not_routed(
 ) -> None:
     setup.synced()
     setup.newchannel()
-    setup.tracker.track(LINKEDID, "5552001", "9002", "route", time.monotonic())
+    setup.tracker.track(LINKEDID, "5552001", "9002", "route", time.time(), time.monotonic())
     started = time.monotonic()
     commands = await fastagi_call(setup.server, block, other_linkedid=LINKEDID)
     assert commands == []  # nothing revealed, nothing set
@@ -252,7 +255,7 @@ async def test_before_the_resync_after_a_login_calls_are_routed_untracked(
 
 async def test_the_wait_for_amis_channel_counts_in_the_routing_deadline(setup: Setup) -> None:
     setup.crm.delay_s = 10  # the CRM never answers in time
-    setup.telephony.delay_s = 10  # nor does AMI: the whole deadline is used
+    setup.pbx.delay_s = 10  # nor does AMI: the whole deadline is used
     setup.synced()
     wait_s = setup.router.channel_wait_s
     asyncio.get_running_loop().call_later(wait_s * 0.9, setup.newchannel)

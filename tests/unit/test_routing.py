@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from salara.routing import AnswerCache, Candidate, CircuitBreaker, Source, candidates, choose
+from salara.routing.breaker import CircuitBreaker
+from salara.routing.cache import AnswerCache
+from salara.routing.decision import Candidate, Source, candidates, choose
 
 ROUTES = {"5551001": "8002"}
 GOOD = (0,)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from salara import config
+from salara.api.compat.request import ChannelStateQuery, ExtensionStateQuery, MakeCall, PeerStateQuery, SendMessage
 from salara.api.security import tokens as auth
 from salara.api.security.limits import LimitError, RequestLimits, check_fields, json_depth_exceeds
-from salara.compat import ChannelStateQuery, ExtensionStateQuery, MakeCall, PeerStateQuery, SendMessage
 from salara.config import Rate
 from salara.errors import ConfigError
 

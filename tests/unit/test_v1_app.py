@@ -14,14 +14,16 @@ from salara.ami.messages import Event, Response
 from salara.ami.protocol import AMIConnection
 from salara.api.app import create_app
 from salara.config import Config
-from salara.control import Conflict, IdempotencyCache, endpoint_of
-from salara.service import Telephony
+from salara.control import CallControl
+from salara.errors import Conflict
+from salara.idempotency import IdempotencyCache
+from salara.pbx.records import endpoint_of
 from tests.transcript import received
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Telephony(AMIClient(AMISettings()), Config()))  # AMI never connects
+    app = create_app(CallControl.over(AMIClient(AMISettings()), Config()))  # AMI never connects
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://salara") as http:
         yield http
@@ -227,7 +229,7 @@ def secured(text: str = SECURED) -> tuple[httpx.AsyncClient, FakeAMI]:
     from salara import config
 
     ami = FakeAMI()
-    app = create_app(Telephony(ami, config.build(config.parse_text(text))))  # type: ignore[arg-type]
+    app = create_app(CallControl.over(ami, config.build(config.parse_text(text))))  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://salara"), ami
 

@@ -10,34 +10,33 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import salara
-from salara.api import compat, v1
+from salara.api import v1
+from salara.api.compat import endpoint as compat
 from salara.api.security import access as security
 from salara.api.security.tokens import Security
 from salara.control import CallControl
-from salara.live import EventHub
+from salara.events.hub import EventHub
 from salara.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, Sources
-from salara.service import Telephony
 
 
 def create_app(
-    telephony: Telephony,
+    control: CallControl,
     *,
-    control: CallControl | None = None,
     hub: EventHub | None = None,
     metrics: Metrics | None = None,
 ) -> FastAPI:
-    """Build the FastAPI app serving ``telephony``.
+    """Build the FastAPI app serving ``control`` (and through it, its PBX and call model).
 
     Routes: ``GET /health`` (process alive), ``GET /ready`` (AMI logged in
     and Asterisk booted; 503 otherwise), ``GET /metrics`` (Prometheus),
     ``/v1`` (:mod:`salara.api.v1` over ``control`` and ``hub``), and the
     compat endpoint (GET/POST on any other path). Every route but ``/health``
-    needs authentication (:mod:`salara.api.security`). Without ``control``,
-    ``hub`` or ``metrics`` (tests), fresh ones are made (not fed by AMI).
+    needs authentication (:mod:`salara.api.security`). Without ``hub`` or
+    ``metrics`` (tests), fresh ones are made (not fed by AMI).
     """
-    control = control if control is not None else CallControl(telephony)
+    config = control.config
     hub = hub if hub is not None else EventHub()
-    metrics = metrics if metrics is not None else Metrics(Sources(ami=telephony.ami, control=control, hub=hub))
+    metrics = metrics if metrics is not None else Metrics(Sources(ami=control.pbx.ami, control=control, hub=hub))
     app = FastAPI(
         title="salara",
         version=salara.__version__,
@@ -47,8 +46,8 @@ def create_app(
     # Middleware added first runs innermost: this one after metrics and security,
     # before routing. Starlette builds the stack at the first request, when
     # app.routes holds every route.
-    app.add_middleware(CompatFastPath, telephony=telephony, routes=app.routes)
-    security.install(app, Security(telephony.config))
+    app.add_middleware(CompatFastPath, control=control, routes=app.routes)
+    security.install(app, Security(config))
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
     v1.install_error_handlers(app)
     admin = [Depends(security.require("admin"))]
@@ -59,17 +58,16 @@ def create_app(
 
     @app.get("/ready", tags=["operations"], responses={503: {"description": "AMI not logged in or not booted"}})
     async def ready() -> JSONResponse:
-        ami = telephony.ami
+        ami = control.pbx.ami
         if ami.ready:
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "unready", "reason": ami.last_error or "AMI not connected"}, 503)
 
-    tracker = telephony.tracker
+    tracker = control.tracker
 
     @app.get("/v1/tracked-calls", tags=["operations"], dependencies=admin)
     async def tracked_calls() -> list[dict[str, object]]:
         """Calls tracked for events: placed (make call) or routed by salara."""
-        calls = tracker.calls.values() if tracker is not None else ()
         return [
             {
                 "linkedid": call.linkedid,
@@ -78,7 +76,7 @@ def create_app(
                 "source": call.source,
                 "channels": len(call.channels),
             }
-            for call in calls
+            for call in tracker.calls.values()
         ]
 
     @app.delete(
@@ -89,7 +87,7 @@ def create_app(
     )
     async def forget_tracked_call(linkedid: str) -> JSONResponse:
         """Stop tracking a call (its later events count as untracked)."""
-        if tracker is None or not tracker.forget(linkedid):
+        if not tracker.forget(linkedid):
             return JSONResponse({"error": "not_found", "message": "no such tracked call"}, 404)
         return JSONResponse({"forgotten": linkedid})
 
@@ -109,7 +107,7 @@ def create_app(
     # The compat endpoint answers on any path, so it is registered last.
     @app.api_route(COMPAT_PATH, methods=["GET", "POST"], include_in_schema=False)
     async def compat_endpoint(request: Request) -> JSONResponse:
-        return await compat.handle(request, telephony)
+        return await compat.handle(request, control)
 
     return app
 
@@ -127,9 +125,9 @@ class CompatFastPath:
     are the catch-all route's, byte for byte.
     """
 
-    def __init__(self, app: ASGIApp, telephony: Telephony, routes: Sequence[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, control: CallControl, routes: Sequence[BaseRoute]) -> None:
         self.app = app
-        self.telephony = telephony
+        self.control = control
         self.route = next(r for r in routes if getattr(r, "path", None) == COMPAT_PATH)
         exact: set[str] = {"/v1"}
         prefixes: set[str] = {"/v1/"}  # /v1 and unknown /v1 paths answer in /v1's error shape
@@ -157,5 +155,5 @@ class CompatFastPath:
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route  # as the router would set it (metrics label the route)
-        response = await compat.handle(Request(scope, receive), self.telephony)
+        response = await compat.handle(Request(scope, receive), self.control)
         await response(scope, receive, send)

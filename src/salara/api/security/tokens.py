@@ -34,7 +34,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from salara.compat import (
+from salara.api.compat.request import (
     ChannelStateQuery,
     CompatRequest,
     ExtensionStateQuery,

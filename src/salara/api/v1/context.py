@@ -9,10 +9,11 @@ from fastapi import Request
 
 from salara.api.v1.access import Access, Right
 from salara.api.v1.errors import ApiError, api_error_of
-from salara.channels import Call
-from salara.control import CallControl, ControlError, NotFound
+from salara.calls.call import Call
+from salara.control import CallControl
+from salara.errors import NotFound, RequestError
 from salara.errors import AMIError, LocalProtocolError
-from salara.live import EventHub
+from salara.events.hub import EventHub
 
 T = TypeVar("T")
 
@@ -28,7 +29,7 @@ class RouteContext:
         self.control = control
         self.hub = hub
         self.access = access
-        self.config = control.telephony.config
+        self.config = control.config
 
     def authorize(
         self, request: Request, right: Right, context: str | None, number: str | None, spend: bool = True
@@ -44,14 +45,14 @@ class RouteContext:
 
     def require_ami(self) -> None:
         """Raise 503 ``ami_unavailable`` while AMI is not connected (nothing is sent then)."""
-        if not self.control.ami.ready:
+        if not self.control.pbx.ready:
             raise ApiError(503, "ami_unavailable", "Asterisk (AMI) is not connected")
 
     async def run(self, work: Awaitable[T]) -> T:
         """Await ``work``; what control or the AMI client raise becomes its :class:`ApiError`."""
         try:
             return await work
-        except (ControlError, AMIError, LocalProtocolError) as exc:
+        except (RequestError, AMIError, LocalProtocolError) as exc:
             raise api_error_of(exc) from None
 
     def lookup(self, call_id: str) -> Call:

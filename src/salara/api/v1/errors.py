@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from salara.control import ControlError, NotFound, Unprocessable
+from salara.errors import NotFound, RequestError, Unprocessable
 from salara.errors import AMIActionError, AMIError, AMIUnavailable, LocalProtocolError
 
 
@@ -68,7 +68,7 @@ def api_error_of(exc: Exception) -> ApiError:
         return ApiError(404, exc.error, exc.message, exc.details or None)
     if isinstance(exc, Unprocessable):
         return ApiError(422, exc.error, exc.message, exc.details or None)
-    if isinstance(exc, ControlError):
+    if isinstance(exc, RequestError):
         return ApiError(409, exc.error, exc.message, exc.details or None)
     if isinstance(exc, AMIUnavailable):
         return ApiError(503, "ami_unavailable", f"Asterisk (AMI) is not connected: {exc}")
@@ -127,7 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return ApiError(exc.status_code, "error", str(exc.detail), headers=headers).response()
 
-    for kind in (ApiError, ControlError, AMIError, LocalProtocolError):
+    for kind in (ApiError, RequestError, AMIError, LocalProtocolError):
         app.add_exception_handler(kind, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

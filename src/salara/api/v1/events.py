@@ -11,7 +11,7 @@ from salara.api.v1.context import RouteContext
 from salara.api.v1.errors import ApiError, error_response
 from salara.api.v1.fieldtypes import CALL_ID_PATTERN, EVENT_TYPES_PATTERN
 from salara.api.v1.stream import EventStreamResponse
-from salara.live import EVENT_TYPES, TooManySubscribers
+from salara.events.hub import EVENT_TYPES, TooManySubscribers
 
 
 def add_routes(router: APIRouter, ctx: RouteContext) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Final
 from pydantic import AfterValidator, Field
 
 from salara import fields
-from salara.live import EVENT_TYPES
+from salara.events.hub import EVENT_TYPES
 
 
 def _checked(check: Callable[[str, str], str], name: str) -> AfterValidator:

@@ -3,7 +3,7 @@
 Requests (:class:`CallCreate`, :class:`TransferCreate`, :class:`MessageCreate`)
 refuse unknown fields; their strings are :mod:`salara.api.v1.fieldtypes`.
 Responses are views: :func:`call_view` builds a :class:`CallView` from a
-:class:`~salara.channels.Call`; extensions and endpoints are read straight
+:class:`~salara.calls.call.Call`; extensions and endpoints are read straight
 from control's records (``from_attributes``). Times are UTC datetimes. The
 error body is :class:`salara.api.v1.errors.ErrorBody`.
 """
@@ -24,9 +24,10 @@ from salara.api.v1.fieldtypes import (
     VariableName,
     VariableValue,
 )
-from salara.channels import Call, Channel, originate_reason_text
-from salara.control import utc
+from salara.calls.call import Call, Channel
+from salara.calls.outcome import originate_reason_text
 from salara.states import channel_state_name
+from salara.utc import utc_datetime
 
 
 class CallCreate(BaseModel):
@@ -215,6 +216,10 @@ class EndpointView(BaseModel):
 # -- conversions ---------------------------------------------------------------------
 
 
+
+def _utc(seconds: float | None) -> datetime | None:
+    return None if seconds is None else utc_datetime(seconds)
+
 def channel_view(channel: Channel) -> ChannelView:
     return ChannelView(
         name=channel.name,
@@ -227,8 +232,8 @@ def channel_view(channel: Channel) -> ChannelView:
         connected_name=channel.connected_name,
         context=channel.context,
         exten=channel.exten,
-        created_at=utc(channel.created_at),
-        answered_at=utc(channel.answered_at),
+        created_at=_utc(channel.created_at),
+        answered_at=_utc(channel.answered_at),
     )
 
 
@@ -262,9 +267,9 @@ def call_view(call: Call) -> CallView:
         to=call.to,
         context=call.context,
         placed_by_salara=call.origin is not None,
-        created_at=utc(call.created_at),
-        answered_at=utc(call.answered_at),
-        ended_at=utc(call.ended_at),
+        created_at=_utc(call.created_at),
+        answered_at=_utc(call.answered_at),
+        ended_at=_utc(call.ended_at),
         channels=[channel_view(channel) for channel in call.channels.values()],
         outcome=outcome,
     )

@@ -19,7 +19,7 @@ from salara.api.v1.access import Access, OpenAccess
 from salara.api.v1.context import RouteContext
 from salara.api.v1.errors import COMMON_ERRORS, ApiError, V1Route
 from salara.control import CallControl
-from salara.live import EventHub
+from salara.events.hub import EventHub
 
 
 def create_router(

@@ -11,7 +11,7 @@ from salara.api.v1.context import RouteContext
 from salara.api.v1.errors import AMI_ERRORS, NOT_FOUND, ApiError
 from salara.api.v1.fieldtypes import CONTEXT_PATTERN, ENDPOINT_PATTERN, EXTENSION_PATTERN
 from salara.api.v1.models import EndpointView, ExtensionView
-from salara.control import ChannelInfo
+from salara.pbx import ChannelInfo
 
 
 def add_routes(router: APIRouter, ctx: RouteContext) -> None:
@@ -50,7 +50,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         device state. AMI `PJSIPShowEndpoint`. 404 for an unknown endpoint."""
         ctx.authorize(request, "state", None, None)
         ctx.require_ami()
-        return EndpointView.model_validate(await ctx.run(control.endpoint(name)))
+        return EndpointView.model_validate(await ctx.run(control.pbx.endpoint(name)))
 
     @router.get(
         "/channels/{tech}/{resource:path}",
@@ -83,4 +83,4 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         except fields.FieldError as exc:
             raise ApiError(422, "validation_failed", str(exc)) from None
         ctx.require_ami()
-        return await ctx.run(control.channel(name))
+        return await ctx.run(control.pbx.channel(name))

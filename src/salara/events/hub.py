@@ -1,6 +1,6 @@
 """The live event stream: salara's call events fanned out to ``GET /v1/events`` subscribers.
 
-:meth:`EventHub.publish` is an :class:`~salara.events.EventPipeline` live
+:meth:`EventHub.publish` is an :class:`~salara.events.pipeline.EventPipeline` live
 listener: it gets every CRM event the pipeline emits (the same events, and
 the same ids, as the webhooks) in the AMI reader task, formats it once as a
 Server-Sent Event and offers it to each subscriber's bounded queue without
@@ -10,35 +10,30 @@ reading and never holds memory beyond its queue. The number of subscribers
 is bounded too, in all and per client (``owner``: a token's name), so one
 client cannot take every stream. A stream whose client stops reading is
 closed by the HTTP side once one write has waited ``send_timeout_s``
-seconds (:class:`salara.api.v1.EventStreamResponse`). The last
+seconds (:class:`salara.api.v1.stream.EventStreamResponse`). The last
 ``replay_size`` events are kept so a client that reconnects with
 ``Last-Event-ID`` gets what it missed, while still in there.
 
-An SSE message::
+An SSE message's ``data`` is the extended webhook body of the event
+(:func:`salara.events.payload.extended_body`: same id, Asterisk's timestamp,
+``tracked``, ``synthesized``), on one line::
 
     id: 5f0c...e1
     event: Hangup
-    data: {"event":"Hangup","chan":"PJSIP/8001-00000004","caller":"8001","exten":"9002",
-           "state":"UP","id":"5f0c...e1","uniqueid":"...","linkedid":"...","tracked":true,
-           "timestamp":"2026-11-29T14:25:01.134Z"}
-
-(``data`` is one line; it is the CRM event's compat payload plus its id,
-Uniqueid, Linkedid, whether the call is tracked and the time salara got it.)
+    data: {"event":"Hangup","chan":"PJSIP/8001-00000004","caller":"8001","exten":"9002","state":"UP",...}
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Final
 
-from salara.calls import CrmEvent
+from salara.calls.events import CrmEvent
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +71,9 @@ class LiveEvent:
     message: bytes
 
 
-def sse_message(event_id: str, name: str, data: object) -> bytes:
-    """One Server-Sent Event: ``id``, ``event`` and a one-line JSON ``data``."""
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {event_id}\nevent: {name}\ndata: {body}\n\n".encode()
-
-
-def _timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def sse_message(event_id: str, name: str, data: bytes) -> bytes:
+    """One Server-Sent Event: ``id``, ``event`` and ``data`` (one line of JSON, no CR or LF in it)."""
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), name.encode(), data)
 
 
 @dataclass(eq=False, slots=True)
@@ -127,17 +117,9 @@ class EventHub:
         self.dropped_subscribers = 0
         """Streams ended because their client fell behind or stopped reading."""
 
-    def publish(self, crm_event: CrmEvent, event_id: str, body: bytes) -> None:
-        """The pipeline's live listener: format once, offer to every subscriber, never wait."""
+    def publish(self, crm_event: CrmEvent, event_id: str, data: bytes) -> None:
+        """The pipeline's live listener: ``data`` is the event's extended JSON body; offer it, never wait."""
         self.published += 1
-        data: dict[str, object] = {
-            **crm_event.payload,
-            "id": event_id,
-            "uniqueid": crm_event.uniqueid,
-            "linkedid": crm_event.linkedid,
-            "tracked": crm_event.tracked,
-            "timestamp": _timestamp(time.time()),
-        }
         event = LiveEvent(event_id, crm_event.name, crm_event.linkedid, sse_message(event_id, crm_event.name, data))
         self.recent.append(event)
         for subscription in tuple(self.subscribers):

@@ -5,14 +5,10 @@ caller (or, when the CRM fails, a recent answer of it for the same caller:
 stale-if-error), the caller's ``[route]`` entry, then ``[general] default``.
 The first whose extension state is in ``good_status`` wins; when none is, the
 call stays where it is and the dialplan goes on after the AGI line.
-
-A circuit breaker stops asking a CRM that keeps failing, for a cool-down, so
-callers go straight to the fallbacks while it is down.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -99,74 +95,3 @@ def choose(
 
 def _state(code: int) -> str:
     return f"state {code} {extension_state_name(code)}"
-
-
-class CircuitBreaker:
-    """Closed -> open after ``failures`` consecutive failures -> one trial after ``cooldown_s``.
-
-    Times are monotonic seconds passed in by the caller.
-    """
-
-    def __init__(self, failures: int, cooldown_s: float) -> None:
-        self.failures = failures
-        self.cooldown_s = cooldown_s
-        self.consecutive = 0
-        self.opened_at: float | None = None
-        self.trial_running = False
-
-    def allow(self, now: float) -> bool:
-        """Whether a lookup may be tried now."""
-        if self.opened_at is None:
-            return True
-        if now - self.opened_at >= self.cooldown_s and not self.trial_running:
-            self.trial_running = True  # half-open: one call tries, the others fall back
-            return True
-        return False
-
-    def success(self) -> None:
-        self.consecutive = 0
-        self.opened_at = None
-        self.trial_running = False
-
-    def failure(self, now: float) -> None:
-        self.consecutive += 1
-        self.trial_running = False
-        if self.consecutive >= self.failures:
-            self.opened_at = now
-
-    @property
-    def open(self) -> bool:
-        return self.opened_at is not None
-
-
-class AnswerCache:
-    """Recent CRM answers per caller, for stale-if-error; bounded in size and age."""
-
-    def __init__(self, max_age_s: float, max_entries: int) -> None:
-        self.max_age_s = max_age_s
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
-
-    def put(self, caller: str, exten: str, now: float) -> None:
-        self._entries[caller] = (exten, now)
-        self._entries.move_to_end(caller)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def forget(self, caller: str) -> None:
-        """Drop a caller's answer (the CRM now says it names no one)."""
-        self._entries.pop(caller, None)
-
-    def get(self, caller: str, now: float) -> str | None:
-        """The cached answer if younger than ``max_age_s``, else None."""
-        entry = self._entries.get(caller)
-        if entry is None:
-            return None
-        exten, stored_at = entry
-        if now - stored_at > self.max_age_s:
-            del self._entries[caller]
-            return None
-        return exten
-
-    def __len__(self) -> int:
-        return len(self._entries)

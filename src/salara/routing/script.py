@@ -10,7 +10,7 @@ only the variables are set and the dialplan after the AGI line dials.
 
 Anything that can connect to the FastAGI port can send a variable block, so a
 request is checked against what AMI reports before anything is decided
-(:class:`LiveChannels`): its ``agi_uniqueid`` must be a live channel with the
+(:class:`~salara.routing.channels.LiveChannels`): its ``agi_uniqueid`` must be a live channel with the
 same name and caller number, and the call tracked for events is that
 channel's Linkedid as AMI gave it. A request that fails the check is left
 alone (nothing set, the CRM not asked). While AMI cannot vouch for channels
@@ -20,203 +20,26 @@ alone (nothing set, the CRM not asked). While AMI cannot vouch for channels
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Final, Protocol
-from urllib.parse import quote
-
-import aiohttp
 
 from salara import fields
-from salara.agi.protocol import AGIError, AGIRequest
 from salara.agi.server import AGISession
-from salara.ami.client import StateListener
-from salara.calls import CallTracker
-from salara.channels import ChannelRegistry
-from salara.config import Config, parse_text
-from salara.errors import AMIError, ConfigError
-from salara.routing import AnswerCache, CircuitBreaker, Decision, Source, candidates, choose
-from salara.service import Telephony
-from salara.webhooks import read_limited
+from salara.calls.tracking import CallTracker
+from salara.config import Config
+from salara.crm.lookup import CrmLookup, LookupFailed
+from salara.errors import AGIError, AMIError
+from salara.agi.protocol import AGIRequest
+from salara.pbx import PBX
+from salara.routing.breaker import CircuitBreaker
+from salara.routing.cache import AnswerCache
+from salara.routing.channels import CHANNEL_WAIT_S, LiveChannels, Verdict
+from salara.routing.decision import Decision, Source, candidates, choose
+from salara.routing.table import RouteTable
 
 log = logging.getLogger(__name__)
-
-
-class LookupFailed(Exception):
-    """The CRM gave no usable destination; the message says why.
-
-    ``definitive`` is true when the CRM answered properly that it names no
-    one for this caller (404, or an answer without a usable ``key_word``): a
-    working CRM, so it does not count against the circuit breaker, and a
-    cached older answer must not override it.
-    """
-
-    def __init__(self, reason: str, *, definitive: bool = False) -> None:
-        super().__init__(reason)
-        self.definitive = definitive
-
-
-MAX_ANSWER_BYTES = 64 * 1024
-"""Largest CRM answer read; a routing answer is a few dozen bytes."""
-
-
-class CrmLookup:
-    """The CRM routing lookup (SPEC §3 step 1).
-
-    ``dest_url`` ending in ``=`` (``...?phone=``): GET with the caller's
-    number appended; otherwise POST ``{"phone": "<number>"}``. The JSON
-    answer's ``key_word`` (string or integer) names the extension. Redirects
-    are not followed; ``client``'s own timeout bounds each request, and the
-    router bounds the lookup again by its deadline.
-    """
-
-    def __init__(self, client: aiohttp.ClientSession, url: str, key_word: str) -> None:
-        self.client = client
-        self.url = url
-        self.key_word = key_word
-
-    async def lookup(self, caller: str) -> str:
-        """The extension the CRM names for ``caller``; raises :class:`LookupFailed` or TimeoutError."""
-        try:
-            if self.url.endswith("="):
-                request = self.client.get(self.url + quote(caller, safe=""), allow_redirects=False)
-            else:
-                request = self.client.post(self.url, json={"phone": caller}, allow_redirects=False)
-            async with request as response:
-                body = await read_limited(response, MAX_ANSWER_BYTES)
-        except aiohttp.ClientError as exc:
-            raise LookupFailed(f"{type(exc).__name__}: {exc}") from None
-        if response.status == 404:
-            raise LookupFailed("HTTP 404: the CRM knows no one for this caller", definitive=True)
-        if not 200 <= response.status < 300:
-            raise LookupFailed(f"HTTP {response.status}")
-        if body is None:
-            raise LookupFailed(f"answer larger than {MAX_ANSWER_BYTES} bytes")
-        try:
-            answer = json.loads(body)
-        except (ValueError, RecursionError):
-            raise LookupFailed("answer is not JSON (or nested too deep)") from None
-        value = answer.get(self.key_word) if isinstance(answer, dict) else None
-        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-            raise LookupFailed(f"answer has no usable {self.key_word!r}", definitive=True)
-        try:
-            return fields.extension(self.key_word, str(value))
-        except fields.FieldError as exc:
-            raise LookupFailed(str(exc), definitive=True) from None
-
-
-class RouteTable:
-    """The ``[route]`` table, re-read when the config file changes (``salara route set``)."""
-
-    def __init__(self, path: Path | None, routes: dict[str, str]) -> None:
-        self.path = path
-        self._routes = dict(routes)
-        self._stamp = self._mtime()
-
-    def _mtime(self) -> int | None:
-        try:
-            return os.stat(self.path).st_mtime_ns if self.path else None
-        except OSError:
-            return None
-
-    def current(self) -> dict[str, str]:
-        stamp = self._mtime()
-        if stamp != self._stamp and self.path is not None:
-            self._stamp = stamp
-            try:
-                self._routes = parse_text(self.path.read_text(encoding="utf-8")).routes
-                log.info("route table reloaded from %s: %d entries", self.path, len(self._routes))
-            except (OSError, ConfigError) as exc:
-                log.error("route table not reloaded (keeping the old one): %s", exc)
-        return self._routes
-
-
-CHANNEL_WAIT_S: Final = 0.5
-"""Longest wait for AMI to report a FastAGI request's channel (Newchannel is normally long in)."""
-CHANNEL_POLL_S: Final = 0.005
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A FastAGI request checked against AMI.
-
-    ``ok``: route it. ``linkedid``: the call to track (None: route untracked,
-    AMI could not vouch for the channel). ``reason``: why, for the log.
-    """
-
-    ok: bool
-    linkedid: str | None
-    reason: str
-
-
-class AMIState(Protocol):
-    """What :class:`LiveChannels` needs of the AMI client."""
-
-    @property
-    def ready(self) -> bool: ...
-
-    def add_state_listener(self, listener: StateListener) -> None: ...
-
-
-class LiveChannels:
-    """The live channels AMI reports (a :class:`~salara.channels.ChannelRegistry`), to check FastAGI requests.
-
-    ``resyncs()`` counts the registry's completed resynchronisations with
-    Asterisk (``CoreShowChannels``, done after every AMI login). The registry
-    is trusted while AMI is logged in and it was resynchronised since the
-    login: then every live channel is in it, and a channel missing from it
-    does not exist.
-    """
-
-    def __init__(self, registry: ChannelRegistry, ami: AMIState, resyncs: Callable[[], int]) -> None:
-        self.registry = registry
-        self.ami = ami
-        self._resyncs = resyncs
-        self._at_login: int | None = None
-        ami.add_state_listener(self._on_ami_state)
-
-    def _on_ami_state(self, ready: bool) -> None:
-        # The resync after this login runs in a task: it completes later and bumps the count.
-        self._at_login = self._resyncs() if ready else None
-
-    @property
-    def trusted(self) -> bool:
-        return self.ami.ready and self._at_login is not None and self._resyncs() > self._at_login
-
-    def _match(self, request: AGIRequest, caller: str) -> tuple[str | None, str]:
-        """The channel's Linkedid if the request is that live channel, else None and why not."""
-        channel = self.registry.channels.get(request.uniqueid)
-        if channel is None:
-            return None, f"uniqueid {request.uniqueid!r} is not a live channel"
-        if channel.name != request.channel:
-            return None, f"uniqueid {request.uniqueid!r} is channel {channel.name!r}, not {request.channel!r}"
-        if (channel.caller_number or "") != caller:
-            return None, (
-                f"channel {channel.name!r} has caller {channel.caller_number or '(none)'!r}, not {caller or '(none)'!r}"
-            )
-        return channel.linkedid, ""
-
-    async def check(self, request: AGIRequest, caller: str, wait_s: float) -> Verdict:
-        """Whether ``request`` is a live channel as AMI reports it, waiting up to ``wait_s`` for AMI to catch up."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            if self.trusted:
-                linkedid, why = self._match(request, caller)
-                if linkedid is not None:
-                    return Verdict(True, linkedid, "live channel")
-                if time.monotonic() >= deadline:
-                    return Verdict(False, None, why)
-            elif not self.ami.ready:
-                return Verdict(True, None, "AMI is not connected")
-            elif time.monotonic() >= deadline:
-                return Verdict(True, None, "AMI's channels are not resynchronised since its login")
-            await asyncio.sleep(CHANNEL_POLL_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +57,7 @@ class Router:
     def __init__(
         self,
         config: Config,
-        telephony: Telephony,
+        pbx: PBX,
         lookup: CrmLookup | None,
         tracker: CallTracker | None,
         table: RouteTable,
@@ -242,7 +65,7 @@ class Router:
         channels: LiveChannels | None = None,
     ) -> None:
         self.config = config
-        self.telephony = telephony
+        self.pbx = pbx
         self.lookup = lookup
         self.tracker = tracker
         self.table = table
@@ -301,7 +124,7 @@ class Router:
 
     async def _state(self, exten: str, context: str) -> int | None:
         try:
-            return (await self.telephony.extension_state(exten, context)).result
+            return (await self.pbx.extension_state(exten, context)).state
         except AMIError as exc:
             log.warning("extension state of %s@%s unknown: %s", exten, context, exc)
             return None
@@ -391,9 +214,7 @@ class Router:
             if decision.exten is None:
                 return
             if self.tracker is not None and verdict.linkedid is not None:
-                call = self.tracker.track(verdict.linkedid, caller, decision.exten, "route", time.monotonic())
-                # Started before salara saw it: at least this channel is live.
-                call.channels.add(request.uniqueid)
+                self.tracker.track(verdict.linkedid, caller, decision.exten, "route", time.time(), time.monotonic())
             if request.query.get("goto", "yes").lower() not in ("no", "0", "false"):
                 await session.exec("Goto", f"{context},{decision.exten},1")
         except AGIError as exc:

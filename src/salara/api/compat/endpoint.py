@@ -19,19 +19,14 @@ from fastapi.responses import JSONResponse
 from salara.api.security.access import principal
 from salara.api.security.denials import denial_headers, log_denial
 from salara.api.security.limits import LimitError, RequestLimits, check_fields, json_depth_exceeds
-from salara.compat import (
-    ChannelStateQuery,
-    CompatRequest,
-    ExtensionStateQuery,
-    MakeCall,
-    PeerStateQuery,
+from salara.api.compat.answers import StateAnswer, answer
+from salara.api.compat.request import (
     RequestError,
-    SendMessage,
     parse_request,
 )
 from salara.errors import AMIActionError, AMIError, AMIUnavailable, LocalProtocolError
 from salara.fields import FieldError
-from salara.service import StateAnswer, Telephony
+from salara.control import CallControl
 
 log = logging.getLogger(__name__)
 
@@ -83,26 +78,9 @@ def decode_fields(
     return data
 
 
-async def answer(telephony: Telephony, request: CompatRequest) -> StateAnswer:
-    """Carry out one compat request on Asterisk."""
-    match request:
-        case MakeCall(operator, phone, context):
-            state, _ = await telephony.make_call(operator, phone, context)
-            return state
-        case SendMessage(operator, phone, text, context):
-            state, _ = await telephony.send_message(operator, phone, text, context)
-            return state
-        case ExtensionStateQuery(exten, context):
-            return await telephony.extension_state(exten, context)
-        case PeerStateQuery(peer):
-            return await telephony.peer_state(peer)
-        case ChannelStateQuery(channel):
-            return await telephony.channel_state(channel)
-
-
-async def handle(request: Request, telephony: Telephony) -> JSONResponse:
+async def handle(request: Request, control: CallControl) -> JSONResponse:
     """Serve one compat request: decode, validate, then (only then) touch AMI."""
-    config = telephony.config
+    config = control.config
     body = await request.body()  # already read within [api] limits by the security middleware
     if len(body) > config.api.max_body_bytes:
         return error(413, f"body larger than {config.api.max_body_bytes} bytes")
@@ -124,10 +102,10 @@ async def handle(request: Request, telephony: Telephony) -> JSONResponse:
     if denial is not None:
         log_denial(request.method, request.url.path, request.client.host if request.client else None, who.name, denial)
         return error(denial.status, denial.reason, denial_headers(denial))
-    if not telephony.ami.ready:
+    if not control.pbx.ready:
         return error(503, "Asterisk (AMI) is not connected")
     try:
-        result = await answer(telephony, parsed)
+        result: StateAnswer = await answer(control, parsed)
     except AMIUnavailable as exc:
         return error(503, f"Asterisk (AMI) is not connected: {exc}")
     except LocalProtocolError as exc:

@@ -1,0 +1,71 @@
+"""The compat answers (SPEC §1): ``{"result": N, "text": "..."}`` for each kind of request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from salara.api.compat.request import (
+    ChannelStateQuery,
+    CompatRequest,
+    ExtensionStateQuery,
+    MakeCall,
+    PeerStateQuery,
+    SendMessage,
+)
+from salara.control import CallControl, PlaceCall
+from salara.errors import NotFound
+from salara.pbx import ExtensionInfo
+from salara.states import channel_state_name
+
+PEER_TEXT = {"reachable": "Reachable", "unreachable": "Unreachable", "unknown": "Unknown"}
+
+
+@dataclass(frozen=True, slots=True)
+class StateAnswer:
+    """The compat answer ``{"result": N, "text": "..."}``."""
+
+    result: int
+    text: str
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"result": self.result, "text": self.text}
+
+
+def extension_answer(state: ExtensionInfo) -> StateAnswer:
+    """An extension state as the compat answer: its code and Asterisk's name (``0 Idle``, ``-1 Unknown``)."""
+    return StateAnswer(state.state, state.state_text)
+
+
+async def peer_answer(control: CallControl, peer: str) -> StateAnswer:
+    """``0 Reachable``/``Unreachable``/``Unknown`` from AMI ``PJSIPShowEndpoint``; ``-1 Error`` for no such peer."""
+    try:
+        endpoint = await control.pbx.endpoint(peer)
+    except NotFound:
+        return StateAnswer(-1, "Error")
+    return StateAnswer(0, PEER_TEXT[endpoint.reachability])
+
+
+async def channel_answer(control: CallControl, channel: str) -> StateAnswer:
+    """``0 Up (6)`` from AMI ``Status``; ``-1 Channel not present``."""
+    try:
+        info = await control.pbx.channel(channel)
+    except NotFound:
+        return StateAnswer(-1, "Channel not present")
+    return StateAnswer(0, f"{channel_state_name(info.state_code)} ({info.state_code})")
+
+
+async def answer(control: CallControl, request: CompatRequest) -> StateAnswer:
+    """Carry out one compat request on Asterisk (AMI errors propagate)."""
+    match request:
+        case MakeCall(operator, phone, context):
+            state, _ = await control.make_call(PlaceCall(operator, phone, context))
+            return extension_answer(state)
+        case SendMessage(operator, phone, text, context):
+            state, _ = await control.send_message(operator, phone, text, context)
+            return extension_answer(state)
+        case ExtensionStateQuery(exten, context):
+            return extension_answer(await control.pbx.extension_state(exten, context))
+        case PeerStateQuery(peer):
+            return await peer_answer(control, peer)
+        case ChannelStateQuery(channel):
+            return await channel_answer(control, channel)

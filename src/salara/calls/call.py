@@ -1,0 +1,173 @@
+"""The records of the call model: a channel, a call, a channel as ``CoreShowChannels`` lists it.
+
+Times are Unix seconds (``*_at``) unless a name says monotonic (``*_mono``).
+Channel state codes are Asterisk's ``enum ast_channel_state`` (0 Down ... 6 Up,
+10 Unknown), as AMI's ``ChannelState`` header gives them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from salara.calls.outcome import Outcome
+
+CallState = Literal["dialing", "ringing", "up", "ended"]
+
+UP: Final = 6
+"""Channel state code of an answered channel (``AST_STATE_UP``)."""
+UNKNOWN_STATE: Final = 10
+"""Channel state code ``Unknown``: what is reported when no state was ever seen."""
+RINGING_STATES: Final = frozenset({4, 5})  # AST_STATE_RING, AST_STATE_RINGING
+
+
+def known(value: str | None) -> str | None:
+    """An AMI party field, or None for Asterisk's placeholders (empty, ``<unknown>``)."""
+    if value is None or value in ("", "<unknown>", "<Unknown>"):
+        return None
+    return value
+
+
+@dataclass(slots=True)
+class Channel:
+    """One live channel.
+
+    ``context``/``exten`` are where it was created (what was dialled);
+    ``dialplan_context``/``dialplan_exten`` as the last ``Newchannel``,
+    ``Newstate`` or ``CoreShowChannel`` said (raw, empty when never said).
+    """
+
+    uniqueid: str
+    linkedid: str
+    name: str
+    """``PJSIP/8001-00000004``; empty when only its Uniqueid is known."""
+    state: int
+    created_at: float
+    caller_number: str | None = None
+    caller_name: str | None = None
+    connected_number: str | None = None
+    connected_name: str | None = None
+    context: str | None = None
+    exten: str | None = None
+    answered_at: float | None = None
+    dialplan_context: str = ""
+    dialplan_exten: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A call salara originated: ``from`` rang first, then ``to`` was dialled in ``context``."""
+
+    from_: str
+    to: str
+    context: str
+
+
+class ListedChannel(NamedTuple):
+    """A channel Asterisk has now: one ``CoreShowChannel`` item (or a channel a store kept)."""
+
+    uniqueid: str
+    linkedid: str
+    name: str = ""
+    state: int = UNKNOWN_STATE
+    caller: str = ""
+    exten: str = ""
+    context: str = ""
+    caller_name: str = ""
+    connected: str = ""
+    connected_name: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Call:
+    """A call: its channels (live ones only), parties and, once ended, its outcome."""
+
+    id: str
+    """The Linkedid every channel of the call shares."""
+    created_at: float
+    origin: Origin | None = None
+    channels: dict[str, Channel] = field(default_factory=dict)
+    """Live channels by Uniqueid, in creation order."""
+    first: Channel | None = None
+    """The call's first channel seen (kept after it hung up): the caller's side."""
+    answered_at: float | None = None
+    ended_at: float | None = None
+    ended_mono: float | None = None
+    hangup_cause: int | None = None
+    hangup_cause_text: str | None = None
+    originate_pending: bool = False
+    originate_response: str | None = None
+    originate_reason: int | None = None
+    originate_error: str | None = None
+    outcome: Outcome | None = None
+    operator_answered_at: float | None = None
+    """A call salara placed: when the operator's channel was answered (:attr:`answered_at` is the called side's)."""
+    answered_by: str | None = None
+    """What showed the called side answered: a channel's name, ``Dial ANSWER``, ``Answer()``."""
+    dial_status: str | None = None
+    called_cause: int | None = None
+    """Hangup cause of the first channel of the called side (not the operator's) that gave one."""
+    called_cause_text: str | None = None
+
+    @property
+    def state(self) -> CallState:
+        """``ended``; else ``up`` if a channel is Up, ``ringing`` if one rings, else ``dialing``.
+
+        For a call salara placed, ``up`` once its called side answered: while
+        only the operator has answered, the call is ``ringing``.
+        """
+        if self.ended_at is not None:
+            return "ended"
+        states = {channel.state for channel in self.channels.values()}
+        if self.origin is not None:
+            if self.answered_at is not None:
+                return "up"
+            return "ringing" if self.operator_answered_at is not None or states & RINGING_STATES else "dialing"
+        if UP in states:
+            return "up"
+        if states & RINGING_STATES:
+            return "ringing"
+        return "dialing"
+
+    @property
+    def from_(self) -> str | None:
+        """The calling party: the operator of a call salara placed, else the first channel's caller."""
+        if self.origin is not None:
+            return self.origin.from_
+        return self.first.caller_number if self.first is not None else None
+
+    @property
+    def to(self) -> str | None:
+        """The called party: the phone of a call salara placed, else the first channel's extension."""
+        if self.origin is not None:
+            return self.origin.to
+        if self.first is None:
+            return None
+        if self.first.exten not in (None, "s"):
+            return self.first.exten
+        return self.first.connected_number
+
+    @property
+    def context(self) -> str | None:
+        if self.origin is not None:
+            return self.origin.context
+        return self.first.context if self.first is not None else None
+
+    def called_answered(self, wall: float, by: str) -> None:
+        """The called side answered at ``wall``, as ``by`` shows (a channel's name, ``Dial ANSWER``...)."""
+        if self.answered_at is None:
+            self.answered_at = wall
+            self.answered_by = by
+
+    def record_cause(self, uniqueid: str, cause: int, text: str | None) -> None:
+        """A channel's ``Hangup`` ``Cause`` (-1 when absent): keep what tells best why the call ended."""
+        # The first channel's cause tells best; else the first one given; 0 says nothing.
+        if cause >= 0 and (self.hangup_cause in (None, 0) or (uniqueid == self.id and cause != 0)):
+            self.hangup_cause = cause
+            self.hangup_cause_text = text
+        # For a call salara placed, the called side's own cause (a channel Dial created, not the operator's).
+        if self.origin is not None and uniqueid != self.id and cause > 0 and self.called_cause is None:
+            self.called_cause = cause
+            self.called_cause_text = text

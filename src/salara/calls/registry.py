@@ -1,0 +1,441 @@
+"""The one fold of AMI call events: live channels by Uniqueid, grouped into calls by Linkedid.
+
+Pure (no I/O, no clock): every method that records a time takes two, ``wall``
+(Unix seconds, for what is stored or shown) and ``mono`` (monotonic seconds,
+for durations and expiry; wall time steps with NTP).
+
+- ``Newchannel`` adds a channel (name, state, caller, context, extension) to
+  the call of its ``Linkedid``; ``Newstate``, ``NewCallerid``,
+  ``NewConnectedLine`` update it (``Newexten``, ``VarSet`` and ``DialEnd``
+  tell how the called side of a call salara placed went); ``Hangup`` removes it and
+  records its ``Cause``/``Cause-txt``. A call ends when its last channel
+  hangs up, with an :class:`~salara.calls.outcome.Outcome`.
+- :meth:`CallRegistry.resync` makes the live channels those of AMI
+  ``CoreShowChannels`` (after every login, and periodically), keeping what
+  changed while the list was on its way (:meth:`CallRegistry.begin_resync`),
+  and says which channels had hung up unseen.
+- Calls salara originates are announced first (:meth:`CallRegistry.originated`),
+  so they exist from the moment the ``Originate`` leaves, carry their two
+  parties, and end with the ``OriginateResponse`` ``Reason``
+  (:meth:`CallRegistry.originate_result`) when no channel ever appeared.
+
+Bounded: at most ``max_channels`` live channels (the oldest call is dropped
+beyond it, counted in :attr:`CallRegistry.evicted`) and at most ``max_ended``
+ended calls, each kept ``ended_ttl_s`` seconds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from salara.ami.messages import Event
+from salara.calls.call import UNKNOWN_STATE, UP, Call, Channel, ListedChannel, Origin, known
+from salara.calls.outcome import outcome_of
+
+HANDLED_EVENTS: Final = frozenset(
+    {"Newchannel", "Newstate", "NewCallerid", "NewConnectedLine", "Hangup", "Newexten", "VarSet", "DialEnd"}
+)
+
+MAX_CHANNELS: Final = 50_000
+MAX_ENDED: Final = 1_000
+ENDED_TTL_S: Final = 3_600.0
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """What one :meth:`CallRegistry.resync` found."""
+
+    missed: list[Channel] = field(default_factory=list)
+    """Channels that were gone from Asterisk unseen (their Hangup was missed), as last known."""
+    changed: list[str] = field(default_factory=list)
+    """Uniqueids of channels the list added or whose name, state or Linkedid it changed."""
+    ended: list[str] = field(default_factory=list)
+    """Ids of the calls that ended because of it."""
+
+
+class CallRegistry:
+    """Live channels by Uniqueid, grouped into calls by Linkedid; recently ended calls.
+
+    Feed it every AMI event with :meth:`on_event` (events it does not use are
+    ignored at the cost of a set lookup).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_channels: int = MAX_CHANNELS,
+        max_ended: int = MAX_ENDED,
+        ended_ttl_s: float = ENDED_TTL_S,
+    ) -> None:
+        self.max_channels = max_channels
+        self.max_ended = max_ended
+        self.ended_ttl_s = ended_ttl_s
+        self.calls: dict[str, Call] = {}
+        """Live calls (and calls salara originated that have no channel yet), by id."""
+        self.ended: OrderedDict[str, Call] = OrderedDict()
+        """Ended calls, oldest first."""
+        self.channels: dict[str, Channel] = {}
+        """Every live channel by Uniqueid."""
+        self.outcomes: Counter[str] = Counter()
+        """Ended calls by outcome, for metrics."""
+        self.originated_count = 0
+        self.evicted = 0
+        """Calls dropped because :attr:`max_channels` was reached."""
+        self.resyncs = 0
+        """Completed :meth:`resync` runs."""
+        self._resync: tuple[set[str], set[str]] | None = None
+
+    # -- lookups ----------------------------------------------------------------
+
+    def get(self, call_id: str, mono: float) -> Call | None:
+        """A live or recently ended call."""
+        call = self.calls.get(call_id)
+        if call is not None:
+            return call
+        self.prune(mono)
+        return self.ended.get(call_id)
+
+    def active(self) -> list[Call]:
+        """Live calls that have at least one channel, oldest first."""
+        return [call for call in self.calls.values() if call.channels]
+
+    def live_channels(self, call_id: str) -> dict[str, Channel]:
+        """The live channels of a call by Uniqueid (empty when it has none or is not live)."""
+        call = self.calls.get(call_id)
+        return call.channels if call is not None else {}
+
+    # -- calls salara places --------------------------------------------------
+
+    def originated(self, call_id: str, from_: str, to: str, context: str, wall: float) -> Call:
+        """Announce a call salara is about to originate with ``ChannelId`` ``call_id``."""
+        call = self.calls.get(call_id)
+        if call is None:
+            call = self.calls[call_id] = Call(call_id, wall)
+        call.origin = Origin(from_, to, context)
+        call.originate_pending = True
+        self.originated_count += 1
+        return call
+
+    def forget(self, call_id: str) -> None:
+        """Drop an announced call whose Originate never left (AMI refused it or was down)."""
+        call = self.calls.get(call_id)
+        if call is not None and not call.channels:
+            del self.calls[call_id]
+
+    def originate_result(
+        self,
+        call_id: str,
+        response: str | None,
+        reason: int | None,
+        wall: float,
+        mono: float,
+        error: str | None = None,
+    ) -> None:
+        """Record the ``OriginateResponse`` of a call salara placed.
+
+        ``response`` is ``Success`` or ``Failure`` and ``reason`` its
+        ``Reason`` code; both None with ``error`` when no answer came (AMI
+        link lost, timeout). A call with no live channel ends now; an
+        already ended one gets its outcome recomputed.
+        """
+        call = self.calls.get(call_id) or self.ended.get(call_id)
+        if call is None:
+            return
+        call.originate_pending = False
+        call.originate_response = response
+        call.originate_reason = reason
+        call.originate_error = error
+        if call.ended_at is not None:
+            previous = call.outcome
+            call.outcome = outcome_of(call)
+            if previous is not None and previous.result != call.outcome.result:
+                self.outcomes[previous.result] -= 1
+                self.outcomes[call.outcome.result] += 1
+        elif not call.channels:
+            self._end(call, wall, mono)
+
+    # -- events -------------------------------------------------------------------
+
+    def on_event(self, event: Event, wall: float, mono: float) -> None:
+        """Fold one AMI event received at ``wall`` / ``mono``."""
+        name = event.name
+        if name not in HANDLED_EVENTS:
+            return
+        uniqueid = event.get("Uniqueid")
+        if not uniqueid:
+            return
+        if name == "Newchannel":
+            self._add(self._channel_of(uniqueid, event, wall), wall, mono)
+            if self._resync is not None:
+                self._resync[0].add(uniqueid)
+            return
+        channel = self.channels.get(uniqueid)
+        if name == "Hangup":
+            self._hangup(uniqueid, channel, event, wall, mono)
+        elif channel is None:
+            return
+        elif name == "Newstate":
+            self._set_state(channel, _int(event.get("ChannelState"), channel.state), wall)
+            channel.name = event.get("Channel") or channel.name
+            self._position(channel, event)
+        elif name == "NewCallerid":
+            channel.caller_number = known(event.get("CallerIDNum"))
+            channel.caller_name = known(event.get("CallerIDName"))
+        elif name == "NewConnectedLine":
+            channel.connected_number = known(event.get("ConnectedLineNum"))
+            channel.connected_name = known(event.get("ConnectedLineName"))
+        else:
+            self._called_side(channel, event, wall)
+
+    @staticmethod
+    def _position(channel: Channel, event: Event) -> None:
+        channel.dialplan_context = event.get("Context") or channel.dialplan_context
+        channel.dialplan_exten = event.get("Exten") or channel.dialplan_exten
+
+    def _called_side(self, channel: Channel, event: Event, wall: float) -> None:
+        """What a ``Newexten``, ``VarSet`` or ``DialEnd`` says of the called side of a call salara placed."""
+        call = self.calls.get(channel.linkedid)
+        if call is None or call.origin is None:
+            return
+        name = event.name
+        if name == "Newexten":
+            # The dialplan runs on the operator's channel once it answered; Answer() there is the
+            # called side (an IVR, a simulated extension) answering the call itself.
+            if event.get("Application") == "Answer" and channel.uniqueid == call.id and channel.state == UP:
+                call.called_answered(wall, "Answer()")
+            return
+        if name == "VarSet":
+            if event.get("Variable") != "DIALSTATUS":
+                return
+            status = event.get("Value") or ""
+        else:
+            status = event.get("DialStatus") or ""
+        if status:
+            call.dial_status = status
+            if status == "ANSWER":
+                call.called_answered(wall, "Dial ANSWER")
+
+    @staticmethod
+    def _channel_of(uniqueid: str, event: Event, created_at: float) -> Channel:
+        context, exten = event.get("Context") or "", event.get("Exten") or ""
+        return Channel(
+            uniqueid,
+            event.get("Linkedid") or uniqueid,
+            event.get("Channel") or "",
+            _int(event.get("ChannelState"), 0),
+            created_at,
+            known(event.get("CallerIDNum")),
+            known(event.get("CallerIDName")),
+            known(event.get("ConnectedLineNum")),
+            known(event.get("ConnectedLineName")),
+            known(context),
+            known(exten),
+            dialplan_context=context,
+            dialplan_exten=exten,
+        )
+
+    def _add(self, channel: Channel, wall: float, mono: float) -> None:
+        call = self.calls.get(channel.linkedid)
+        if call is None:
+            call = self.ended.pop(channel.linkedid, None)  # a late channel revives its call
+            if call is not None:
+                self.outcomes[call.outcome.result if call.outcome else "unknown"] -= 1
+                call.ended_at = call.ended_mono = call.outcome = None
+            else:
+                call = Call(channel.linkedid, channel.created_at)
+            self.calls[channel.linkedid] = call
+        old = self.channels.pop(channel.uniqueid, None)
+        if old is not None:
+            self.calls.get(old.linkedid, call).channels.pop(old.uniqueid, None)
+        call.channels[channel.uniqueid] = channel
+        self.channels[channel.uniqueid] = channel
+        if call.first is None or channel.uniqueid == call.id:
+            call.first = channel
+        if channel.state == UP:
+            self._set_state(channel, UP, channel.created_at)
+        while len(self.channels) > self.max_channels:
+            self._evict_oldest(wall, mono)
+
+    def _evict_oldest(self, wall: float, mono: float) -> None:
+        for call in self.calls.values():
+            if call.channels:
+                for uniqueid in call.channels:
+                    self.channels.pop(uniqueid, None)
+                call.channels.clear()
+                self.evicted += 1
+                self._end(call, wall, mono)
+                return
+
+    def _set_state(self, channel: Channel, state: int, wall: float) -> None:
+        channel.state = state
+        if state == UP and channel.answered_at is None:
+            channel.answered_at = wall
+            call = self.calls.get(channel.linkedid)
+            if call is None:
+                return
+            if call.origin is not None and channel.uniqueid == call.id:
+                if call.operator_answered_at is None:
+                    call.operator_answered_at = wall  # the operator's leg; the call is answered by the called side
+            else:
+                call.called_answered(wall, channel.name)
+
+    def _hangup(self, uniqueid: str, channel: Channel | None, event: Event, wall: float, mono: float) -> None:
+        if self._resync is not None:
+            self._resync[1].add(uniqueid)
+        linkedid = channel.linkedid if channel is not None else event.get("Linkedid") or uniqueid
+        call = self.calls.get(linkedid)
+        if call is None:
+            return
+        call.record_cause(uniqueid, _int(event.get("Cause"), -1), event.get("Cause-txt"))
+        if channel is not None:
+            del self.channels[uniqueid]
+            call.channels.pop(uniqueid, None)
+        if not call.channels and not call.originate_pending:
+            self._end(call, wall, mono)
+
+    def _end(self, call: Call, wall: float, mono: float) -> None:
+        self.calls.pop(call.id, None)
+        call.ended_at = wall
+        call.ended_mono = mono
+        call.originate_pending = False
+        call.outcome = outcome_of(call)
+        self.outcomes[call.outcome.result] += 1
+        self.ended[call.id] = call
+        self.ended.move_to_end(call.id)
+        self.prune(mono)
+
+    def prune(self, mono: float) -> None:
+        """Forget ended calls beyond the count bound or older than the time bound."""
+        ended = self.ended
+        while ended:
+            oldest = next(iter(ended.values()))
+            ended_mono = oldest.ended_mono if oldest.ended_mono is not None else mono
+            if len(ended) <= self.max_ended and mono - ended_mono <= self.ended_ttl_s:
+                break
+            ended.popitem(last=False)
+
+    # -- restarts and resynchronisation -----------------------------------------
+
+    def restore(self, listed: Iterable[ListedChannel], wall: float, mono: float) -> None:
+        """Add channels a store kept over a restart (their Hangups may have been missed: see :meth:`resync`)."""
+        for item in listed:
+            if item.uniqueid and item.uniqueid not in self.channels:
+                self._add(self._listed(item, wall), wall, mono)
+
+    def begin_resync(self) -> None:
+        """Call right before sending ``CoreShowChannels``: changes from now on win over its list."""
+        self._resync = (set(), set())
+
+    def abort_resync(self) -> None:
+        """The list did not come: forget what :meth:`begin_resync` started."""
+        self._resync = None
+
+    def resync(self, listed: Iterable[ListedChannel], wall: float, mono: float) -> Resync:
+        """Make the live channels those of a ``CoreShowChannels`` answer (:func:`listed_channel` of each item).
+
+        Channels created since :meth:`begin_resync` stay, channels hung up
+        since stay gone, every other channel missing from the list hung up
+        unseen: it is dropped and reported in :attr:`Resync.missed`.
+        """
+        born, dead = self._resync or (set(), set())
+        self._resync = None
+        items = {item.uniqueid: item for item in listed if item.uniqueid}
+        result = Resync()
+        touched: set[str] = set()
+        for uniqueid, channel in list(self.channels.items()):
+            if uniqueid in items or uniqueid in born:
+                continue
+            del self.channels[uniqueid]
+            result.missed.append(channel)
+            call = self.calls.get(channel.linkedid)
+            if call is not None:
+                call.channels.pop(uniqueid, None)
+                touched.add(call.id)
+        for uniqueid, item in items.items():
+            if uniqueid in dead:
+                continue
+            current = self.channels.get(uniqueid)
+            if current is None:
+                self._add(self._listed(item, wall - item.duration_s), wall, mono)
+                result.changed.append(uniqueid)
+                continue
+            channel = current
+            changed = (channel.name, channel.state, channel.linkedid) != (item.name, item.state, item.linkedid)
+            if channel.linkedid != item.linkedid:
+                self._move(channel, item.linkedid, wall, mono)
+            self._set_state(channel, item.state, wall)
+            channel.name = item.name or channel.name
+            channel.caller_number = known(item.caller) or channel.caller_number
+            channel.dialplan_exten = item.exten or channel.dialplan_exten
+            channel.dialplan_context = item.context or channel.dialplan_context
+            if changed:
+                result.changed.append(uniqueid)
+        for call_id in touched:
+            call = self.calls.get(call_id)
+            if call is not None and not call.channels and not call.originate_pending:
+                self._end(call, wall, mono)
+                result.ended.append(call_id)
+        self.resyncs += 1
+        return result
+
+    def _move(self, channel: Channel, linkedid: str, wall: float, mono: float) -> None:
+        old = self.calls.get(channel.linkedid)
+        if old is not None:
+            old.channels.pop(channel.uniqueid, None)
+        del self.channels[channel.uniqueid]
+        channel.linkedid = linkedid
+        self._add(channel, wall, mono)
+
+    @staticmethod
+    def _listed(item: ListedChannel, created_at: float) -> Channel:
+        return Channel(
+            item.uniqueid,
+            item.linkedid or item.uniqueid,
+            item.name,
+            item.state,
+            created_at,
+            known(item.caller),
+            known(item.caller_name),
+            known(item.connected),
+            known(item.connected_name),
+            known(item.context),
+            known(item.exten),
+            dialplan_context=item.context,
+            dialplan_exten=item.exten,
+        )
+
+
+def listed_channel(item: Event) -> ListedChannel:
+    """A ``CoreShowChannel`` list item as :meth:`CallRegistry.resync` takes it."""
+    return ListedChannel(
+        item.get("Uniqueid") or "",
+        item.get("Linkedid") or "",
+        item.get("Channel") or "",
+        _int(item.get("ChannelState"), UNKNOWN_STATE),
+        item.get("CallerIDNum") or "",
+        item.get("Exten") or "",
+        context=item.get("Context") or "",
+        caller_name=item.get("CallerIDName") or "",
+        connected=item.get("ConnectedLineNum") or "",
+        connected_name=item.get("ConnectedLineName") or "",
+        duration_s=parse_duration_s(item.get("Duration")),
+    )
+
+
+def parse_duration_s(text: str | None) -> float:
+    """``CoreShowChannel`` ``Duration`` (``HH:MM:SS``) in seconds; 0 when unreadable."""
+    try:
+        hours, minutes, seconds = (int(part) for part in (text or "").split(":"))
+    except ValueError:
+        return 0.0
+    return float(hours * 3600 + minutes * 60 + seconds)

@@ -1,0 +1,56 @@
+"""The one builder of call-event bodies: webhooks (compat or extended) and the live stream.
+
+The *extended* body is the SPEC §2 object plus what correlates it::
+
+    {"event": "Hangup", "chan": "PJSIP/8001-00000004", "caller": "8001",
+     "exten": "9002", "state": "UP", "uniqueid": "...", "linkedid": "...",
+     "tracked": true, "timestamp": "2026-11-29T14:25:01.134Z", "id": "5f0c...e1"}
+
+(``"synthesized": true`` is added to a Hangup salara did not see.) The
+*compat* body is its SPEC §2 subset, byte for byte what the old module sent.
+The live stream's ``data`` is always the extended body of the same event,
+whatever ``[event] payload`` says, so a stream and a webhook of one event
+carry the same id, Asterisk's timestamp and ``synthesized``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from salara.ami.messages import Event
+from salara.calls.events import CrmEvent
+from salara.utc import utc_timestamp
+
+
+def event_timestamp(event: Event, received_wall: float) -> str:
+    """ISO 8601 UTC time of an event: Asterisk's ``Timestamp`` header if sent, else receipt time (Unix s)."""
+    raw = event.get("Timestamp") if "Timestamp" in event else None
+    try:
+        seconds = float(raw) if raw else received_wall
+    except ValueError:
+        seconds = received_wall
+    return utc_timestamp(seconds)
+
+
+def _json(data: object) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def compat_body(crm_event: CrmEvent) -> bytes:
+    """The compat JSON body: the SPEC §2 object alone."""
+    return _json(crm_event.payload)
+
+
+def extended_body(crm_event: CrmEvent, event_id: str, timestamp: str) -> bytes:
+    """The extended JSON body (see the module's docstring); ``timestamp`` from :func:`event_timestamp`."""
+    data: dict[str, object] = {
+        **crm_event.payload,
+        "uniqueid": crm_event.uniqueid,
+        "linkedid": crm_event.linkedid,
+        "tracked": crm_event.tracked,
+        "timestamp": timestamp,
+        "id": event_id,
+    }
+    if crm_event.synthesized:
+        data["synthesized"] = True
+    return _json(data)

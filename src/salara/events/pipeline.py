@@ -1,0 +1,151 @@
+"""From AMI events to the store: the call-event pipeline.
+
+The one AMI event listener of the call model: each event is folded by the
+:class:`~salara.calls.tracking.CallTracker` (and its registry); the CRM events
+it yields get their bodies (:mod:`salara.events.payload`) and are written to
+the store in one transaction per AMI read, with the call tracking that read
+changed, before anything else happens to them; then delivery is woken and the
+live listeners (``/v1/events``) are told. Synthesized Hangups from a
+resynchronisation (:mod:`salara.events.resync`) go the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from salara.ami.messages import Event
+from salara.calls.events import CrmEvent
+from salara.calls.tracking import CallTracker, TrackingChanges
+from salara.errors import StoreError
+from salara.events.payload import compat_body, event_timestamp, extended_body
+from salara.store.records import new_event_id
+
+log = logging.getLogger(__name__)
+
+LiveListener = Callable[[CrmEvent, str, bytes], None]
+"""Told of every stored event: ``(event, id, extended JSON body)``."""
+
+
+class EventStore(Protocol):
+    """Where serialised events go: ``add([(call key, body), ...], ids=[...], tracking=...)``, one transaction.
+
+    ``tracking`` (may be None) is the call tracking changed by the same AMI
+    read; a store that keeps nothing over a restart ignores it. Raises
+    :class:`~salara.errors.StoreError` when nothing could be stored.
+    """
+
+    def add(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ids: Sequence[str] | None = None,
+        tracking: TrackingChanges | None = None,
+    ) -> list[str]: ...
+
+
+class EventPipeline:
+    """AMI events in, store rows out. Register :meth:`on_event` as an AMI listener."""
+
+    def __init__(
+        self,
+        tracker: CallTracker,
+        store: EventStore,
+        *,
+        extended: bool,
+        notify: Callable[[], None] = lambda: None,
+        live_listeners: Sequence[LiveListener] = (),
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tracker = tracker
+        self.store = store
+        self.extended = extended
+        self.notify = notify
+        self.live_listeners = list(live_listeners)
+        self.clock = clock
+        self.monotonic = monotonic
+        self._batch: list[tuple[str, bytes]] = []
+        self._ids: list[str] = []
+        self._told: list[tuple[CrmEvent, str, bytes]] = []
+        """Events of the pending batch for the live listeners, told once the batch is stored."""
+        self._flush_scheduled = False
+        self.emitted = 0
+        self.lost = 0
+        """Events the store refused (disk full, unwritable file): counted, logged."""
+        tracker.on_change = self._schedule_flush  # tracking changed by the API or routing is stored too
+
+    def restore(self, stored: TrackingChanges) -> None:
+        """Load the tracking an earlier run stored, before AMI starts."""
+        self.tracker.restore(stored, self.clock(), self.monotonic())
+        if stored.calls or stored.channels:
+            log.info(
+                "call tracking restored: %d tracked calls, %d live channels; checked against Asterisk at login",
+                len(stored.calls),
+                len(stored.channels),
+            )
+
+    def on_event(self, event: Event) -> None:
+        wall = self.clock()
+        crm_event = self.tracker.on_event(event, wall, self.monotonic())
+        if crm_event is None:
+            return
+        self.append(crm_event, event_timestamp(event, wall) if self.extended or self.live_listeners else "")
+
+    def append(self, crm_event: CrmEvent, timestamp: str) -> None:
+        """Queue one CRM event (``timestamp`` ISO 8601) for the next :meth:`flush`, which runs soon."""
+        event_id = new_event_id()
+        extended = extended_body(crm_event, event_id, timestamp) if self.extended or self.live_listeners else b""
+        body = extended if self.extended else compat_body(crm_event)
+        self._batch.append((crm_event.linkedid or crm_event.uniqueid, body))
+        self._ids.append(event_id)
+        if self.live_listeners:
+            self._told.append((crm_event, event_id, extended))
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        # Everything one AMI read produced goes in one transaction, right after the read.
+        if not self._flush_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (a test, a tool): the caller flushes
+                return
+            self._flush_scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the pending batch and tracking changes to the store (one transaction).
+
+        Then wake delivery and tell the live listeners about the batch's events.
+        """
+        self._flush_scheduled = False
+        tracker = self.tracker
+        changes = tracker.take_changes() if tracker.dirty else None
+        if not changes:
+            changes = None  # nothing to store (a channel born and gone within the batch)
+        if not self._batch and changes is None:
+            return
+        batch, ids, told = self._batch, self._ids, self._told
+        self._batch, self._ids, self._told = [], [], []
+        try:
+            self.store.add(batch, ids=ids, tracking=changes)
+        except StoreError as exc:
+            if changes is not None:
+                tracker.keep_changes(changes)
+            if batch:
+                self.lost += len(batch)
+                log.error("%d call events could NOT be stored in the outbox: %s", len(batch), exc)
+            else:
+                log.error("call tracking could not be stored in the outbox: %s", exc)
+        else:
+            self.emitted += len(batch)
+            if batch:
+                self.notify()
+        # The live stream is told after the store (even when it refused: the stream is all they get then).
+        for crm_event, event_id, extended in told:
+            for listener in self.live_listeners:
+                listener(crm_event, event_id, extended)
