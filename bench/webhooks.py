@@ -50,8 +50,11 @@ from typing import cast
 
 import aiohttp
 
-from salara.outbox import Outbox, new_event_id
-from salara.webhooks import DeliveryWorker, make_client, webhook_headers
+from salara.crm.client import make_client
+from salara.crm.delivery import DeliveryWorker
+from salara.crm.signing import webhook_headers
+from salara.store.records import new_event_id
+from salara.store.sqlite import Outbox
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS_PER_CALL = 5

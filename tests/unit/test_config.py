@@ -309,8 +309,9 @@ def test_variable_prefix_defaults_to_crm_and_refuses_asterisks_own_names() -> No
 
 
 def test_the_delivery_warning_masks_the_crm_url(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from salara.outbox import Claimed, Outbox
-    from salara.webhooks import DeliveryWorker
+    from salara.crm.delivery import DeliveryWorker
+    from salara.store.records import Claimed
+    from salara.store.sqlite import Outbox
 
     outbox = Outbox(tmp_path / "outbox.db", max_rows=10)
     try:

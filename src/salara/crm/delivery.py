@@ -1,173 +1,40 @@
-"""Delivery of call events to the CRM: Standard Webhooks signatures and the worker.
+"""Delivery of call events to the CRM: the worker, its retries, and the test post.
 
-Every event is an HTTP ``POST`` of its JSON body to ``dest_url_event`` with
-``Content-Type: application/json`` and the headers of Standard Webhooks
-(https://www.standardwebhooks.com/, spec v1):
+Every event is an HTTP ``POST`` of its JSON body to ``dest_url_event``,
+signed the Standard Webhooks way (:mod:`salara.crm.signing`).
 
-- ``webhook-id``: the event's id, the same on every attempt, so the CRM can
-  drop duplicates (delivery is at-least-once); always sent;
-- ``webhook-timestamp``: the attempt's Unix time in seconds; always sent;
-- ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``,
-  only when a secret is configured.
-
-The secret: ``whsec_<base64>`` (the form Standard Webhooks libraries
-generate) is base64-decoded into the HMAC key; any other string is used as
-its UTF-8 bytes, so an admin can put a plain password in ``salara.conf`` and
-the CRM uses the same string. :func:`verify` is the CRM side.
-
-:class:`DeliveryWorker` takes events from the :class:`~salara.outbox.Outbox`
-and classifies each answer: 2xx delivered; ``410 Gone`` gone (never retried);
-any other status, a timeout or a connection error: retried later, with
-exponential backoff and jitter up to ``retry_max_s``. It runs on its own
-task with at most ``concurrency`` requests in flight, so a slow or dead CRM
-never holds up whoever adds events.
+:class:`DeliveryWorker` takes events from the store (the
+:class:`~salara.store.sqlite.Outbox`) and classifies each answer: 2xx
+delivered; ``410 Gone`` gone (never retried); any other status, a timeout or
+a connection error: retried later, with exponential backoff and jitter up to
+``retry_max_s``. It runs on its own task with at most ``concurrency``
+requests in flight, so a slow or dead CRM never holds up whoever adds events.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hashlib
-import hmac
 import logging
 import random
-import sqlite3
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
 
-from salara import __version__
 from salara.config import mask_url
-from salara.outbox import Claimed, Outbox, Result, new_event_id
+from salara.crm.client import MAX_ANSWER_BYTES, ClientFactory, make_client, read_limited
+from salara.crm.signing import secret_key, webhook_headers
+from salara.store.interface import Store, StoreError
+from salara.store.records import Claimed, Result, new_event_id
 
 log = logging.getLogger(__name__)
 
-SECRET_PREFIX: Final = "whsec_"
-SIGNATURE_VERSION: Final = "v1"
-USER_AGENT: Final = f"salara/{__version__}"
 CLAIM_WINDOW: Final = 4
 """Events a worker keeps claimed per sender: one being posted, the rest waiting for a free sender."""
 ERROR_TEXT_CHARS: Final = 200
 """How much of a refusing answer's body goes to the attempt log."""
-
-MAX_ANSWER_BYTES = 64 * 1024
-"""Largest CRM answer to an event read; the CRM's answer is only logged."""
-
-ClientFactory = Callable[[], aiohttp.ClientSession]
-
-# -- signatures ----------------------------------------------------------------
-
-
-def secret_key(secret: str) -> bytes:
-    """The HMAC key of ``secret``: base64-decoded after ``whsec_``, else its UTF-8 bytes.
-
-    Raises ValueError for ``whsec_`` followed by something that is not base64.
-    """
-    if secret.startswith(SECRET_PREFIX):
-        try:
-            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
-        except binascii.Error:
-            raise ValueError("a webhook secret starting with whsec_ must go on in base64") from None
-    return secret.encode()
-
-
-def _signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of ``id.timestamp.body``."""
-    return _signature(secret_key(secret), msg_id, timestamp, body)
-
-
-def verify(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    tolerance_s: float = 300.0,
-    now: float | None = None,
-) -> bool:
-    """True when ``headers`` carry a valid signature of ``body`` made with ``secret``.
-
-    False when a header is missing, the timestamp is more than
-    ``tolerance_s`` seconds away from ``now`` (replay protection), or no
-    ``v1`` signature of the space-separated list matches. Header names are
-    matched case-insensitively.
-    """
-    lowered = {name.lower(): value for name, value in headers.items()}
-    msg_id = lowered.get("webhook-id", "")
-    signatures = lowered.get("webhook-signature", "")
-    try:
-        timestamp = int(lowered.get("webhook-timestamp", ""))
-    except ValueError:
-        return False
-    if not msg_id or not signatures:
-        return False
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_s:
-        return False
-    expected = sign(secret, msg_id, timestamp, body).encode()
-    return any(hmac.compare_digest(expected, candidate.encode()) for candidate in signatures.split())
-
-
-def webhook_headers(key: bytes | None, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The headers of one POST; ``key`` None (no secret) leaves out the signature."""
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-    }
-    if key is not None:
-        headers["webhook-signature"] = _signature(key, msg_id, timestamp, body)
-    return headers
-
-
-# -- HTTP ----------------------------------------------------------------------
-
-
-def make_client(
-    *, tls_verify: bool = True, concurrency: int = 8, timeout_s: float = 300.0, user_agent: str = USER_AGENT
-) -> aiohttp.ClientSession:
-    """An HTTP session for the CRM; call it inside a running event loop (aiohttp needs one).
-
-    Certificates are verified against the system's trust store unless
-    ``tls_verify`` is false. At most ``concurrency`` connections are open at a
-    time (a request waits for one), and they are kept alive for the next
-    request. A request takes at most ``timeout_s`` seconds in all unless it
-    gives its own ``timeout`` (TimeoutError past it). Every request sends
-    ``user-agent: user_agent``. Redirects are never followed: every request
-    of salara passes ``allow_redirects=False`` (aiohttp has no session-wide
-    switch). Proxy variables of the environment are not used.
-    """
-    connector = aiohttp.TCPConnector(limit=concurrency, ssl=tls_verify)
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    # No compression: a few-kilobyte gzip answer could inflate to gigabytes.
-    headers = {"user-agent": user_agent, "accept-encoding": "identity"}
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers, auto_decompress=False)
-
-
-async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The answer's body if it is at most ``limit`` bytes, else None (the rest is not read).
-
-    A CRM answer is tiny; reading it whole would let a broken or hostile CRM
-    fill salara's memory. An answer read to its end keeps the connection
-    for reuse; a longer one is dropped with its connection.
-    """
-    body = await response.content.read(limit + 1)
-    while len(body) <= limit:
-        more = await response.content.read(limit + 1 - len(body))
-        if not more:
-            return body
-        body += more
-    response.close()
-    return None
 
 
 async def send_test_post(
@@ -246,7 +113,7 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: Store,
         url: str,
         *,
         client: aiohttp.ClientSession | ClientFactory | None = None,
@@ -323,9 +190,9 @@ class DeliveryWorker:
             self.outbox.record(self._results)
             done = {result.event.seq for result in self._results}
             self.outbox.release(event for seq, event in self._claimed.items() if seq not in done)
-        except sqlite3.Error:
+        except StoreError:
             # They stay in flight in the file: due again when it is next opened.
-            log.exception("outbox %s: cannot put back the events in flight", self.outbox.path)
+            log.exception("outbox %s: cannot put back the events in flight", self.outbox.name)
         self._results.clear()
         self._claimed.clear()
         self._queue = asyncio.Queue()
@@ -352,10 +219,10 @@ class DeliveryWorker:
         room = self._room(now, len(self._claimed) - len(results))
         try:
             claimed = self.outbox.claim(room, now, results=results)
-        except sqlite3.Error:
+        except StoreError:
             # A locked or full disk must not end deliveries for good; the
             # outcomes are kept for the next look.
-            log.exception("outbox %s: cannot store outcomes or claim events", self.outbox.path)
+            log.exception("outbox %s: cannot store outcomes or claim events", self.outbox.name)
             return self.idle_poll_s
         self._results = []
         for result in results:
@@ -368,8 +235,8 @@ class DeliveryWorker:
                 self._next_prune = now + self.prune_interval_s
                 self.outbox.prune(now - self.keep_delivered_s, now - self.keep_attempts_s)
             return self._sleep_s(now, room - len(claimed))
-        except sqlite3.Error:
-            log.exception("outbox %s: cannot prune or read the next due time", self.outbox.path)
+        except StoreError:
+            log.exception("outbox %s: cannot prune or read the next due time", self.outbox.name)
             return self.idle_poll_s
 
     def _room(self, now: float, claimed: int) -> int:
@@ -448,9 +315,7 @@ class DeliveryWorker:
             return Result(event, "gone", at, status, error)
         if not self._failing:
             self._failing = True
-            log.warning(
-                "CRM %s did not take event %s (%s); events wait in the outbox", self.shown_url, event.id, error
-            )
+            log.warning("CRM %s did not take event %s (%s); events wait in the outbox", self.shown_url, event.id, error)
         else:
             log.debug("CRM %s did not take event %s: %s", self.shown_url, event.id, error)
         stats.retried += 1

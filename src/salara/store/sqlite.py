@@ -1,29 +1,11 @@
 """The durable outbox: call events waiting for the CRM, in a SQLite file.
 
-Every event salara posts goes in here first (:meth:`Outbox.add`, one
-committed transaction per batch) before anything else happens to it; the
-delivery worker (:mod:`salara.webhooks`) claims due events, posts them and
-records each outcome here. Nothing is lost when the CRM is slow or down, or
-when salara is killed.
-
-Each event is a row with a unique id (32 hex digits; the CRM drops
-duplicates by it, as delivery is at-least-once), the call key it belongs to
-(the call's Linkedid) and its JSON body. Its ``status`` is one of:
-
-- ``blocked``: an earlier event of the same call is not done yet;
-- ``ready``: the oldest open event of its call, claimable once
-  ``next_attempt_at`` has passed (an event in retry is ``ready`` with
-  ``attempts > 0`` and a future ``next_attempt_at``);
-- ``sending``: claimed by the worker, a POST in flight; back to ``ready``
-  when the outbox is opened again after a crash (at-least-once);
-- ``delivered``: the CRM answered 2xx; pruned after a while;
-- ``gone``: the CRM answered ``410 Gone``; kept for ``salara events retry``.
-
-Per-call order: of each call key at most one row is ``ready`` or ``sending``,
-always its oldest open one; when it becomes delivered or gone, the next
-``blocked`` row of that call becomes ready. So a later event never overtakes
-an earlier one of its call, a retry holds back its own call and no other, and
-claiming is a plain range scan of the ``(status, next_attempt_at)`` index.
+The SQLite driver of the store (:class:`~salara.store.interface.Store`; its
+module doc tells what the rows mean and how events of a call keep their
+order). Here claiming is a plain range scan of the ``(status,
+next_attempt_at)`` index, and the file holds everything: events, the attempt
+log, call tracking (tables ``tracked_calls`` and ``live_channels``) and
+idempotency keys (:mod:`salara.store.schema`).
 
 Durability: WAL journal with ``synchronous=NORMAL``. A committed transaction
 survives the process being killed (SIGKILL); a power loss may lose the last
@@ -37,13 +19,8 @@ Bounds: at most ``max_rows`` events. When an add goes over, delivered rows
 are deleted first, then the oldest undelivered ones, which are counted in
 :attr:`Outbox.dropped` and logged (never silently). The attempt log keeps one
 row per delivery attempt (time, outcome, HTTP status, error), at most
-``max_rows`` of them, pruned by age too.
-
-Call tracking lives in the same file (tables ``tracked_calls`` and
-``live_channels``): the calls salara tracks and the live channels a Hangup
-may have to be synthesized for after a restart (:mod:`salara.calls`). They
-are written by :meth:`Outbox.add` in the same transaction as the events of
-the same AMI read, and read back once at start (:meth:`Outbox.load_tracking`).
+``max_rows`` of them, pruned by age too. At most ``max_keys`` idempotency
+keys, the oldest forgotten first.
 
 Times are Unix seconds (``time.time()``): they must survive a restart. The
 calls are synchronous and short (a few indexed statements in one
@@ -56,199 +33,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, cast
+from typing import Final, Self, cast
 
-from salara.calls import CallRow, ChannelRow, TrackingChanges
+from salara.calls.tracking import TrackingChanges
+from salara.store import queries, schema
+from salara.store.interface import Store
+from salara.store.records import OPEN_STATUSES, Attempt, Claimed, Counts, EventInfo, Result, Status, new_event_id
 
 log = logging.getLogger(__name__)
 
-Status = Literal["blocked", "ready", "sending", "delivered", "gone"]
-Outcome = Literal["delivered", "retry", "gone"]
-
-OPEN_STATUSES: Final[tuple[Status, ...]] = ("blocked", "ready", "sending")
-"""Statuses of events not yet done: the outbox depth."""
-SCHEMA_VERSION: Final = 1
 DROP_LOG_INTERVAL_S: Final = 10.0
 """A full outbox logs its drops at most this often (each message gives the count)."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    call_key TEXT NOT NULL,
-    body BLOB NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    next_attempt_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    done_at REAL,
-    last_status INTEGER,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS events_due ON events (status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS events_call ON events (call_key, status);
-CREATE INDEX IF NOT EXISTS events_delivered ON events (done_at) WHERE status = 'delivered';
-CREATE TABLE IF NOT EXISTS attempts (
-    seq INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    outcome TEXT NOT NULL,
-    http_status INTEGER,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS attempts_at ON attempts (at);
-CREATE TABLE IF NOT EXISTS tracked_calls (
-    linkedid TEXT PRIMARY KEY,
-    caller TEXT NOT NULL,
-    exten TEXT NOT NULL,
-    source TEXT NOT NULL,
-    started_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS live_channels (
-    uniqueid TEXT PRIMARY KEY,
-    linkedid TEXT NOT NULL,
-    name TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    caller TEXT NOT NULL,
-    exten TEXT NOT NULL
-) WITHOUT ROWID;
-"""
-
-# A new event is ready unless an earlier one of its call is still open.
-_INSERT = """
-INSERT INTO events (id, call_key, body, status, created_at, next_attempt_at)
-VALUES (?1, ?2, ?3,
-        CASE WHEN EXISTS (SELECT 1 FROM events
-                          WHERE call_key = ?2 AND status IN ('blocked', 'ready', 'sending'))
-             THEN 'blocked' ELSE 'ready' END,
-        ?4, ?4)
-"""
-# Make the oldest blocked event of a call ready, unless the call has one open.
-_PROMOTE = """
-UPDATE events SET status = 'ready'
-WHERE seq = (SELECT seq FROM events WHERE call_key = ?1 AND status = 'blocked' ORDER BY seq LIMIT 1)
-  AND NOT EXISTS (SELECT 1 FROM events WHERE call_key = ?1 AND status IN ('ready', 'sending'))
-"""
-_CLAIM = """
-SELECT seq, id, call_key, body, attempts FROM events
-WHERE status = 'ready' AND next_attempt_at <= ?
-ORDER BY next_attempt_at, seq LIMIT ?
-"""
-_DELIVERED = """
-UPDATE events SET status = 'delivered', attempts = attempts + 1, done_at = ?2,
-                  last_status = ?3, last_error = NULL
-WHERE seq = ?1 AND status = 'sending'
-"""
-_GONE = """
-UPDATE events SET status = 'gone', attempts = attempts + 1, done_at = ?2,
-                  last_status = ?3, last_error = ?4
-WHERE seq = ?1 AND status = 'sending'
-"""
-_RETRY = """
-UPDATE events SET status = 'ready', attempts = attempts + 1, next_attempt_at = ?5,
-                  last_status = ?3, last_error = ?4
-WHERE seq = ?1 AND status = 'sending'
-"""
-_LOG_ATTEMPT = "INSERT INTO attempts (event_id, at, outcome, http_status, error) VALUES (?, ?, ?, ?, ?)"
-_REQUEUE_GONE = """
-UPDATE events SET attempts = 0, done_at = NULL, next_attempt_at = ?2,
-       status = CASE WHEN EXISTS (SELECT 1 FROM events AS open
-                                  WHERE open.call_key = events.call_key
-                                    AND open.status IN ('blocked', 'ready', 'sending'))
-                     THEN 'blocked' ELSE 'ready' END
-WHERE seq = ?1 AND status = 'gone'
-"""
+MAX_KEYS: Final = 10_000
+"""Idempotency keys kept at most by default; the oldest go first."""
 
 
-def new_event_id() -> str:
-    """A fresh event id: 32 lowercase hex digits (a random UUID).
-
-    :meth:`Outbox.add` makes them itself; call this first when the body must
-    carry its own id (the extended payload).
-    """
-    return uuid.uuid4().hex
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """An event handed to the worker: its row ``seq``, id, call key, body and past attempts."""
-
-    seq: int
-    id: str
-    call_key: str
-    body: bytes
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """The outcome of one delivery attempt of ``event``, for :meth:`Outbox.record`.
-
-    ``at`` is when the attempt was made; ``http_status`` the CRM's answer
-    (None when there was none); ``error`` why it failed ("" on success);
-    ``next_attempt_at`` when to try again (``retry`` only).
-    """
-
-    event: Claimed
-    outcome: Outcome
-    at: float
-    http_status: int | None = None
-    error: str = ""
-    next_attempt_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class EventInfo:
-    """One event as ``salara events list`` shows it. Times are Unix seconds."""
-
-    id: str
-    call_key: str
-    status: Status
-    attempts: int
-    created_at: float
-    next_attempt_at: float
-    last_status: int | None
-    last_error: str | None
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One row of the attempt log."""
-
-    event_id: str
-    at: float
-    outcome: Outcome
-    http_status: int | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Events by state: never tried yet, waiting for a retry, in flight, gone, delivered."""
-
-    pending: int = 0
-    retrying: int = 0
-    sending: int = 0
-    gone: int = 0
-    delivered: int = 0
-    """Delivered and not yet pruned."""
-
-    @property
-    def depth(self) -> int:
-        """Events not done yet: pending, retrying and in flight."""
-        return self.pending + self.retrying + self.sending
-
-
-class Outbox:
+class Outbox(Store):
     """The outbox in the SQLite file at ``path`` (created if missing, mode 0600).
 
     Opening it makes events that were in flight when the last process died
@@ -269,28 +74,23 @@ class Outbox:
         busy_timeout_s: float = 5.0,
         recover: bool = True,
         readonly: bool = False,
+        max_keys: int = MAX_KEYS,
     ) -> None:
         if max_rows <= 0:
             raise ValueError("max_rows must be positive")
+        if max_keys <= 0:
+            raise ValueError("max_keys must be positive")
         self.path = Path(path)
         self.max_rows = max_rows
+        self.max_keys = max_keys
         self.readonly = readonly
         self.dropped = 0
         """Undelivered events dropped because the outbox was full, since opening."""
         self._drops_unlogged = 0
         self._drops_logged_at = float("-inf")
         self._rows = 0
-        if readonly:
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, cached_statements=64)
-        else:
-            if not self.path.exists():
-                # The bodies hold phone numbers: readable by salara's user only.
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._db = sqlite3.connect(self.path, isolation_level=None, cached_statements=64)
+        self._db = schema.connect(self.path, readonly=readonly, busy_timeout_s=busy_timeout_s)
         try:
-            self._setup(busy_timeout_s)
             self._rows = self._count_rows()
         except BaseException:
             self._db.close()
@@ -298,25 +98,10 @@ class Outbox:
         if recover and not readonly:
             self._recover()
 
-    def _setup(self, busy_timeout_s: float) -> None:
-        db = self._db
-        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        if self.readonly:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(f"{self.path}: outbox schema {version} is newer than this salara's")
-            return
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            log.warning("outbox %s: WAL journal not available (%s)", self.path, mode)
-        db.execute("PRAGMA synchronous = NORMAL")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"{self.path}: outbox schema {version} is newer than this salara's")
-        with self._write():
-            for statement in _statements(_SCHEMA):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    @property
+    def name(self) -> str:
+        """The file's path, for log messages."""
+        return str(self.path)
 
     def _recover(self) -> None:
         with self._write():
@@ -336,7 +121,7 @@ class Outbox:
         self._log_drops(force=True)
         self._db.close()
 
-    def __enter__(self) -> Outbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -365,7 +150,7 @@ class Outbox:
         :class:`sqlite3.Error` when the file cannot be written (nothing stored).
         """
         if ids is None:
-            ids = [uuid.uuid4().hex for _ in items]
+            ids = [new_event_id() for _ in items]
         elif len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids for {len(items)} events")
         if not items and not tracking:
@@ -374,36 +159,17 @@ class Outbox:
         rows = [(event_id, key, body, at) for event_id, (key, body) in zip(ids, items, strict=True)]
         with self._write():
             if rows:
-                self._db.executemany(_INSERT, rows)
+                self._db.executemany(schema.INSERT, rows)
                 self._rows += len(rows)
                 if self._rows > self.max_rows:
                     self._trim()
             if tracking:
-                self._write_tracking(tracking)
+                queries.write_tracking(self._db, tracking)
         return list(ids)
-
-    def _write_tracking(self, tracking: TrackingChanges) -> None:
-        db = self._db
-        # Deletions first: a channel may be removed and come back in one batch.
-        if tracking.ended:
-            db.executemany("DELETE FROM tracked_calls WHERE linkedid = ?", [(key,) for key in tracking.ended])
-        if tracking.removed:
-            db.executemany("DELETE FROM live_channels WHERE uniqueid = ?", [(key,) for key in tracking.removed])
-        if tracking.calls:
-            db.executemany("INSERT OR REPLACE INTO tracked_calls VALUES (?, ?, ?, ?, ?)", tracking.calls)
-        if tracking.channels:
-            db.executemany("INSERT OR REPLACE INTO live_channels VALUES (?, ?, ?, ?, ?, ?)", tracking.channels)
 
     def load_tracking(self) -> TrackingChanges:
         """The call tracking stored by the last process (calls and channels; ``started_at`` Unix seconds)."""
-        db = self._db
-        calls: list[CallRow] = db.execute(
-            "SELECT linkedid, caller, exten, source, started_at FROM tracked_calls ORDER BY started_at"
-        ).fetchall()
-        channels: list[ChannelRow] = db.execute(
-            "SELECT uniqueid, linkedid, name, state, caller, exten FROM live_channels"
-        ).fetchall()
-        return TrackingChanges(calls=calls, channels=channels)
+        return queries.load_tracking(self._db)
 
     def _trim(self) -> None:
         excess = self._rows - self.max_rows
@@ -456,7 +222,7 @@ class Outbox:
             return []
         with self._write():
             self._record(results)
-            rows = self._db.execute(_CLAIM, (at, limit)).fetchall() if limit > 0 else []
+            rows = self._db.execute(schema.CLAIM, (at, limit)).fetchall() if limit > 0 else []
             if rows:
                 self._db.executemany("UPDATE events SET status = 'sending' WHERE seq = ?", [(row[0],) for row in rows])
         return [Claimed(*row) for row in rows]
@@ -474,33 +240,8 @@ class Outbox:
                 self._record(results)
 
     def _record(self, results: Sequence[Result]) -> None:
-        if not results:
-            return
-        delivered: list[tuple[int, float, int | None]] = []
-        gone: list[tuple[int, float, int | None, str]] = []
-        retry: list[tuple[int, float, int | None, str, float]] = []
-        log_rows: list[tuple[str, float, str, int | None, str | None]] = []
-        finished: set[str] = set()
-        for result in results:
-            event = result.event
-            if result.outcome == "delivered":
-                delivered.append((event.seq, result.at, result.http_status))
-                finished.add(event.call_key)
-            elif result.outcome == "gone":
-                gone.append((event.seq, result.at, result.http_status, result.error))
-                finished.add(event.call_key)
-            else:
-                retry.append((event.seq, result.at, result.http_status, result.error, result.next_attempt_at))
-            log_rows.append((event.id, result.at, result.outcome, result.http_status, result.error or None))
-        db = self._db
-        if delivered:
-            db.executemany(_DELIVERED, delivered)
-        if gone:
-            db.executemany(_GONE, gone)
-        if retry:
-            db.executemany(_RETRY, retry)
-        db.executemany(_LOG_ATTEMPT, log_rows)
-        self._promote(finished)
+        if results:
+            self._promote(queries.record(self._db, results))
 
     def release(self, events: Iterable[Claimed]) -> None:
         """Put claimed events back as due, without counting an attempt (the worker stopped)."""
@@ -536,17 +277,7 @@ class Outbox:
 
     def counts(self) -> Counts:
         """Events by state (scans the table: for metrics and the command line, not per event)."""
-        values = dict.fromkeys(("pending", "retrying", "sending", "gone", "delivered"), 0)
-        rows = self._db.execute("SELECT status, count(*), total(attempts > 0) FROM events GROUP BY status")
-        for status, count, tried in rows:
-            if status == "blocked":
-                values["pending"] += count
-            elif status == "ready":
-                values["pending"] += count - int(tried)
-                values["retrying"] += int(tried)
-            elif status in values:
-                values[status] += count
-        return Counts(**values)
+        return queries.counts(self._db)
 
     def depth(self) -> int:
         """Events not done yet (pending, retrying, in flight)."""
@@ -558,23 +289,11 @@ class Outbox:
     ) -> list[EventInfo]:
         """Up to ``limit`` events in ``statuses``, oldest first (``salara events list``)."""
         wanted = list(statuses)
-        if not wanted:
-            return []
-        marks = ", ".join("?" * len(wanted))
-        rows = self._db.execute(
-            "SELECT id, call_key, status, attempts, created_at, next_attempt_at, last_status, last_error,"
-            f" body FROM events WHERE status IN ({marks}) ORDER BY seq LIMIT ?",
-            (*wanted, limit),
-        )
-        return [EventInfo(*row) for row in rows.fetchall()]
+        return queries.list_events(self._db, wanted, limit) if wanted else []
 
     def attempts(self, event_id: str) -> list[Attempt]:
         """The attempt log of one event, oldest first."""
-        rows = self._db.execute(
-            "SELECT event_id, at, outcome, http_status, error FROM attempts WHERE event_id = ? ORDER BY seq",
-            (event_id,),
-        )
-        return [Attempt(*row) for row in rows.fetchall()]
+        return queries.attempts(self._db, event_id)
 
     def retry(self, ids: Iterable[str] | None = None, *, now: float | None = None) -> int:
         """Make events due now again (``salara events retry``); return how many changed.
@@ -585,24 +304,33 @@ class Outbox:
         all. A running worker picks them up at its next look at the outbox.
         """
         at = time.time() if now is None else now
-        where = ""
-        params: tuple[str, ...] = ()
-        if ids is not None:
-            chosen = tuple(ids)
-            if not chosen:
-                return 0
-            where, params = f" AND id IN ({', '.join('?' * len(chosen))})", chosen
+        chosen = None if ids is None else tuple(ids)
+        if chosen == ():
+            return 0
         with self._write():
-            db = self._db
-            gone = db.execute(f"SELECT seq FROM events WHERE status = 'gone'{where} ORDER BY seq", params)
-            # One by one in event order: each sees whether its call has an open event.
-            rows = [(seq, at) for (seq,) in gone.fetchall()]
-            db.executemany(_REQUEUE_GONE, rows)
-            waiting = db.execute(
-                f"UPDATE events SET next_attempt_at = ? WHERE status = 'ready' AND next_attempt_at > ?{where}",
-                (at, at, *params),
-            ).rowcount
-        return len(rows) + waiting
+            return queries.retry(self._db, chosen, at)
+
+    # -- idempotency keys --------------------------------------------------------
+
+    def remember_key(self, scope: str, key: str, fingerprint: str, created_at: float, result: bytes) -> None:
+        """Keep ``result`` of the request ``fingerprint`` made with ``key`` in ``scope`` (one transaction).
+
+        ``created_at`` is Unix seconds. A key remembered again is replaced;
+        past ``max_keys`` the oldest keys are forgotten. Raises
+        :class:`sqlite3.Error` when the file cannot be written (nothing kept).
+        """
+        with self._write():
+            queries.remember_key(self._db, (scope, key, fingerprint, created_at, result), self.max_keys)
+
+    def recall_key(self, scope: str, key: str, now: float, window_s: float) -> tuple[str, bytes] | None:
+        """``(fingerprint, result)`` remembered for ``key`` in ``scope`` at most ``window_s`` seconds before ``now``.
+
+        None when there is none, or it is older: the keys of ``scope`` older
+        than the window are deleted (so this writes; not on a read-only
+        outbox). Raises :class:`sqlite3.Error` when the file cannot be written.
+        """
+        with self._write():
+            return queries.recall_key(self._db, scope, key, now - window_s)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -621,11 +349,7 @@ class Outbox:
         self._db.execute("COMMIT")
 
     def _promote(self, call_keys: Iterable[str]) -> None:
-        self._db.executemany(_PROMOTE, [(key,) for key in call_keys])
+        self._db.executemany(schema.PROMOTE, [(key,) for key in call_keys])
 
     def _count_rows(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
-
-
-def _statements(script: str) -> list[str]:
-    return [statement.strip() for statement in script.split(";") if statement.strip()]

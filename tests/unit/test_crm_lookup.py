@@ -10,8 +10,10 @@ import pytest
 from aiohttp import web
 
 from salara import config as config_module
-from salara.router import CrmLookup, LookupFailed, Router, RouteTable
-from salara.routing import Source
+from salara.crm.lookup import CrmLookup, LookupFailed
+from salara.routing.decision import Source
+from salara.routing.script import Router
+from salara.routing.table import RouteTable
 
 Handler = Callable[[web.Request], web.StreamResponse]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from salara.outbox import Claimed, Counts, Outbox, Result, new_event_id
+from salara.store.records import Claimed, Counts, Result, new_event_id
+from salara.store.sqlite import Outbox
 
 NOW = 1_700_000_000.0
 
@@ -187,7 +188,7 @@ def test_full_outbox_drops_delivered_first_then_oldest_and_says_so(
         ids = add(outbox, "A1", "A2", "B1")
         a1, _b1 = outbox.claim(10, now=NOW)
         outbox.record([done(a1)])
-        with caplog.at_level(logging.WARNING, logger="salara.outbox"):
+        with caplog.at_level(logging.WARNING, logger="salara.store.sqlite"):
             add(outbox, "C1", "C2")  # 5 rows: full, nothing dropped
             assert outbox.dropped == 0
             add(outbox, "D1")  # the delivered A1 makes room
@@ -307,7 +308,7 @@ def test_cli_events_list_and_retry_leave_in_flight_events_alone(path: Path, outb
 
 
 def test_tracking_is_written_with_the_events_of_a_read(path: Path) -> None:
-    from salara.calls import TrackingChanges
+    from salara.calls.tracking import TrackingChanges
 
     with Outbox(path, max_rows=1000) as outbox:
         assert outbox.load_tracking() == TrackingChanges()
@@ -341,7 +342,7 @@ def test_tracking_is_written_with_the_events_of_a_read(path: Path) -> None:
 
 
 def test_tracking_and_events_fail_together(path: Path) -> None:
-    from salara.calls import TrackingChanges
+    from salara.calls.tracking import TrackingChanges
 
     with Outbox(path, max_rows=1000) as outbox:
         first = outbox.add([("A", b"1")])

@@ -1,0 +1,5 @@
+import sys
+
+from salara.cli import main
+
+sys.exit(main())

@@ -1,0 +1,135 @@
+"""The commands about call events and tracked calls: ``events``, ``show tracked``, ``forget``.
+
+``events`` opens the outbox file beside the running service;
+``show tracked`` and ``forget`` ask the running service over its API.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from salara.cli.common import load_config, main, show
+from salara.store.records import Status
+from salara.store.sqlite import Outbox
+
+
+@main.group()
+def events() -> None:
+    """Call events waiting in the outbox (works while the service runs)."""
+
+
+def _outbox(ctx: click.Context, *, readonly: bool) -> Outbox:
+    """The outbox, opened beside a service that may be delivering from it.
+
+    Never with the service's recovery (events in flight due again, trimming):
+    that would send again what is in flight. ``readonly`` writes nothing at all.
+    """
+    config = load_config(ctx)
+    path = Path(config.outbox.path)
+    if not path.exists():
+        raise click.ClickException(f"no outbox at {path}")
+    return Outbox(path, max_rows=config.outbox.max_rows, recover=False, readonly=readonly)
+
+
+@events.command("list")
+@click.option("--failed", is_flag=True, help="Only events the CRM refused for good (410 Gone).")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def events_list(ctx: click.Context, failed: bool, limit: int) -> None:
+    """List pending, retrying and failed events, oldest first."""
+    with _outbox(ctx, readonly=True) as outbox:
+        counts = outbox.counts()
+        statuses: tuple[Status, ...] = ("gone",) if failed else ("blocked", "ready", "sending", "gone")
+        rows = outbox.list_events(statuses, limit=limit)
+    click.echo(
+        f"pending {counts.pending}, retrying {counts.retrying}, sending {counts.sending}, "
+        f"failed {counts.gone}, delivered (not pruned) {counts.delivered}"
+    )
+    for row in rows:
+        last = f"HTTP {row.last_status}" if row.last_status else (row.last_error or "-")
+        click.echo(
+            f"{row.id}  {row.status:<7} call={row.call_key} attempts={row.attempts} last={last} "
+            f"{row.body.decode(errors='replace')}"
+        )
+
+
+@events.command("retry")
+@click.argument("ids", nargs=-1)
+@click.pass_context
+def events_retry(ctx: click.Context, ids: tuple[str, ...]) -> None:
+    """Send failed events again (all, or only IDS), and retry waiting ones now."""
+    with _outbox(ctx, readonly=False) as outbox:
+        changed = outbox.retry(ids or None)
+    click.echo(f"{changed} event(s) queued for delivery")
+
+
+CLIENT_TOKEN_ENV = "SALARA_CLIENT_TOKEN"
+"""Token (with the ``admin`` right) the CLI sends to the running service when tokens are configured."""
+
+
+def _service(ctx: click.Context, method: str, path: str) -> Any:
+    """Ask the running service over its API (loopback): its JSON answer.
+
+    Raises :class:`click.ClickException` when it does not answer within 5 s,
+    refuses the token, or answers another error.
+    """
+    config = load_config(ctx)
+    listen = config.url.rest_server
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
+    context: ssl.SSLContext | None = None
+    if config.api.tls_cert:
+        # Our own certificate is the trust anchor; the name may not be the loopback address.
+        context = ssl.create_default_context(cafile=config.api.tls_cert)
+        context.check_hostname = False
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    scheme = "https" if config.api.tls_cert else "http"
+    url = f"{scheme}://{host}:{listen.port}{path}"
+    token = os.environ.get(CLIENT_TOKEN_ENV)
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    # Straight to our own port: never through a proxy named in the environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(urllib.request.Request(url, method=method, headers=headers), timeout=5) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code in (401, 403):
+            raise click.ClickException(
+                f"salara refused ({exc.code}): set {CLIENT_TOKEN_ENV} to a token with the admin right"
+            ) from None
+        if exc.code == 404 and method == "DELETE":
+            raise click.ClickException("no such tracked call") from None
+        raise click.ClickException(f"salara answered HTTP {exc.code} at {url}") from None
+    except (OSError, http.client.HTTPException) as exc:  # URLError and timeouts are OSErrors
+        raise click.ClickException(f"salara is not answering at {url}: {exc}") from None
+    return json.loads(body)
+
+
+@show.command("tracked")
+@click.pass_context
+def show_tracked(ctx: click.Context) -> None:
+    """Calls the running service tracks for events."""
+    for call in _service(ctx, "GET", "/v1/tracked-calls"):
+        click.echo(
+            f"{call['linkedid']}  {call['source']:<8} caller={call['caller']} exten={call['exten']} "
+            f"channels={call['channels']}"
+        )
+
+
+@main.command("forget")
+@click.argument("linkedid")
+@click.pass_context
+def forget(ctx: click.Context, linkedid: str) -> None:
+    """Stop tracking the call LINKEDID in the running service."""
+    _service(ctx, "DELETE", f"/v1/tracked-calls/{quote(linkedid, safe='')}")
+    click.echo(f"{linkedid} forgotten")

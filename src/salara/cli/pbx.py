@@ -1,0 +1,173 @@
+"""The commands that talk to Asterisk (``show info``, ``get status``, ``send``) and ``send post``.
+
+Each opens its own short AMI session (:func:`~salara.cli.common.with_telephony`)
+with the credentials of the config file; the service need not run.
+``send post`` posts a test event to the CRM the way events are posted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import click
+
+import salara
+from salara import config as config_module
+from salara import fields
+from salara.cli.common import emit, load_config, main, show, with_telephony
+from salara.crm.delivery import send_test_post
+from salara.service import Telephony
+
+
+@show.command("info")
+@click.pass_context
+def show_info(ctx: click.Context) -> None:
+    """Print salara's version, addresses and the Asterisk it talks to."""
+    config = load_config(ctx)
+
+    async def work(telephony: Telephony) -> dict[str, Any]:
+        settings = await telephony.ami.action("CoreSettings")
+        status = await telephony.ami.action("CoreStatus")
+        return {
+            "asterisk_version": settings.get("AsteriskVersion"),
+            "asterisk_started": f"{status.get('CoreStartupDate')} {status.get('CoreStartupTime')}",
+            "active_calls": status.get("CoreCurrentCalls"),
+        }
+
+    info: dict[str, Any] = {
+        "salara_version": salara.__version__,
+        "config": str(config.path) if config.path else None,
+        "api": f"http://{config.url.rest_server}",
+        "ami": f"{config.ami.host}:{config.ami.port}",
+    }
+    info.update(with_telephony(ctx, work))
+    emit(info)
+
+
+@main.group()
+def get() -> None:
+    """Get a state from Asterisk."""
+
+
+@get.group("status")
+def get_status() -> None:
+    """Extension, channel or peer state (as the compat API answers)."""
+
+
+@get_status.command("extension")
+@click.argument("exten")
+@click.option("--context", help="Dialplan context (default: [general] default_context).")
+@click.pass_context
+def status_extension(ctx: click.Context, exten: str, context: str | None) -> None:
+    """Extension (hint) state of EXTEN."""
+
+    async def work(telephony: Telephony) -> dict[str, int | str]:
+        ctx_name = fields.context("context", context or telephony.config.general.default_context)
+        state = await telephony.extension_state(fields.extension("exten", exten), ctx_name)
+        return state.as_dict()
+
+    emit(with_telephony(ctx, work))
+
+
+@get_status.command("channel")
+@click.argument("channel")
+@click.pass_context
+def status_channel(ctx: click.Context, channel: str) -> None:
+    """State of a live CHANNEL, e.g. PJSIP/8001-00000004."""
+
+    async def work(telephony: Telephony) -> dict[str, int | str]:
+        return (await telephony.channel_state(fields.channel("channel", channel))).as_dict()
+
+    emit(with_telephony(ctx, work))
+
+
+@get_status.command("peer")
+@click.argument("peer")
+@click.pass_context
+def status_peer(ctx: click.Context, peer: str) -> None:
+    """Reachability of the PJSIP endpoint PEER."""
+
+    async def work(telephony: Telephony) -> dict[str, int | str]:
+        return (await telephony.peer_state(fields.endpoint("peer", peer))).as_dict()
+
+    emit(with_telephony(ctx, work))
+
+
+@main.group()
+def send() -> None:
+    """Send a message or a raw AMI command."""
+
+
+@send.command("message")
+@click.argument("operator")
+@click.argument("phone")
+@click.argument("text")
+@click.option("--context", help="Dialplan context of the operator's hint.")
+@click.pass_context
+def send_message(ctx: click.Context, operator: str, phone: str, text: str, context: str | None) -> None:
+    """Send TEXT as a SIP MESSAGE to OPERATOR's endpoint, from PHONE."""
+
+    async def work(telephony: Telephony) -> dict[str, Any]:
+        ctx_name = fields.context("context", context or telephony.config.general.default_context)
+        state, sent = await telephony.send_message(
+            fields.extension("operator", operator),
+            fields.extension("phone", phone),
+            fields.message_text("text", text),
+            ctx_name,
+        )
+        return {**state.as_dict(), "sent": sent}
+
+    emit(with_telephony(ctx, work))
+
+
+@send.command("command")
+@click.argument("command", nargs=-1, required=True)
+@click.pass_context
+def send_command(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Run an Asterisk CLI COMMAND through AMI and print its output."""
+    line = " ".join(command)
+    if any(char in line for char in "\r\n\0"):
+        raise click.ClickException("the command may not contain CR, LF or NUL")
+
+    async def work(telephony: Telephony) -> list[str]:
+        return await telephony.ami.command(line)
+
+    for output in with_telephony(ctx, work):
+        click.echo(output)
+
+
+@send.command("post")
+@click.argument("body", required=False)
+@click.option("--url", help="Where to POST (default: [url] dest_url_event).")
+@click.pass_context
+def send_post(ctx: click.Context, body: str | None, url: str | None) -> None:
+    """POST a test event to the CRM the way events are posted (signed if a secret is set)."""
+    config = load_config(ctx)
+    target = url or config.url.dest_url_event
+    if not target:
+        raise click.ClickException("no URL: set [url] dest_url_event or give --url")
+    payload = (body or '{"event":"Test","chan":"","caller":"","exten":"","state":"UP"}').encode()
+    try:
+        json.loads(payload)
+    except ValueError as exc:
+        raise click.ClickException(f"BODY is not JSON: {exc}") from None
+    try:
+        status, text = asyncio.run(
+            send_test_post(
+                target,
+                payload,
+                secret=config.url.webhook_secret,
+                timeout_s=config.general.curlopt_timeout,
+                tls_verify=config.url.tls_verify,
+            )
+        )
+    except TimeoutError:
+        shown = config_module.mask_url(target)  # the URL may carry credentials
+        raise click.ClickException(f"{shown}: no answer within {config.general.curlopt_timeout:g} s") from None
+    except aiohttp.ClientError as exc:
+        shown = config_module.mask_url(target)
+        raise click.ClickException(f"{shown}: {type(exc).__name__}: {str(exc).replace(target, shown)}") from None
+    click.echo(f"HTTP {status} {text[:500]}")

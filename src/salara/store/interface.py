@@ -1,0 +1,196 @@
+"""What a durable store of salara does: the :class:`Store` protocol.
+
+Every event salara posts goes in the store first (:meth:`Store.add`, one
+committed transaction per batch) before anything else happens to it; the
+delivery worker (:mod:`salara.crm.delivery`) claims due events, posts them
+and records each outcome there. Nothing is lost when the CRM is slow or
+down, or when salara is killed. The SQLite driver
+(:class:`salara.store.sqlite.Outbox`) implements it today; a driver for
+another database implements the same methods with the same meaning.
+
+Each event is a row with a unique id (32 hex digits; the CRM drops
+duplicates by it, as delivery is at-least-once), the call key it belongs to
+and its JSON body. A call key is free text, compared whole: today the call's
+Linkedid; it may carry a PBX name (``NAME:Linkedid``). Its ``status`` is one
+of:
+
+- ``blocked``: an earlier event of the same call is not done yet;
+- ``ready``: the oldest open event of its call, claimable once
+  ``next_attempt_at`` has passed (an event in retry is ``ready`` with
+  ``attempts > 0`` and a future ``next_attempt_at``);
+- ``sending``: claimed by the worker, a POST in flight; back to ``ready``
+  when the store is opened again after a crash (at-least-once);
+- ``delivered``: the CRM answered 2xx; pruned after a while;
+- ``gone``: the CRM answered ``410 Gone``; kept for ``salara events retry``.
+
+Per-call order: of each call key at most one row is ``ready`` or ``sending``,
+always its oldest open one; when it becomes delivered or gone, the next
+``blocked`` row of that call becomes ready. So a later event never overtakes
+an earlier one of its call, and a retry holds back its own call and no other.
+
+Bounds: a store keeps at most a fixed number of events. When an add goes
+over, delivered rows are deleted first, then the oldest undelivered ones,
+which are counted in :attr:`Store.dropped` and logged (never silently). The
+attempt log keeps one row per delivery attempt (time, outcome, HTTP status,
+error), bounded the same way and pruned by age too.
+
+Call tracking lives in the same store: the calls salara tracks and the live
+channels a Hangup may have to be synthesized for after a restart
+(:mod:`salara.calls`). They are written by :meth:`Store.add` in the same
+transaction as the events of the same AMI read, and read back once at start
+(:meth:`Store.load_tracking`).
+
+Idempotency keys (:meth:`Store.remember_key`, :meth:`Store.recall_key`): the
+result of a request made with a client's key, so that the same request sent
+again gets the same answer instead of being done twice. A scope (the client)
+and a key, both free text, name one; its fingerprint tells the same request
+from another one reusing the key. They expire after a window the caller
+gives, and a store keeps a bounded number of them.
+
+Times are Unix seconds (``time.time()``): they must survive a restart. The
+calls are synchronous and short; they are meant for the event-loop thread
+only. A store that cannot read or write raises :data:`StoreError`, and a
+failed call changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+from salara.calls.tracking import TrackingChanges
+from salara.store.records import OPEN_STATUSES, Attempt, Claimed, Counts, EventInfo, Result, Status
+
+StoreError = sqlite3.Error
+"""What a store raises when it cannot read or write (the call changed nothing).
+
+Today this is :class:`sqlite3.Error` itself, which the callers catch; a second
+driver makes it a base class that both drivers raise.
+"""
+
+
+class Store(Protocol):
+    """The durable store of events, attempts, call tracking and idempotency keys (module doc)."""
+
+    dropped: int
+    """Undelivered events dropped because the store was full, since opening."""
+
+    @property
+    def name(self) -> str:
+        """What the store is, for log messages (the SQLite file's path); never a credential."""
+        ...
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store (idempotent). Logs drops not yet logged."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    # -- the producer side -----------------------------------------------------
+
+    def add(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ids: Sequence[str] | None = None,
+        now: float | None = None,
+        tracking: TrackingChanges | None = None,
+    ) -> list[str]:
+        """Store events ``(call_key, body)`` in one committed transaction; return their ids.
+
+        ``ids`` gives the ids (from :func:`~salara.store.records.new_event_id`),
+        else new ones are made. ``tracking`` (``started_at`` in Unix seconds)
+        is written in the same transaction. Raises ValueError when ``ids``
+        does not match ``items``, :data:`StoreError` when nothing was stored.
+        """
+        ...
+
+    def load_tracking(self) -> TrackingChanges:
+        """The call tracking stored by the last process (calls and channels; ``started_at`` Unix seconds)."""
+        ...
+
+    # -- the delivery side -----------------------------------------------------
+
+    def claim(self, limit: int, now: float | None = None, *, results: Sequence[Result] = ()) -> list[Claimed]:
+        """Mark up to ``limit`` due events as in flight and return them, oldest due first.
+
+        Only the oldest open event of each call is ever claimable. ``results``
+        are stored first, as by :meth:`record`, in the same transaction.
+        """
+        ...
+
+    def record(self, results: Sequence[Result]) -> None:
+        """Store the outcomes of attempts in one transaction, with an attempt-log row each.
+
+        ``delivered`` and ``gone`` end the event and let the next event of its
+        call go; ``retry`` keeps it at the head of its call until
+        ``next_attempt_at``. Results for events no longer in flight only go to
+        the attempt log.
+        """
+        ...
+
+    def release(self, events: Iterable[Claimed]) -> None:
+        """Put claimed events back as due, without counting an attempt (the worker stopped)."""
+        ...
+
+    def next_due(self) -> float | None:
+        """When the earliest ready event is due (Unix seconds), or None when none is waiting."""
+        ...
+
+    def prune(self, delivered_before: float, attempts_before: float, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` events delivered before ``delivered_before``; return how many.
+
+        Also deletes attempt-log rows older than ``attempts_before`` and those
+        over the store's bound.
+        """
+        ...
+
+    # -- operators and metrics -------------------------------------------------
+
+    def counts(self) -> Counts:
+        """Events by state (for metrics and the command line, not per event)."""
+        ...
+
+    def depth(self) -> int:
+        """Events not done yet (pending, retrying, in flight)."""
+        ...
+
+    def list_events(
+        self, statuses: Iterable[Status] = (*OPEN_STATUSES, "gone"), *, limit: int = 100
+    ) -> list[EventInfo]:
+        """Up to ``limit`` events in ``statuses``, oldest first (``salara events list``)."""
+        ...
+
+    def attempts(self, event_id: str) -> list[Attempt]:
+        """The attempt log of one event, oldest first."""
+        ...
+
+    def retry(self, ids: Iterable[str] | None = None, *, now: float | None = None) -> int:
+        """Make gone and retrying events due now again (``salara events retry``); return how many changed."""
+        ...
+
+    # -- idempotency keys --------------------------------------------------------
+
+    def remember_key(self, scope: str, key: str, fingerprint: str, created_at: float, result: bytes) -> None:
+        """Keep ``result`` of the request ``fingerprint`` made with ``key`` in ``scope`` (one transaction).
+
+        A key remembered again is replaced. Past the store's bound the oldest
+        keys are forgotten.
+        """
+        ...
+
+    def recall_key(self, scope: str, key: str, now: float, window_s: float) -> tuple[str, bytes] | None:
+        """``(fingerprint, result)`` remembered for ``key`` in ``scope`` at most ``window_s`` seconds before ``now``.
+
+        None when there is none, or it is older (expired keys of ``scope``
+        are deleted).
+        """
+        ...
