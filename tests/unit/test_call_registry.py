@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from salara.ami.messages import Event
 from salara.ami.protocol import AMIConnection
+from salara.calls.call import listed_channel, parse_duration_s
 from salara.calls.outcome import outcome_of
-from salara.calls.registry import CallRegistry, listed_channel, parse_duration_s
+from salara.calls.registry import CallRegistry
 from tests.transcript import received
 
 
@@ -23,7 +24,8 @@ def feed(registry: CallRegistry, items: list[Event], start: float = 1000.0) -> N
         if event.name == "OriginateResponse":
             reason = event.get("Reason")
             registry.originate_result(
-                event.get("ActionID") or "", event.get("Response"), int(reason) if reason else None, now, now)
+                event.get("ActionID") or "", event.get("Response"), int(reason) if reason else None, now, now
+            )
         registry.on_event(event, now, now)
 
 
@@ -75,7 +77,9 @@ def test_a_placed_call_ends_with_the_originate_reason() -> None:
     for index, event in enumerate(stream):
         registry.on_event(event, 1000 + index, 1000 + index)
         if event.name == "OriginateResponse":
-            registry.originate_result(call_id, event.get("Response"), int(event.get("Reason") or -1), 1000 + index, 1000 + index)
+            registry.originate_result(
+                call_id, event.get("Response"), int(event.get("Reason") or -1), 1000 + index, 1000 + index
+            )
     call = registry.get(call_id, 2000)
     assert call is not None and call.outcome is not None
     assert (call.from_, call.to) == ("8001", "9002")
@@ -117,9 +121,12 @@ def test_outcomes_of_unanswered_calls_follow_the_hangup_cause() -> None:
         (34, "Congestion", "failed"),
     ):
         registry = CallRegistry()
-        registry.on_event(ev("Newchannel", Channel="PJSIP/8001-1", Uniqueid="u1", Linkedid="u1", ChannelState="5"), 1, 1)
         registry.on_event(
-            ev("Hangup", Channel="PJSIP/8001-1", Uniqueid="u1", Linkedid="u1", Cause=str(cause), Cause_txt=text), 2, 2)
+            ev("Newchannel", Channel="PJSIP/8001-1", Uniqueid="u1", Linkedid="u1", ChannelState="5"), 1, 1
+        )
+        registry.on_event(
+            ev("Hangup", Channel="PJSIP/8001-1", Uniqueid="u1", Linkedid="u1", Cause=str(cause), Cause_txt=text), 2, 2
+        )
         call = registry.get("u1", 3)
         assert call is not None and call.outcome is not None
         assert (call.outcome.result, call.outcome.hangup_cause, call.outcome.hangup_cause_text) == (result, cause, text)
@@ -251,8 +258,12 @@ def test_when_the_operator_does_not_answer_the_call_does_not_either() -> None:
 
 def test_resync_drops_missed_channels_adds_unknown_ones_and_keeps_fresh_changes() -> None:
     registry = CallRegistry()
-    registry.on_event(ev("Newchannel", Channel="PJSIP/8001-1", Uniqueid="gone", Linkedid="gone", ChannelState="6"), 1, 1)
-    registry.on_event(ev("Newchannel", Channel="PJSIP/8001-2", Uniqueid="kept", Linkedid="kept", ChannelState="5"), 1, 1)
+    registry.on_event(
+        ev("Newchannel", Channel="PJSIP/8001-1", Uniqueid="gone", Linkedid="gone", ChannelState="6"), 1, 1
+    )
+    registry.on_event(
+        ev("Newchannel", Channel="PJSIP/8001-2", Uniqueid="kept", Linkedid="kept", ChannelState="5"), 1, 1
+    )
     registry.begin_resync()
     # While CoreShowChannels is on its way: one channel is born, one listed one hangs up.
     registry.on_event(ev("Newchannel", Channel="PJSIP/8003-3", Uniqueid="born", Linkedid="born"), 2, 2)
@@ -287,7 +298,9 @@ def test_ended_calls_are_bounded_by_count_and_age() -> None:
     for index in range(5):
         uid = f"u{index}"
         registry.on_event(ev("Newchannel", Channel=f"PJSIP/x-{index}", Uniqueid=uid, Linkedid=uid), index, index)
-        registry.on_event(ev("Hangup", Channel=f"PJSIP/x-{index}", Uniqueid=uid, Linkedid=uid, Cause="16"), index, index)
+        registry.on_event(
+            ev("Hangup", Channel=f"PJSIP/x-{index}", Uniqueid=uid, Linkedid=uid, Cause="16"), index, index
+        )
     assert list(registry.ended) == ["u2", "u3", "u4"]
     assert registry.get("u4", 10) is not None
     assert registry.get("u4", 100) is None  # older than a minute
@@ -304,7 +317,9 @@ def test_live_channels_are_bounded() -> None:
 
 def test_caller_id_and_connected_line_updates() -> None:
     registry = CallRegistry()
-    registry.on_event(ev("Newchannel", Channel="PJSIP/8001-1", Uniqueid="u", Linkedid="u", CallerIDNum="<unknown>"), 1, 1)
+    registry.on_event(
+        ev("Newchannel", Channel="PJSIP/8001-1", Uniqueid="u", Linkedid="u", CallerIDNum="<unknown>"), 1, 1
+    )
     registry.on_event(ev("NewCallerid", Uniqueid="u", CallerIDNum="8001", CallerIDName="Ann"), 2, 2)
     registry.on_event(ev("NewConnectedLine", Uniqueid="u", ConnectedLineNum="9002", ConnectedLineName="Bob"), 3, 3)
     registry.on_event(ev("Newstate", Uniqueid="u", Channel="PJSIP/8001-1", ChannelState="6"), 4, 4)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
+from salara.ami.messages import Event
+
 if TYPE_CHECKING:
     from salara.calls.outcome import Outcome
 
@@ -20,6 +22,14 @@ UP: Final = 6
 UNKNOWN_STATE: Final = 10
 """Channel state code ``Unknown``: what is reported when no state was ever seen."""
 RINGING_STATES: Final = frozenset({4, 5})  # AST_STATE_RING, AST_STATE_RINGING
+
+
+def int_or(value: str | None, default: int) -> int:
+    """An AMI header as an integer, ``default`` when absent or unreadable."""
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
 
 
 def known(value: str | None) -> str | None:
@@ -53,6 +63,45 @@ class Channel:
     answered_at: float | None = None
     dialplan_context: str = ""
     dialplan_exten: str = ""
+
+    @classmethod
+    def of_event(cls, uniqueid: str, event: Event, created_at: float) -> Channel:
+        """The channel a ``Newchannel`` announces."""
+        context, exten = event.get("Context") or "", event.get("Exten") or ""
+        return cls(
+            uniqueid,
+            event.get("Linkedid") or uniqueid,
+            event.get("Channel") or "",
+            int_or(event.get("ChannelState"), 0),
+            created_at,
+            known(event.get("CallerIDNum")),
+            known(event.get("CallerIDName")),
+            known(event.get("ConnectedLineNum")),
+            known(event.get("ConnectedLineName")),
+            known(context),
+            known(exten),
+            dialplan_context=context,
+            dialplan_exten=exten,
+        )
+
+    @classmethod
+    def of_listed(cls, item: ListedChannel, created_at: float) -> Channel:
+        """A channel known from a ``CoreShowChannel`` item (or a store)."""
+        return cls(
+            item.uniqueid,
+            item.linkedid or item.uniqueid,
+            item.name,
+            item.state,
+            created_at,
+            known(item.caller),
+            known(item.caller_name),
+            known(item.connected),
+            known(item.connected_name),
+            known(item.context),
+            known(item.exten),
+            dialplan_context=item.context,
+            dialplan_exten=item.exten,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +220,29 @@ class Call:
         if self.origin is not None and uniqueid != self.id and cause > 0 and self.called_cause is None:
             self.called_cause = cause
             self.called_cause_text = text
+
+
+def listed_channel(item: Event) -> ListedChannel:
+    """A ``CoreShowChannel`` list item as the registry's ``resync`` takes it."""
+    return ListedChannel(
+        item.get("Uniqueid") or "",
+        item.get("Linkedid") or "",
+        item.get("Channel") or "",
+        int_or(item.get("ChannelState"), UNKNOWN_STATE),
+        item.get("CallerIDNum") or "",
+        item.get("Exten") or "",
+        context=item.get("Context") or "",
+        caller_name=item.get("CallerIDName") or "",
+        connected=item.get("ConnectedLineNum") or "",
+        connected_name=item.get("ConnectedLineName") or "",
+        duration_s=parse_duration_s(item.get("Duration")),
+    )
+
+
+def parse_duration_s(text: str | None) -> float:
+    """``CoreShowChannel`` ``Duration`` (``HH:MM:SS``) in seconds; 0 when unreadable."""
+    try:
+        hours, minutes, seconds = (int(part) for part in (text or "").split(":"))
+    except ValueError:
+        return 0.0
+    return float(hours * 3600 + minutes * 60 + seconds)

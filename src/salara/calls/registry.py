@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from salara.ami.messages import Event
-from salara.calls.call import UNKNOWN_STATE, UP, Call, Channel, ListedChannel, Origin, known
+from salara.calls.call import UP, Call, Channel, ListedChannel, Origin, int_or, known
 from salara.calls.outcome import outcome_of
 
 HANDLED_EVENTS: Final = frozenset(
@@ -42,13 +42,6 @@ HANDLED_EVENTS: Final = frozenset(
 MAX_CHANNELS: Final = 50_000
 MAX_ENDED: Final = 1_000
 ENDED_TTL_S: Final = 3_600.0
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except ValueError:
-        return default
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +168,7 @@ class CallRegistry:
         if not uniqueid:
             return
         if name == "Newchannel":
-            self._add(self._channel_of(uniqueid, event, wall), wall, mono)
+            self._add(Channel.of_event(uniqueid, event, wall), wall, mono)
             if self._resync is not None:
                 self._resync[0].add(uniqueid)
             return
@@ -185,7 +178,7 @@ class CallRegistry:
         elif channel is None:
             return
         elif name == "Newstate":
-            self._set_state(channel, _int(event.get("ChannelState"), channel.state), wall)
+            self._set_state(channel, int_or(event.get("ChannelState"), channel.state), wall)
             channel.name = event.get("Channel") or channel.name
             self._position(channel, event)
         elif name == "NewCallerid":
@@ -224,25 +217,6 @@ class CallRegistry:
             call.dial_status = status
             if status == "ANSWER":
                 call.called_answered(wall, "Dial ANSWER")
-
-    @staticmethod
-    def _channel_of(uniqueid: str, event: Event, created_at: float) -> Channel:
-        context, exten = event.get("Context") or "", event.get("Exten") or ""
-        return Channel(
-            uniqueid,
-            event.get("Linkedid") or uniqueid,
-            event.get("Channel") or "",
-            _int(event.get("ChannelState"), 0),
-            created_at,
-            known(event.get("CallerIDNum")),
-            known(event.get("CallerIDName")),
-            known(event.get("ConnectedLineNum")),
-            known(event.get("ConnectedLineName")),
-            known(context),
-            known(exten),
-            dialplan_context=context,
-            dialplan_exten=exten,
-        )
 
     def _add(self, channel: Channel, wall: float, mono: float) -> None:
         call = self.calls.get(channel.linkedid)
@@ -296,7 +270,7 @@ class CallRegistry:
         call = self.calls.get(linkedid)
         if call is None:
             return
-        call.record_cause(uniqueid, _int(event.get("Cause"), -1), event.get("Cause-txt"))
+        call.record_cause(uniqueid, int_or(event.get("Cause"), -1), event.get("Cause-txt"))
         if channel is not None:
             del self.channels[uniqueid]
             call.channels.pop(uniqueid, None)
@@ -330,7 +304,7 @@ class CallRegistry:
         """Add channels a store kept over a restart (their Hangups may have been missed: see :meth:`resync`)."""
         for item in listed:
             if item.uniqueid and item.uniqueid not in self.channels:
-                self._add(self._listed(item, wall), wall, mono)
+                self._add(Channel.of_listed(item, wall), wall, mono)
 
     def begin_resync(self) -> None:
         """Call right before sending ``CoreShowChannels``: changes from now on win over its list."""
@@ -341,7 +315,7 @@ class CallRegistry:
         self._resync = None
 
     def resync(self, listed: Iterable[ListedChannel], wall: float, mono: float) -> Resync:
-        """Make the live channels those of a ``CoreShowChannels`` answer (:func:`listed_channel` of each item).
+        """Make the live channels those of a ``CoreShowChannels`` answer (``listed_channel`` of each item).
 
         Channels created since :meth:`begin_resync` stay, channels hung up
         since stay gone, every other channel missing from the list hung up
@@ -366,7 +340,7 @@ class CallRegistry:
                 continue
             current = self.channels.get(uniqueid)
             if current is None:
-                self._add(self._listed(item, wall - item.duration_s), wall, mono)
+                self._add(Channel.of_listed(item, wall - item.duration_s), wall, mono)
                 result.changed.append(uniqueid)
                 continue
             channel = current
@@ -395,47 +369,3 @@ class CallRegistry:
         del self.channels[channel.uniqueid]
         channel.linkedid = linkedid
         self._add(channel, wall, mono)
-
-    @staticmethod
-    def _listed(item: ListedChannel, created_at: float) -> Channel:
-        return Channel(
-            item.uniqueid,
-            item.linkedid or item.uniqueid,
-            item.name,
-            item.state,
-            created_at,
-            known(item.caller),
-            known(item.caller_name),
-            known(item.connected),
-            known(item.connected_name),
-            known(item.context),
-            known(item.exten),
-            dialplan_context=item.context,
-            dialplan_exten=item.exten,
-        )
-
-
-def listed_channel(item: Event) -> ListedChannel:
-    """A ``CoreShowChannel`` list item as :meth:`CallRegistry.resync` takes it."""
-    return ListedChannel(
-        item.get("Uniqueid") or "",
-        item.get("Linkedid") or "",
-        item.get("Channel") or "",
-        _int(item.get("ChannelState"), UNKNOWN_STATE),
-        item.get("CallerIDNum") or "",
-        item.get("Exten") or "",
-        context=item.get("Context") or "",
-        caller_name=item.get("CallerIDName") or "",
-        connected=item.get("ConnectedLineNum") or "",
-        connected_name=item.get("ConnectedLineName") or "",
-        duration_s=parse_duration_s(item.get("Duration")),
-    )
-
-
-def parse_duration_s(text: str | None) -> float:
-    """``CoreShowChannel`` ``Duration`` (``HH:MM:SS``) in seconds; 0 when unreadable."""
-    try:
-        hours, minutes, seconds = (int(part) for part in (text or "").split(":"))
-    except ValueError:
-        return 0.0
-    return float(hours * 3600 + minutes * 60 + seconds)

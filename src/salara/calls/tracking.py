@@ -221,9 +221,9 @@ class CallTracker:
         channel = self.registry.channels.get(event.get("Uniqueid") or "")
         before = (channel.name, channel.state) if channel is not None else None
         self.registry.on_event(event, wall, mono)
-        if channel is not None and before != (channel.name, channel.state):
-            if self._keep_all or channel.linkedid in self.calls:
-                self._channel_changed(channel.uniqueid)
+        changed = channel is not None and before != (channel.name, channel.state)
+        if changed and channel is not None and (self._keep_all or channel.linkedid in self.calls):
+            self._channel_changed(channel.uniqueid)
 
     def _hangup(self, event: Event, wall: float, mono: float) -> CrmEvent | None:
         linkedid = event.get("Linkedid") or ""

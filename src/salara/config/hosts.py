@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -27,13 +26,47 @@ def normalise_host(host: str) -> str:
     except ValueError:
         if not host or not re.fullmatch(r"[0-9a-fx.]+", host):
             return host
-        try:
-            return str(ipaddress.IPv4Address(socket.inet_aton(host)))
-        except OSError:
-            return host
+        number = inet_aton(host)
+        return host if number is None else str(ipaddress.IPv4Address(number))
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address)
+
+
+_HEX = re.compile(r"0[xX][0-9a-fA-F]*")
+_OCTAL = re.compile(r"0[0-7]*")
+_DECIMAL = re.compile(r"[1-9][0-9]*")
+
+
+def inet_aton(text: str) -> int | None:
+    """An IPv4 address in any form the C resolver's ``inet_aton(3)`` reads, as a number; None if none.
+
+    ``a.b.c.d``, ``a.b.c`` (c 16 bits), ``a.b`` (b 24 bits) or ``a`` (32 bits);
+    each part decimal, octal (leading ``0``) or hexadecimal (``0x``).
+
+    >>> inet_aton("127.1") == inet_aton("0x7f.1") == inet_aton("2130706433") == 0x7F000001
+    True
+    """
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    values = []
+    for part in parts:
+        if _HEX.fullmatch(part):
+            values.append(int(part[2:] or "-1", 16) if len(part) > 2 else -1)
+        elif _OCTAL.fullmatch(part):
+            values.append(int(part, 8))
+        elif _DECIMAL.fullmatch(part):
+            values.append(int(part))
+        else:
+            return None
+    *head, last = values
+    if any(not 0 <= value <= 255 for value in head) or not 0 <= last < 1 << (8 * (5 - len(values))):
+        return None
+    number = 0
+    for value in head:
+        number = number << 8 | value
+    return number << (32 - 8 * len(head)) | last
 
 
 def is_local_host(host: str) -> bool:

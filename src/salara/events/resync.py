@@ -22,9 +22,8 @@ import logging
 from typing import Protocol
 
 from salara.ami.messages import Response
-from salara.calls.registry import listed_channel
+from salara.calls.call import listed_channel
 from salara.errors import AMIError
-from salara.events.payload import event_timestamp
 from salara.events.pipeline import EventPipeline
 from salara.utc import utc_timestamp
 

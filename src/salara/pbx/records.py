@@ -93,6 +93,8 @@ def reachability(statuses: list[str]) -> str:
     if "Unreachable" in statuses:
         return "unreachable"
     return "unknown"
+
+
 def contact_of(event: Event) -> Contact:
     """A ``ContactStatusDetail`` event as a :class:`Contact` (round trip in ms, expiry as UTC)."""
     rtt_usec = _opt_int(event.get("RoundtripUsec"))
@@ -145,5 +147,3 @@ def channel_of(item: Event) -> ChannelInfo:
         duration_s=_opt_int(item.get("Seconds")),
         bridge_id=known(item.get("BridgeID")),
     )
-
-

@@ -19,7 +19,6 @@ from typing import Final, Protocol
 from salara.agi.protocol import AGIRequest
 from salara.calls.registry import CallRegistry
 
-
 CHANNEL_WAIT_S: Final = 0.5
 """Longest wait for AMI to report a FastAGI request's channel (Newchannel is normally long in)."""
 CHANNEL_POLL_S: Final = 0.005

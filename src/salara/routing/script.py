@@ -26,12 +26,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from salara import fields
+from salara.agi.protocol import AGIRequest
 from salara.agi.server import AGISession
 from salara.calls.tracking import CallTracker
 from salara.config import Config
 from salara.crm.lookup import CrmLookup, LookupFailed
 from salara.errors import AGIError, AMIError
-from salara.agi.protocol import AGIRequest
 from salara.pbx import PBX
 from salara.routing.breaker import CircuitBreaker
 from salara.routing.cache import AnswerCache

@@ -16,17 +16,17 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from salara.api.security.access import principal
-from salara.api.security.denials import denial_headers, log_denial
-from salara.api.security.limits import LimitError, RequestLimits, check_fields, json_depth_exceeds
 from salara.api.compat.answers import StateAnswer, answer
 from salara.api.compat.request import (
     RequestError,
     parse_request,
 )
+from salara.api.security.access import principal
+from salara.api.security.denials import denial_headers, log_denial
+from salara.api.security.limits import LimitError, RequestLimits, check_fields, json_depth_exceeds
+from salara.control import CallControl
 from salara.errors import AMIActionError, AMIError, AMIUnavailable, LocalProtocolError
 from salara.fields import FieldError
-from salara.control import CallControl
 
 log = logging.getLogger(__name__)
 
