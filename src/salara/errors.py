@@ -11,6 +11,7 @@
     │   ├── AMIUnavailable          not logged in, or the link dropped mid-action
     │   ├── AMITimeout              no answer (or no login) in time
     │   ├── AMIActionError          ``Response: Error``
+    │   ├── AMIListOverflow         a list answer over salara's caps (also a RemoteProtocolError)
     │   └── AuthenticationError     the login was refused
     ├── AGIError                    an AGI command could not be carried out
     │   ├── AGICommandError         a 4xx/5xx reply
@@ -97,6 +98,20 @@ class AMIActionError(AMIError):
         self.message = message
 
 
+class AMIListOverflow(AMIError, RemoteProtocolError):
+    """Asterisk's answer to a list action went over salara's item or byte cap.
+
+    The items were dropped and the rest of the list is discarded as it
+    arrives; the connection itself goes on. ``action_id`` is the list's
+    ActionID, ``reason`` the cap it went over.
+    """
+
+    def __init__(self, action_id: str, reason: str) -> None:
+        super().__init__(f"list answer to {action_id}: {reason}; its items were dropped")
+        self.action_id = action_id
+        self.reason = reason
+
+
 class AuthenticationError(AMIError):
     """AMI refused the login (wrong username or secret)."""
 
@@ -178,7 +193,3 @@ class Conflict(RequestError):
     """The request clashes with the state of things (HTTP 409): operator busy, call ended..."""
 
     error = "conflict"
-
-
-class StoreError(SalaraError):
-    """The store could not read or write (disk full, unwritable or damaged file, database down)."""

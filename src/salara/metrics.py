@@ -31,7 +31,6 @@ Metrics (all prefixed ``salara_``):
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -51,6 +50,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from salara.ami.messages import Event
+from salara.store.interface import StoreError
 
 if TYPE_CHECKING:
     from salara.ami.client import AMIClient
@@ -226,7 +226,7 @@ def _calls(control: CallControl) -> Iterator[Metric]:
 def _outbox(outbox: Outbox) -> Iterator[Metric]:
     try:
         counts = outbox.counts()
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         log.warning("outbox metrics unavailable: %s", exc)
         return
     depth = counts.depth

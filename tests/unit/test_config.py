@@ -316,7 +316,7 @@ def test_the_delivery_warning_masks_the_crm_url(tmp_path: Path, caplog: pytest.L
     outbox = Outbox(tmp_path / "outbox.db", max_rows=10)
     try:
         worker = DeliveryWorker(outbox, "https://crm:hunter2@crm.example/hook?token=abc123secret")
-        with caplog.at_level("DEBUG", logger="salara.webhooks"):
+        with caplog.at_level("DEBUG", logger="salara.crm.delivery"):
             for status in (500, 500, 410, 200):
                 worker._classify(Claimed(1, "e1", "c1", b"{}", 0), 0.0, status, f"HTTP {status}")
         assert "did not take event" in caplog.text and "crm.example/hook" in caplog.text

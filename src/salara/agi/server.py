@@ -97,6 +97,12 @@ class AGIServer:
             self._server = await asyncio.start_server(self._on_connect, self._host, self._port)
             log.info("FastAGI listening on %s:%d", self._host, self.port)
 
+    async def serve(self) -> None:
+        """Accept connections until cancelled (the supervised part of a running salara); starts if needed."""
+        await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
     async def close(self) -> None:
         """Stop listening and end every running session (their handlers are cancelled)."""
         server, self._server = self._server, None

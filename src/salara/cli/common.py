@@ -21,10 +21,10 @@ import click
 import salara
 from salara import config as config_module
 from salara.ami.client import AMIClient
-from salara.app import ami_settings, serve, setup_logging
+from salara.app import PartFailed, ami_settings, serve, setup_logging
 from salara.config import Config
+from salara.control import CallControl
 from salara.errors import ConfigError, SalaraError
-from salara.service import Telephony
 
 T = TypeVar("T")
 
@@ -50,8 +50,8 @@ def emit(data: object) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=None if isinstance(data, dict) else 2))
 
 
-def with_telephony(ctx: click.Context, work: Callable[[Telephony], Awaitable[T]], timeout_s: float = 10) -> T:
-    """Connect to AMI, run ``work(telephony)``, disconnect. Errors become CLI errors.
+def with_control(ctx: click.Context, work: Callable[[CallControl], Awaitable[T]], timeout_s: float = 10) -> T:
+    """Connect to AMI, run ``work(control)``, disconnect. Errors become CLI errors.
 
     Gives up at once when AMI refuses the login, and after ``timeout_s``
     seconds when it cannot be reached.
@@ -71,7 +71,7 @@ def with_telephony(ctx: click.Context, work: Callable[[Telephony], Awaitable[T]]
                     reason = ami.last_error or "timeout"
                     raise click.ClickException(f"cannot use AMI at {config.ami.host}:{config.ami.port}: {reason}")
                 await asyncio.sleep(0.05)
-            return await work(Telephony(ami, config))
+            return await work(CallControl.over(ami, config))
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -126,6 +126,8 @@ def serve_command(ctx: click.Context) -> None:
             runner.run(serve(config))
         except ConfigError as exc:
             raise click.ClickException(f"config: {exc}") from None
+        except PartFailed as exc:
+            raise click.ClickException(f"stopped: {exc}") from None
 
 
 @main.group()

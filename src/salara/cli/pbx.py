@@ -1,6 +1,6 @@
 """The commands that talk to Asterisk (``show info``, ``get status``, ``send``) and ``send post``.
 
-Each opens its own short AMI session (:func:`~salara.cli.common.with_telephony`)
+Each opens its own short AMI session (:func:`~salara.cli.common.with_control`)
 with the credentials of the config file; the service need not run.
 ``send post`` posts a test event to the CRM the way events are posted.
 """
@@ -17,9 +17,10 @@ import click
 import salara
 from salara import config as config_module
 from salara import fields
-from salara.cli.common import emit, load_config, main, show, with_telephony
+from salara.api.compat.answers import channel_answer, extension_answer, peer_answer
+from salara.cli.common import emit, load_config, main, show, with_control
+from salara.control import CallControl
 from salara.crm.delivery import send_test_post
-from salara.service import Telephony
 
 
 @show.command("info")
@@ -28,9 +29,9 @@ def show_info(ctx: click.Context) -> None:
     """Print salara's version, addresses and the Asterisk it talks to."""
     config = load_config(ctx)
 
-    async def work(telephony: Telephony) -> dict[str, Any]:
-        settings = await telephony.ami.action("CoreSettings")
-        status = await telephony.ami.action("CoreStatus")
+    async def work(control: CallControl) -> dict[str, Any]:
+        settings = await control.pbx.action("CoreSettings")
+        status = await control.pbx.action("CoreStatus")
         return {
             "asterisk_version": settings.get("AsteriskVersion"),
             "asterisk_started": f"{status.get('CoreStartupDate')} {status.get('CoreStartupTime')}",
@@ -43,7 +44,7 @@ def show_info(ctx: click.Context) -> None:
         "api": f"http://{config.url.rest_server}",
         "ami": f"{config.ami.host}:{config.ami.port}",
     }
-    info.update(with_telephony(ctx, work))
+    info.update(with_control(ctx, work))
     emit(info)
 
 
@@ -64,12 +65,12 @@ def get_status() -> None:
 def status_extension(ctx: click.Context, exten: str, context: str | None) -> None:
     """Extension (hint) state of EXTEN."""
 
-    async def work(telephony: Telephony) -> dict[str, int | str]:
-        ctx_name = fields.context("context", context or telephony.config.general.default_context)
-        state = await telephony.extension_state(fields.extension("exten", exten), ctx_name)
-        return state.as_dict()
+    async def work(control: CallControl) -> dict[str, int | str]:
+        ctx_name = fields.context("context", context or control.config.general.default_context)
+        state = await control.pbx.extension_state(fields.extension("exten", exten), ctx_name)
+        return extension_answer(state).as_dict()
 
-    emit(with_telephony(ctx, work))
+    emit(with_control(ctx, work))
 
 
 @get_status.command("channel")
@@ -78,10 +79,10 @@ def status_extension(ctx: click.Context, exten: str, context: str | None) -> Non
 def status_channel(ctx: click.Context, channel: str) -> None:
     """State of a live CHANNEL, e.g. PJSIP/8001-00000004."""
 
-    async def work(telephony: Telephony) -> dict[str, int | str]:
-        return (await telephony.channel_state(fields.channel("channel", channel))).as_dict()
+    async def work(control: CallControl) -> dict[str, int | str]:
+        return (await channel_answer(control, fields.channel("channel", channel))).as_dict()
 
-    emit(with_telephony(ctx, work))
+    emit(with_control(ctx, work))
 
 
 @get_status.command("peer")
@@ -90,10 +91,10 @@ def status_channel(ctx: click.Context, channel: str) -> None:
 def status_peer(ctx: click.Context, peer: str) -> None:
     """Reachability of the PJSIP endpoint PEER."""
 
-    async def work(telephony: Telephony) -> dict[str, int | str]:
-        return (await telephony.peer_state(fields.endpoint("peer", peer))).as_dict()
+    async def work(control: CallControl) -> dict[str, int | str]:
+        return (await peer_answer(control, fields.endpoint("peer", peer))).as_dict()
 
-    emit(with_telephony(ctx, work))
+    emit(with_control(ctx, work))
 
 
 @main.group()
@@ -110,17 +111,17 @@ def send() -> None:
 def send_message(ctx: click.Context, operator: str, phone: str, text: str, context: str | None) -> None:
     """Send TEXT as a SIP MESSAGE to OPERATOR's endpoint, from PHONE."""
 
-    async def work(telephony: Telephony) -> dict[str, Any]:
-        ctx_name = fields.context("context", context or telephony.config.general.default_context)
-        state, sent = await telephony.send_message(
+    async def work(control: CallControl) -> dict[str, Any]:
+        ctx_name = fields.context("context", context or control.config.general.default_context)
+        state, refused = await control.send_message(
             fields.extension("operator", operator),
             fields.extension("phone", phone),
             fields.message_text("text", text),
             ctx_name,
         )
-        return {**state.as_dict(), "sent": sent}
+        return {**extension_answer(state).as_dict(), "sent": refused is None}
 
-    emit(with_telephony(ctx, work))
+    emit(with_control(ctx, work))
 
 
 @send.command("command")
@@ -132,10 +133,10 @@ def send_command(ctx: click.Context, command: tuple[str, ...]) -> None:
     if any(char in line for char in "\r\n\0"):
         raise click.ClickException("the command may not contain CR, LF or NUL")
 
-    async def work(telephony: Telephony) -> list[str]:
-        return await telephony.ami.command(line)
+    async def work(control: CallControl) -> list[str]:
+        return await control.pbx.command(line)
 
-    for output in with_telephony(ctx, work):
+    for output in with_control(ctx, work):
         click.echo(output)
 
 

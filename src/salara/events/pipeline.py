@@ -20,8 +20,8 @@ from typing import Protocol
 from salara.ami.messages import Event
 from salara.calls.events import CrmEvent
 from salara.calls.tracking import CallTracker, TrackingChanges
-from salara.errors import StoreError
 from salara.events.payload import compat_body, event_timestamp, extended_body
+from salara.store.interface import StoreError
 from salara.store.records import new_event_id
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class EventStore(Protocol):
 
     ``tracking`` (may be None) is the call tracking changed by the same AMI
     read; a store that keeps nothing over a restart ignores it. Raises
-    :class:`~salara.errors.StoreError` when nothing could be stored.
+    :data:`~salara.store.interface.StoreError` when nothing could be stored.
     """
 
     def add(
