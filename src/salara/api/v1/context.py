@@ -11,8 +11,7 @@ from salara.api.v1.access import Access, Right
 from salara.api.v1.errors import ApiError, api_error_of
 from salara.calls.call import Call
 from salara.control import CallControl
-from salara.errors import NotFound, RequestError
-from salara.errors import AMIError, LocalProtocolError
+from salara.errors import AMIError, LocalProtocolError, NotFound, RequestError
 from salara.events.hub import EventHub
 
 T = TypeVar("T")

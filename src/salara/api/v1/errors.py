@@ -23,8 +23,15 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from salara.errors import NotFound, RequestError, Unprocessable
-from salara.errors import AMIActionError, AMIError, AMIUnavailable, LocalProtocolError
+from salara.errors import (
+    AMIActionError,
+    AMIError,
+    AMIUnavailable,
+    LocalProtocolError,
+    NotFound,
+    RequestError,
+    Unprocessable,
+)
 
 
 class ErrorBody(BaseModel):
