@@ -63,6 +63,8 @@ class Channel:
     answered_at: float | None = None
     dialplan_context: str = ""
     dialplan_exten: str = ""
+    caller_id_num: str = ""
+    """``CallerIDNum`` as last reported, raw (``<unknown>`` kept): what a synthesized Hangup says."""
 
     @classmethod
     def of_event(cls, uniqueid: str, event: Event, created_at: float) -> Channel:
@@ -82,6 +84,7 @@ class Channel:
             known(exten),
             dialplan_context=context,
             dialplan_exten=exten,
+            caller_id_num=event.get("CallerIDNum") or "",
         )
 
     @classmethod
@@ -101,6 +104,7 @@ class Channel:
             known(item.exten),
             dialplan_context=item.context,
             dialplan_exten=item.exten,
+            caller_id_num=item.caller,
         )
 
 

@@ -182,6 +182,7 @@ class CallRegistry:
             channel.name = event.get("Channel") or channel.name
             self._position(channel, event)
         elif name == "NewCallerid":
+            channel.caller_id_num = event.get("CallerIDNum") or channel.caller_id_num
             channel.caller_number = known(event.get("CallerIDNum"))
             channel.caller_name = known(event.get("CallerIDName"))
         elif name == "NewConnectedLine":
@@ -192,6 +193,7 @@ class CallRegistry:
 
     @staticmethod
     def _position(channel: Channel, event: Event) -> None:
+        channel.caller_id_num = event.get("CallerIDNum") or channel.caller_id_num
         channel.dialplan_context = event.get("Context") or channel.dialplan_context
         channel.dialplan_exten = event.get("Exten") or channel.dialplan_exten
 
@@ -350,6 +352,7 @@ class CallRegistry:
             self._set_state(channel, item.state, wall)
             channel.name = item.name or channel.name
             channel.caller_number = known(item.caller) or channel.caller_number
+            channel.caller_id_num = item.caller or channel.caller_id_num
             channel.dialplan_exten = item.exten or channel.dialplan_exten
             channel.dialplan_context = item.context or channel.dialplan_context
             if changed:

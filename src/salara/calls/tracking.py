@@ -319,7 +319,7 @@ class CallTracker:
                         channel.linkedid,
                         channel.name,
                         channel.state,
-                        channel.caller_number or "",
+                        channel.caller_id_num,
                         channel.dialplan_exten,
                     )
                 )
