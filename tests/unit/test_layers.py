@@ -13,6 +13,7 @@ CORE = (
     "salara.states",
     "salara.utc",
     "salara.sansio",
+    "salara.ami.headers",
     "salara.ami.messages",
     "salara.ami.protocol",
     "salara.agi.protocol",

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-Headers = tuple[tuple[str, str], ...]
+from salara.ami.headers import Headers, parse_headers
+
 
 
 class _HeaderLookup:
@@ -106,8 +107,6 @@ class Event(_HeaderLookup):
     def headers(self) -> Headers:  # type: ignore[override]
         headers = self._headers
         if headers is None:
-            from salara.ami.protocol import parse_headers  # the wire format lives there
-
             headers = parse_headers(self._text or "")
             object.__setattr__(self, "_headers", headers)
             object.__setattr__(self, "_text", None)
