@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from salara.ami.headers import Headers, parse_headers
 
 
-
 class _HeaderLookup:
     """Case-insensitive, first-wins header lookup shared by every message kind."""
 
