@@ -15,8 +15,6 @@ an empty line. Decisions that matter:
 - A list action answers ``EventList: start``, then item events carrying its
   ActionID, then an event with ``EventList: Complete``. The items are folded
   into one :class:`Response`; the end is that header, never a guess from text.
-  Lists are capped and forgettable (:mod:`salara.ami.lists`); a list over its
-  cap comes out as an :class:`~salara.errors.AMIListOverflow` message.
 - ``Command`` output arrives as ``Output:`` headers (Asterisk 14+) or, from
   older Asterisk, as ``Response: Follows`` with a raw body closed by
   ``--END COMMAND--``; both give ``Response.output``.
@@ -31,8 +29,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
-from salara.ami.headers import parse_headers
-from salara.ami.lists import DEFAULT_MAX_LIST_BYTES, DEFAULT_MAX_LIST_ITEMS, ListCollector
+from salara.ami.headers import Headers, parse_headers
 from salara.ami.messages import Action, Event, Greeting, Message, Response
 from salara.errors import LocalProtocolError, RemoteProtocolError
 from salara.sansio import CLOSED as CLOSED
@@ -136,22 +133,13 @@ class AMIConnection:
 
     ``max_message_bytes`` bounds the bytes buffered for one incoming message;
     past it :meth:`receive_data` raises :class:`RemoteProtocolError` (the
-    caller should drop the connection). ``max_list_items`` and
-    ``max_list_bytes`` cap each list answer; a list over either is dropped and
-    :meth:`next_event` yields an :class:`~salara.errors.AMIListOverflow` for
-    its ActionID (the connection goes on).
+    caller should drop the connection).
     """
 
-    def __init__(
-        self,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        max_list_items: int = DEFAULT_MAX_LIST_ITEMS,
-        max_list_bytes: int = DEFAULT_MAX_LIST_BYTES,
-    ) -> None:
+    def __init__(self, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._buffer = bytearray()
         self._ready: deque[Message] = deque()
-        self._lists = ListCollector(max_items=max_list_items, max_bytes=max_list_bytes)
+        self._lists: dict[str, tuple[Response, list[Event]]] = {}
         self._greeted = False
         self._closed = False
         self._max = max_message_bytes
@@ -165,16 +153,8 @@ class AMIConnection:
         return encode_action(action)
 
     def forget(self, action_id: str) -> None:
-        """The caller gave up on action ``action_id`` (timed out, cancelled, link lost).
-
-        A list being collected for it is dropped at once; its items still to
-        come, and a list that only starts later, are discarded as they arrive.
-        """
-        self._lists.forget(action_id)
-
-    def open_lists(self) -> dict[str, tuple[int, int]]:
-        """ActionID -> ``(items, bytes)`` of every list answer being collected right now."""
-        return self._lists.sizes()
+        """Drop a half-received list (the caller gave up waiting for it)."""
+        self._lists.pop(action_id, None)
 
     # -- receiving -----------------------------------------------------------
 
@@ -231,9 +211,9 @@ class AMIConnection:
                     # Events are the bulk of the stream: name now, headers on demand.
                     newline = part.find("\r\n")
                     name = part[7:newline] if newline >= 0 else part[7:]
-                    self._deliver(Event(name.rstrip("\n"), text=part), part)
+                    self._deliver(Event(name.rstrip("\n"), text=part))
                 elif part:
-                    self._deliver(parse_message(part), part)
+                    self._deliver(parse_message(part))
             return
 
     def _frame_one(self) -> bool:
@@ -252,7 +232,7 @@ class AMIConnection:
             raw = bytes(buffer[:end])
             # The old format closes with "--END COMMAND--" CR LF then a blank line.
             del buffer[: end + (4 if buffer[end : end + 4] == _END else 2)]
-            self._deliver(_parse_follows(raw), "")
+            self._deliver(_parse_follows(raw))
             return True
         end = buffer.find(_END)
         if end < 0:
@@ -260,31 +240,29 @@ class AMIConnection:
         text = buffer[:end].decode("utf-8", "replace")
         del buffer[: end + 4]
         if text:
-            self._deliver(parse_message(text), text)
+            self._deliver(parse_message(text))
         return True
 
     def _check_size(self, size: int) -> None:
         if size > self._max:
             raise RemoteProtocolError(f"AMI message exceeds {self._max} bytes")
 
-    def _deliver(self, message: Event | Response, text: str) -> None:
+    def _deliver(self, message: Event | Response) -> None:
         lists = self._lists
         if isinstance(message, Response):
             action_id = message.action_id
-            if action_id is not None:
-                if (message.get("EventList") or "").lower() == "start":
-                    overflow = lists.start(action_id, message)
-                    if overflow is not None:
-                        self._ready.append(overflow)
-                    return
-                lists.answered(action_id)
+            if action_id is not None and (message.get("EventList") or "").lower() == "start":
+                lists[action_id] = (message, [])
+                return
             self._ready.append(message)
             return
-        if lists.collecting:
+        if lists:
             action_id = message.get("ActionID")
-            if action_id is not None and lists.owns(action_id):
-                outcome = lists.item(action_id, message, text)
-                if outcome is not None:
-                    self._ready.append(outcome)
+            if action_id is not None and action_id in lists:
+                response, items = lists[action_id]
+                items.append(message)
+                if (message.get("EventList") or "").lower() == "complete":
+                    del lists[action_id]
+                    self._ready.append(response.with_events(items))
                 return
         self._ready.append(message)
