@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from salara.ami.headers import Headers, parse_headers
+from salara.errors import AMIListOverflow
 
 
 class _HeaderLookup:
@@ -179,4 +180,5 @@ class Greeting:
         return self.text.rpartition("/")[2]
 
 
-Message = Event | Response | Greeting
+Message = Event | Response | Greeting | AMIListOverflow
+"""What the sans-I/O layer yields; an :class:`AMIListOverflow` is the failure of one list action, to raise there."""
