@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
-from salara.ami.headers import Headers, parse_headers
+from salara.ami.headers import parse_headers
 from salara.ami.messages import Action, Event, Greeting, Message, Response
 from salara.errors import LocalProtocolError, RemoteProtocolError
 from salara.sansio import CLOSED as CLOSED
