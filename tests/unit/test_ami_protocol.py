@@ -8,11 +8,12 @@ from salara.ami.messages import Action, Event, Greeting, Response
 from salara.ami.protocol import (
     CLOSED,
     MAX_HEADERS,
+    MAX_OPEN_LISTS,
     NEED_DATA,
     AMIConnection,
     encode_action,
 )
-from salara.errors import LocalProtocolError, RemoteProtocolError
+from salara.errors import AMIListOverflow, LocalProtocolError, RemoteProtocolError
 from tests.transcript import load, names, received
 
 AMI_TRANSCRIPTS = [name for name in names() if not name.startswith(("fastagi.txt", "sip_trace"))]
@@ -229,3 +230,104 @@ def test_asterisk_line_and_header_limits() -> None:
     assert encode_action(Action("Originate", "o", many))
     with pytest.raises(LocalProtocolError):
         encode_action(Action("Originate", "o", (*many, ("Variable", "x=1"))))
+
+
+# -- lists: caps and given-up actions -------------------------------------------
+
+GREETING = b"Asterisk Call Manager/11.0.0\r\n"
+
+
+def list_start(action_id: str) -> bytes:
+    return f"Response: Success\r\nActionID: {action_id}\r\nEventList: start\r\nMessage: x\r\n\r\n".encode()
+
+
+def list_item(action_id: str, number: int, padding: str = "") -> bytes:
+    return f"Event: Status\r\nActionID: {action_id}\r\nChannel: PJSIP/{number}{padding}\r\n\r\n".encode()
+
+
+def list_complete(action_id: str, items: int) -> bytes:
+    return (
+        f"Event: StatusComplete\r\nActionID: {action_id}\r\nEventList: Complete\r\nListItems: {items}\r\n\r\n"
+    ).encode()
+
+
+UNRELATED = b"Event: Newchannel\r\nChannel: PJSIP/9-00000001\r\n\r\n"
+
+
+def names_of(messages: list[object]) -> list[str]:
+    out = []
+    for message in messages:
+        if isinstance(message, AMIListOverflow):
+            out.append(f"overflow {message.action_id}")
+        elif isinstance(message, Response):
+            out.append(f"response {message.action_id} {len(message.events)}")
+        elif isinstance(message, Event):
+            out.append(f"event {message.name} {message.action_id}")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("caps", "padding"),
+    [({"max_list_items": 3}, ""), ({"max_list_bytes": 300}, "x" * 40)],
+)
+def test_a_list_over_a_cap_is_dropped_reported_and_the_rest_discarded(caps: dict[str, int], padding: str) -> None:
+    conn = AMIConnection(**caps)
+    conn.receive_data(GREETING + list_start("L") + b"".join(list_item("L", n, padding) for n in range(3)))
+    assert conn.open_lists()["L"][0] <= 3 and conn.open_lists()["L"][1] <= caps.get("max_list_bytes", 1 << 30)
+    conn.receive_data(b"".join(list_item("L", n, padding) for n in range(3, 8)) + UNRELATED + list_complete("L", 8))
+    assert conn.open_lists() == {}
+    messages = parse_all(conn)[1:]  # after the greeting
+    assert names_of(messages) == ["overflow L", "event Newchannel None"]
+    overflow = messages[0]
+    assert isinstance(overflow, AMIListOverflow) and "dropped" in str(overflow)
+    # Once its Complete event went by, the ActionID is an ActionID like any other.
+    conn.receive_data(list_item("L", 99))
+    assert names_of(parse_all(conn)) == ["event Status L"]
+
+
+def parse_all(conn: AMIConnection) -> list[object]:
+    out: list[object] = []
+    while (message := conn.next_event()) not in (NEED_DATA, CLOSED):
+        out.append(message)
+    return out
+
+
+def test_byte_cap_counts_wire_bytes_of_utf8_items() -> None:
+    conn = AMIConnection(max_list_bytes=1000)
+    conn.receive_data(GREETING + list_start("L") + list_item("L", 1, "ж" * 100))
+    ((items, size),) = conn.open_lists().values()
+    assert (items, size) == (1, len(list_item("L", 1, "ж" * 100)) - 4)  # the closing blank line is framing
+
+
+def test_forgotten_list_is_released_and_its_late_items_dropped() -> None:
+    conn = AMIConnection()
+    conn.receive_data(GREETING + list_start("L") + list_item("L", 1) + list_item("L", 2))
+    assert conn.open_lists() == {"L": (2, len(list_item("L", 1)) * 2 - 8)}
+    conn.forget("L")
+    assert conn.open_lists() == {}
+    conn.receive_data(list_item("L", 3) + UNRELATED + list_complete("L", 3))
+    assert names_of(parse_all(conn)) == ["event Newchannel None"]
+
+
+def test_a_list_starting_after_its_action_was_given_up_is_discarded() -> None:
+    conn = AMIConnection()
+    conn.receive_data(GREETING)
+    conn.forget("late")
+    conn.receive_data(list_start("late") + list_item("late", 1) + UNRELATED + list_complete("late", 1))
+    assert conn.open_lists() == {}
+    assert names_of(parse_all(conn)) == ["event Newchannel None"]
+
+
+def test_a_plain_late_answer_to_a_given_up_action_is_still_delivered() -> None:
+    conn = AMIConnection()
+    conn.receive_data(GREETING)
+    conn.forget("p1")
+    conn.receive_data(b"Response: Success\r\nActionID: p1\r\nPing: Pong\r\n\r\n" + list_item("p1", 1))
+    assert names_of(parse_all(conn)) == ["response p1 0", "event Status p1"]
+
+
+def test_too_many_open_lists_fail_the_newest() -> None:
+    conn = AMIConnection()
+    conn.receive_data(GREETING + b"".join(list_start(f"L{n}") for n in range(MAX_OPEN_LISTS + 1)))
+    assert len(conn.open_lists()) == MAX_OPEN_LISTS
+    assert names_of(parse_all(conn)) == [f"overflow L{MAX_OPEN_LISTS}"]

@@ -33,6 +33,7 @@ from salara.backoff import jittered_backoff_s
 from salara.errors import (
     AMIActionError,
     AMIError,
+    AMIListOverflow,
     AMITimeout,
     AMIUnavailable,
     AuthenticationError,
@@ -262,6 +263,9 @@ class AMIClient:
                         self._on_event(message)
                     elif isinstance(message, Response):
                         self._on_response(message)
+                    elif isinstance(message, AMIListOverflow):
+                        log.warning("AMI %s", message)
+                        self._pending.fail(message.action_id, message)
                     elif isinstance(message, Greeting):
                         log.debug("AMI greeting: %s", message.text)
                 if not data:
@@ -341,6 +345,7 @@ class AMIClient:
         self.stats.actions += 1
         started = time.perf_counter()
         outcome = "lost"
+        answered = False
         try:
             try:
                 writer.write(data)
@@ -349,8 +354,12 @@ class AMIClient:
                 raise AMIUnavailable(f"AMI link lost while sending: {exc}") from None
             async with asyncio.timeout(limit_s):
                 response = await future
+            answered = True
             outcome = "success" if response.ok else "error"
             return response
+        except AMIListOverflow:
+            outcome = "error"
+            raise
         except TimeoutError:
             outcome = "timeout"
             if action.name != "Ping":
@@ -358,7 +367,7 @@ class AMIClient:
             raise AMITimeout(f"{action.name}: no answer from Asterisk within {limit_s:g} s") from None
         finally:
             self._pending.discard(action.action_id)
-            if not future.done():
+            if not answered:  # late, cancelled, lost or refused: what still comes for it is dropped
                 conn.forget(action.action_id)
             if self._listeners.actions:
                 self._listeners.action(action.name, time.perf_counter() - started, outcome)

@@ -1,8 +1,28 @@
-"""AMI header lines as ``(name, value)`` pairs: the wire format of one message's text, pure."""
+"""AMI header lines as ``(name, value)`` pairs, both ways: the wire format of one message's text, pure.
+
+Parsing follows what Asterisk writes (``main/manager.c``: ``Name: value``
+CR LF lines); encoding follows what it reads: at most :data:`MAX_HEADERS`
+headers of at most :data:`MAX_LINE_BYTES` bytes each, and no CR, LF or NUL
+anywhere, so that no field can smuggle a second action onto the wire.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Final
+
+from salara.errors import LocalProtocolError
+
 Headers = tuple[tuple[str, str], ...]
+
+MAX_LINE_BYTES: Final = 1024
+"""Longest action line (CR LF included) Asterisk reads whole."""
+MAX_HEADERS: Final = 128
+"""Most headers Asterisk keeps per action (``AST_MAX_MANHEADERS``)."""
+
+_FORBIDDEN = ("\r", "\n", "\0")
+_FOLLOWS_HEADERS = frozenset({"response", "privilege", "actionid", "message"})
+_END_COMMAND = "--END COMMAND--"
 
 
 def _split_header(line: str) -> tuple[str, str]:
@@ -25,3 +45,65 @@ def parse_headers(text: str) -> Headers:
     if min(map(len, pairs)) == 2:
         return pairs  # type: ignore[return-value]
     return tuple(_split_header(line) for line in lines if line)
+
+
+def follows_headers(text: str) -> Headers:
+    """The headers of an old-style ``Response: Follows`` Command answer (Asterisk before 14).
+
+    ``text`` runs from ``Response: Follows`` to the body's ``--END COMMAND--``
+    (or its end). The leading ``Response``/``Privilege``/``ActionID``/``Message``
+    lines are headers; every body line, blank ones included, becomes an
+    ``Output`` header, as Asterisk 14+ sends them.
+    """
+    body_end = text.rfind(_END_COMMAND)
+    if body_end >= 0:
+        text = text[:body_end]
+    headers: list[tuple[str, str]] = []
+    lines = text.replace("\r\n", "\n").split("\n")
+    index = 0
+    while index < len(lines):
+        # Only these lead the raw body; an output line like "Channel: X" is output.
+        name, sep, value = lines[index].partition(": ")
+        if not sep or name.lower() not in _FOLLOWS_HEADERS:
+            break
+        headers.append((name, value))
+        index += 1
+    body = lines[index:]
+    if body and body[-1] == "":
+        body.pop()
+    headers.extend(("Output", line) for line in body)
+    return tuple(headers)
+
+
+def check_value(value: str, what: str = "value") -> None:
+    """Raise :class:`LocalProtocolError` if ``value`` holds CR, LF or NUL."""
+    for char in _FORBIDDEN:
+        if char in value:
+            raise LocalProtocolError(f"{what} contains {char!r}: refused")
+
+
+def _check_name(name: str) -> None:
+    if not name or name != name.strip() or ":" in name:
+        raise LocalProtocolError(f"invalid header name {name!r}")
+    check_value(name, f"header name {name!r}")
+
+
+def encode_headers(lines: Sequence[tuple[str, str]], what: str) -> bytes:
+    """The wire bytes of one action's header lines, closed by the empty line.
+
+    ``what`` names the action in errors. Raises :class:`LocalProtocolError`
+    (nothing is produced) when a name or value holds CR, LF or NUL, a line
+    exceeds :data:`MAX_LINE_BYTES` or there are more than :data:`MAX_HEADERS`.
+    """
+    if len(lines) > MAX_HEADERS:
+        raise LocalProtocolError(f"{what}: {len(lines)} headers, Asterisk keeps {MAX_HEADERS}")
+    out = bytearray()
+    for name, value in lines:
+        _check_name(name)
+        check_value(value, f"{name} value")
+        line = f"{name}: {value}\r\n".encode()
+        if len(line) > MAX_LINE_BYTES:
+            raise LocalProtocolError(f"{what}: {name} line is {len(line)} bytes, Asterisk reads {MAX_LINE_BYTES}")
+        out += line
+    out += b"\r\n"
+    return bytes(out)

@@ -44,6 +44,14 @@ class PendingActions:
             future.set_result(response)
         return True
 
+    def fail(self, action_id: str, exc: BaseException) -> bool:
+        """Fail the action waiting for the ``Response`` to ``action_id`` with ``exc``; False if none waits."""
+        future = self._responses.get(action_id)
+        if future is None:
+            return False
+        settle(future, exc)
+        return True
+
     def expect_event(self, action_id: str, timeout_s: float, late: BaseException) -> asyncio.Future[Event]:
         """A future for the ``OriginateResponse`` carrying ``action_id``; fails with ``late`` after ``timeout_s``.
 

@@ -15,76 +15,56 @@ an empty line. Decisions that matter:
 - A list action answers ``EventList: start``, then item events carrying its
   ActionID, then an event with ``EventList: Complete``. The items are folded
   into one :class:`Response`; the end is that header, never a guess from text.
+  Lists are capped and forgettable (:class:`ListCollector`); a list over its
+  cap comes out as an :class:`~salara.errors.AMIListOverflow` message.
 - ``Command`` output arrives as ``Output:`` headers (Asterisk 14+) or, from
   older Asterisk, as ``Response: Follows`` with a raw body closed by
   ``--END COMMAND--``; both give ``Response.output``.
 - Asterisk reads at most 1024 bytes per line and 128 headers per action
   (``main/manager.c``); longer actions are refused here, not truncated there.
-- CR, LF and NUL are refused in every header name and value, so no field can
-  smuggle a second action onto the wire.
+  CR, LF and NUL are refused in every header name and value, so no field can
+  smuggle a second action onto the wire (:mod:`salara.ami.headers`).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Final
 
-from salara.ami.headers import parse_headers
+from salara.ami.headers import MAX_HEADERS as MAX_HEADERS  # re-exported: Asterisk's limits, for callers
+from salara.ami.headers import MAX_LINE_BYTES as MAX_LINE_BYTES
+from salara.ami.headers import encode_headers, follows_headers, parse_headers
 from salara.ami.messages import Action, Event, Greeting, Message, Response
-from salara.errors import LocalProtocolError, RemoteProtocolError
+from salara.errors import AMIListOverflow, LocalProtocolError, RemoteProtocolError
 from salara.sansio import CLOSED as CLOSED
 from salara.sansio import NEED_DATA as NEED_DATA
 from salara.sansio import Sentinel as Sentinel
 
-MAX_LINE_BYTES: Final = 1024
-"""Longest action line (CR LF included) Asterisk reads whole."""
-MAX_HEADERS: Final = 128
-"""Most headers Asterisk keeps per action (``AST_MAX_MANHEADERS``)."""
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1 << 20
 """Largest incoming message accepted before the peer is deemed broken."""
+DEFAULT_MAX_LIST_ITEMS: Final = 50_000
+"""Most items one list answer may hold (a big PBX's CoreShowChannels is a few thousand)."""
+DEFAULT_MAX_LIST_BYTES: Final = 32 << 20
+"""Most bytes of items (their wire text) one list answer may hold."""
+MAX_OPEN_LISTS: Final = 256
+"""Most lists collected at once; salara has a handful of list actions in flight."""
+MAX_DISCARDED_LISTS: Final = 1024
+"""Most given-up ActionIDs remembered so that their late items are discarded."""
 
 _END = b"\r\n\r\n"
 _FOLLOWS = b"Response: Follows"
 _END_COMMAND = b"--END COMMAND--"
-_FORBIDDEN = ("\r", "\n", "\0")
-_FOLLOWS_HEADERS = frozenset({"response", "privilege", "actionid", "message"})
-
-
-def check_value(value: str, what: str = "value") -> None:
-    """Raise :class:`LocalProtocolError` if ``value`` holds CR, LF or NUL."""
-    for char in _FORBIDDEN:
-        if char in value:
-            raise LocalProtocolError(f"{what} contains {char!r}: refused")
-
-
-def _check_name(name: str) -> None:
-    if not name or name != name.strip() or ":" in name:
-        raise LocalProtocolError(f"invalid header name {name!r}")
-    check_value(name, f"header name {name!r}")
 
 
 def encode_action(action: Action) -> bytes:
-    """The wire bytes of ``action``.
+    """The wire bytes of ``action``: ``Action``, ``ActionID``, its headers, the empty line.
 
     Raises :class:`LocalProtocolError` (nothing is produced) when a name or
     value holds CR, LF or NUL, a line exceeds :data:`MAX_LINE_BYTES` or the
     action has more than :data:`MAX_HEADERS` headers.
     """
-    lines = [("Action", action.name), ("ActionID", action.action_id), *action.headers]
-    if len(lines) > MAX_HEADERS:
-        raise LocalProtocolError(f"{action.name}: {len(lines)} headers, Asterisk keeps {MAX_HEADERS}")
-    out = bytearray()
-    for name, value in lines:
-        _check_name(name)
-        check_value(value, f"{name} value")
-        line = f"{name}: {value}\r\n".encode()
-        if len(line) > MAX_LINE_BYTES:
-            raise LocalProtocolError(
-                f"{action.name}: {name} line is {len(line)} bytes, Asterisk reads {MAX_LINE_BYTES}"
-            )
-        out += line
-    out += b"\r\n"
-    return bytes(out)
+    return encode_headers([("Action", action.name), ("ActionID", action.action_id), *action.headers], action.name)
 
 
 def parse_message(text: str) -> Event | Response:
@@ -105,27 +85,107 @@ def parse_message(text: str) -> Event | Response:
     return Event("", headers)
 
 
-def _parse_follows(raw: bytes) -> Response:
-    """Parse an old-style ``Response: Follows`` Command answer (raw body)."""
-    text = raw.decode("utf-8", "replace")
-    body_end = text.rfind(_END_COMMAND.decode())
-    if body_end >= 0:
-        text = text[:body_end]
-    headers: list[tuple[str, str]] = []
-    lines = text.replace("\r\n", "\n").split("\n")
-    index = 0
-    while index < len(lines):
-        # Only these lead the raw body; an output line like "Channel: X" is output.
-        name, sep, value = lines[index].partition(": ")
-        if not sep or name.lower() not in _FOLLOWS_HEADERS:
-            break
-        headers.append((name, value))
-        index += 1
-    body = lines[index:]
-    if body and body[-1] == "":
-        body.pop()
-    headers.extend(("Output", line) for line in body)
-    return Response("Follows", tuple(headers))
+@dataclass(slots=True)
+class _OpenList:
+    response: Response
+    items: list[Event] = field(default_factory=list)
+    size_bytes: int = 0
+
+
+class ListCollector:
+    """The list answers being collected on one connection, within caps.
+
+    - A list over ``max_items`` items or ``max_bytes`` bytes, or one past
+      :data:`MAX_OPEN_LISTS` lists at once, is dropped and reported as an
+      :class:`~salara.errors.AMIListOverflow` for its ActionID.
+    - A list the caller gave up on (:meth:`forget`: the action timed out or
+      was cancelled) is dropped at once.
+    - The rest of a dropped list is discarded as it arrives, up to its
+      Complete event; so is a list that starts after its action was given up.
+      At most :data:`MAX_DISCARDED_LISTS` such ActionIDs are remembered (the
+      oldest goes first; its late items would then come out as plain events).
+    """
+
+    __slots__ = ("_discarding", "_forgotten", "_max_bytes", "_max_items", "_open")
+
+    def __init__(self, *, max_items: int = DEFAULT_MAX_LIST_ITEMS, max_bytes: int = DEFAULT_MAX_LIST_BYTES) -> None:
+        if max_items < 1 or max_bytes < 1:
+            raise ValueError("list caps must be positive")
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._open: dict[str, _OpenList] = {}
+        self._discarding: dict[str, None] = {}  # lists started but given up: their items are dropped
+        self._forgotten: dict[str, None] = {}  # actions given up before any answer came
+
+    @property
+    def collecting(self) -> bool:
+        """True while some list is open or being discarded (list items may arrive)."""
+        return bool(self._open or self._discarding)
+
+    def owns(self, action_id: str) -> bool:
+        """True when events carrying ``action_id`` are items of a list, kept or discarded."""
+        return action_id in self._open or action_id in self._discarding
+
+    def start(self, action_id: str, response: Response) -> AMIListOverflow | None:
+        """A ``Response`` with ``EventList: start`` arrived: open its list (or discard it, see above)."""
+        if action_id in self._forgotten or action_id in self._discarding:
+            self._forgotten.pop(action_id, None)
+            self._discard(action_id)
+            return None
+        if len(self._open) >= MAX_OPEN_LISTS and action_id not in self._open:
+            self._discard(action_id)
+            return AMIListOverflow(action_id, f"more than {MAX_OPEN_LISTS} lists open at once")
+        self._open[action_id] = _OpenList(response)  # a repeated start begins the list anew
+        return None
+
+    def item(self, action_id: str, event: Event, text: str) -> Response | AMIListOverflow | None:
+        """Take one item of list ``action_id`` (:meth:`owns` is true); ``text`` is its wire text.
+
+        Returns the whole list as a :class:`Response` once ``event`` is its
+        Complete event, an :class:`AMIListOverflow` when ``event`` would take
+        the list over a cap (the list is dropped), None otherwise.
+        """
+        complete = (event.get("EventList") or "").lower() == "complete"
+        if action_id in self._discarding:
+            if complete:
+                del self._discarding[action_id]
+            return None
+        pending = self._open[action_id]
+        if complete:
+            del self._open[action_id]
+            pending.items.append(event)
+            return pending.response.with_events(pending.items)
+        size = len(text) if text.isascii() else len(text.encode())
+        if len(pending.items) >= self._max_items or pending.size_bytes + size > self._max_bytes:
+            del self._open[action_id]
+            self._discard(action_id)
+            return AMIListOverflow(action_id, f"over {self._max_items} items or {self._max_bytes} bytes")
+        pending.items.append(event)
+        pending.size_bytes += size
+        return None
+
+    def forget(self, action_id: str) -> None:
+        """The caller gave up on action ``action_id``: drop its list now, discard what is still to come."""
+        if self._open.pop(action_id, None) is not None or action_id in self._discarding:
+            self._discard(action_id)
+        elif action_id not in self._forgotten:
+            if len(self._forgotten) >= MAX_DISCARDED_LISTS:
+                del self._forgotten[next(iter(self._forgotten))]
+            self._forgotten[action_id] = None
+
+    def answered(self, action_id: str) -> None:
+        """A plain (non-list) answer to ``action_id`` arrived: nothing of it is left to discard."""
+        self._forgotten.pop(action_id, None)
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """ActionID -> ``(items, bytes)`` of every list being collected."""
+        return {action_id: (len(lst.items), lst.size_bytes) for action_id, lst in self._open.items()}
+
+    def _discard(self, action_id: str) -> None:
+        self._discarding.pop(action_id, None)
+        if len(self._discarding) >= MAX_DISCARDED_LISTS:
+            del self._discarding[next(iter(self._discarding))]
+        self._discarding[action_id] = None
 
 
 class AMIConnection:
@@ -133,13 +193,22 @@ class AMIConnection:
 
     ``max_message_bytes`` bounds the bytes buffered for one incoming message;
     past it :meth:`receive_data` raises :class:`RemoteProtocolError` (the
-    caller should drop the connection).
+    caller should drop the connection). ``max_list_items`` and
+    ``max_list_bytes`` cap each list answer; a list over either is dropped and
+    :meth:`next_event` yields an :class:`~salara.errors.AMIListOverflow` for
+    its ActionID (the connection goes on).
     """
 
-    def __init__(self, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_list_items: int = DEFAULT_MAX_LIST_ITEMS,
+        max_list_bytes: int = DEFAULT_MAX_LIST_BYTES,
+    ) -> None:
         self._buffer = bytearray()
         self._ready: deque[Message] = deque()
-        self._lists: dict[str, tuple[Response, list[Event]]] = {}
+        self._lists = ListCollector(max_items=max_list_items, max_bytes=max_list_bytes)
         self._greeted = False
         self._closed = False
         self._max = max_message_bytes
@@ -153,8 +222,16 @@ class AMIConnection:
         return encode_action(action)
 
     def forget(self, action_id: str) -> None:
-        """Drop a half-received list (the caller gave up waiting for it)."""
-        self._lists.pop(action_id, None)
+        """The caller gave up on action ``action_id`` (timed out, cancelled, link lost).
+
+        A list being collected for it is dropped at once; its items still to
+        come, and a list that only starts later, are discarded as they arrive.
+        """
+        self._lists.forget(action_id)
+
+    def open_lists(self) -> dict[str, tuple[int, int]]:
+        """ActionID -> ``(items, bytes)`` of every list answer being collected right now."""
+        return self._lists.sizes()
 
     # -- receiving -----------------------------------------------------------
 
@@ -211,9 +288,9 @@ class AMIConnection:
                     # Events are the bulk of the stream: name now, headers on demand.
                     newline = part.find("\r\n")
                     name = part[7:newline] if newline >= 0 else part[7:]
-                    self._deliver(Event(name.rstrip("\n"), text=part))
+                    self._deliver(Event(name.rstrip("\n"), text=part), part)
                 elif part:
-                    self._deliver(parse_message(part))
+                    self._deliver(parse_message(part), part)
             return
 
     def _frame_one(self) -> bool:
@@ -232,7 +309,7 @@ class AMIConnection:
             raw = bytes(buffer[:end])
             # The old format closes with "--END COMMAND--" CR LF then a blank line.
             del buffer[: end + (4 if buffer[end : end + 4] == _END else 2)]
-            self._deliver(_parse_follows(raw))
+            self._deliver(Response("Follows", follows_headers(raw.decode("utf-8", "replace"))), "")
             return True
         end = buffer.find(_END)
         if end < 0:
@@ -240,29 +317,31 @@ class AMIConnection:
         text = buffer[:end].decode("utf-8", "replace")
         del buffer[: end + 4]
         if text:
-            self._deliver(parse_message(text))
+            self._deliver(parse_message(text), text)
         return True
 
     def _check_size(self, size: int) -> None:
         if size > self._max:
             raise RemoteProtocolError(f"AMI message exceeds {self._max} bytes")
 
-    def _deliver(self, message: Event | Response) -> None:
+    def _deliver(self, message: Event | Response, text: str) -> None:
         lists = self._lists
         if isinstance(message, Response):
             action_id = message.action_id
-            if action_id is not None and (message.get("EventList") or "").lower() == "start":
-                lists[action_id] = (message, [])
-                return
+            if action_id is not None:
+                if (message.get("EventList") or "").lower() == "start":
+                    overflow = lists.start(action_id, message)
+                    if overflow is not None:
+                        self._ready.append(overflow)
+                    return
+                lists.answered(action_id)
             self._ready.append(message)
             return
-        if lists:
+        if lists.collecting:
             action_id = message.get("ActionID")
-            if action_id is not None and action_id in lists:
-                response, items = lists[action_id]
-                items.append(message)
-                if (message.get("EventList") or "").lower() == "complete":
-                    del lists[action_id]
-                    self._ready.append(response.with_events(items))
+            if action_id is not None and lists.owns(action_id):
+                outcome = lists.item(action_id, message, text)
+                if outcome is not None:
+                    self._ready.append(outcome)
                 return
         self._ready.append(message)
