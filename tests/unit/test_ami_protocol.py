@@ -331,3 +331,71 @@ def test_too_many_open_lists_fail_the_newest() -> None:
     conn.receive_data(GREETING + b"".join(list_start(f"L{n}") for n in range(MAX_OPEN_LISTS + 1)))
     assert len(conn.open_lists()) == MAX_OPEN_LISTS
     assert names_of(parse_all(conn)) == [f"overflow L{MAX_OPEN_LISTS}"]
+
+
+# -- framing: LF-only message ends -----------------------------------------------
+
+
+def lf_only(stream: bytes) -> bytes:
+    """``stream`` as an AMI proxy that writes LF-only line ends would pass it on."""
+    return stream.replace(b"\r\n", b"\n")
+
+
+@pytest.mark.parametrize("name", AMI_TRANSCRIPTS)
+def test_lf_only_stream_frames_as_the_crlf_one_whole_and_byte_by_byte(name: str) -> None:
+    stream = b"".join(received(name))
+    expected = summary(parse([stream]))
+    lf = lf_only(stream)
+    assert summary(parse([lf])) == expected
+    assert summary(parse([lf[i : i + 1] for i in range(len(lf))])) == expected
+
+
+MIXED = (
+    b"Asterisk Call Manager/11.0.0\r\n"
+    b"Event: A\r\nX: 1\r\n\n"  # CR LF lines, an LF-only blank line
+    b"Event: B\nX: 2\n\n"  # LF only
+    b"Event: C\nX: 3\r\n\r\n"  # a bare LF inside, CR LF at the end
+    b"Response: Error\r\nActionID: e1\r\nMessage: Unable to retrieve endpoint 9999\n\r\n\r\n"
+)
+
+
+def test_mixed_line_ends_split_at_every_byte() -> None:
+    whole = summary(parse([MIXED]))
+    assert whole == [
+        ("greeting", (("", "Asterisk Call Manager/11.0.0"),), 0),
+        ("event", (("Event", "A"), ("X", "1")), 0),
+        ("event", (("Event", "B"), ("X", "2")), 0),
+        ("event", (("Event", "C"), ("X", "3")), 0),
+        ("response", (("Response", "Error"), ("ActionID", "e1"), ("Message", "Unable to retrieve endpoint 9999")), 0),
+    ]
+    for cut in range(len(MIXED) + 1):
+        assert summary(parse([MIXED[:cut], MIXED[cut:]])) == whole, cut
+    assert summary(parse([MIXED[i : i + 1] for i in range(len(MIXED))])) == whole
+
+
+def test_lf_only_greeting_and_messages_come_out_at_once() -> None:
+    conn = AMIConnection()
+    conn.receive_data(b"Asterisk Call Manager/11.0.0\nEvent: Hangup\nUniqueid: 1.2\n\n")
+    assert conn.next_event() == Greeting("Asterisk Call Manager/11.0.0")
+    event = conn.next_event()
+    assert isinstance(event, Event) and event.name == "Hangup" and event["Uniqueid"] == "1.2"
+    assert conn.next_event() is NEED_DATA
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"Event: Hangup\nUniqueid: 1.2\r\n\r\n",  # a bare LF ends the first line
+        b"Event: Hangup\r\nUniqueid: 1.2\r\n\r\n",
+        b"Event: Hangup \r\nUniqueid: 1.2\r\n\r\n",  # trailing space kept, as in the header
+        b"Event: Hang: up\r\n\r\n",
+        b"Event: Hangup\r\r\nUniqueid: 1.2\r\n\r\n",
+    ],
+)
+def test_event_name_is_the_parsed_first_header(text: bytes) -> None:
+    conn = AMIConnection()
+    conn.receive_data(b"Asterisk Call Manager/11.0.0\r\n" + text)
+    conn.next_event()
+    event = conn.next_event()
+    assert isinstance(event, Event)
+    assert event.headers[0] == ("Event", event.name)

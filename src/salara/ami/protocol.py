@@ -12,6 +12,10 @@ an empty line. Decisions that matter:
 
 - Framing is done on bytes and whole messages are decoded at once, so a UTF-8
   character split across two reads survives; invalid UTF-8 becomes U+FFFD.
+- Some AMI proxies write LF-only line ends: a message also ends at CR LF LF or
+  LF LF (the leftmost end first), never at LF CR LF, which is a value's own
+  bare LF before its CR LF ("Message: Unable to retrieve endpoint 9999\\n").
+  Where a stream is cut never changes what comes out.
 - A list action answers ``EventList: start``, then item events carrying its
   ActionID, then an event with ``EventList: Complete``. The items are folded
   into one :class:`Response`; the end is that header, never a guess from text.
@@ -28,6 +32,7 @@ an empty line. Decisions that matter:
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
@@ -53,6 +58,9 @@ MAX_DISCARDED_LISTS: Final = 1024
 """Most given-up ActionIDs remembered so that their late items are discarded."""
 
 _END = b"\r\n\r\n"
+_TERMINATOR = re.compile(rb"\r\n\r\n|\r?\n\n")
+"""A message ends at an empty line: CR LF CR LF, or LF-only (CR LF LF, LF LF); never LF CR LF (a value's bare LF)."""
+_TEXT_TERMINATOR = re.compile(r"\r\n\r\n|\r?\n\n")
 _FOLLOWS = b"Response: Follows"
 _END_COMMAND = b"--END COMMAND--"
 
@@ -262,62 +270,82 @@ class AMIConnection:
     def _frame(self) -> None:
         buffer = self._buffer
         if not self._greeted:
-            newline = buffer.find(b"\r\n")
+            newline = buffer.find(b"\n")
             if newline < 0:
                 self._check_size(len(buffer))
                 return
             self._greeted = True
-            text = buffer[:newline].decode("utf-8", "replace")
-            del buffer[: newline + 2]
+            text = buffer[:newline].decode("utf-8", "replace").removesuffix("\r")
+            del buffer[: newline + 1]
             self._ready.append(Greeting(text))
-        while True:
+        while _FOLLOWS in buffer:
+            if not self._frame_one():
+                return
+        if b"\n\n" in buffer:
+            # Some message ends LF-only (an AMI proxy): split exactly, leftmost end first.
+            last = max(_TERMINATOR.finditer(buffer), key=lambda match: match.end(), default=None)
+            if last is None:
+                self._check_size(len(buffer))
+                return
+            text = buffer[: last.start()].decode("utf-8", "replace")
+            del buffer[: last.end()]
+            parts = _TEXT_TERMINATOR.split(text)
+        else:
             end = buffer.rfind(_END)
             if end < 0:
                 self._check_size(len(buffer))
                 return
-            if _FOLLOWS in buffer:
-                if not self._frame_one():
-                    return
-                continue
             # Message boundaries are ASCII, so decoding all complete messages
             # in one go cannot split a character.
             text = buffer[:end].decode("utf-8", "replace")
             del buffer[: end + 4]
-            for part in text.split("\r\n\r\n"):
-                if part.startswith("Event: "):
-                    # Events are the bulk of the stream: name now, headers on demand.
-                    newline = part.find("\r\n")
-                    name = part[7:newline] if newline >= 0 else part[7:]
-                    self._deliver(Event(name.rstrip("\n"), text=part), part)
-                elif part:
-                    self._deliver(parse_message(part), part)
-            return
+            parts = text.split("\r\n\r\n")
+        deliver = self._deliver
+        for part in parts:  # the loop of _part, inlined: events are the bulk of the stream
+            if part.startswith("Event: "):
+                newline = part.find("\n")
+                name = part[7:] if newline < 0 else part[7:newline].removesuffix("\r")
+                deliver(Event(name, text=part), part)
+            elif part:
+                deliver(parse_message(part), part)
+
+    def _part(self, text: str) -> None:
+        """Deliver one message's text (its closing blank line left out)."""
+        if text.startswith("Event: "):
+            # Events are the bulk of the stream: the name now, the headers on demand.
+            # The name is the first header's value exactly as parse_headers reads it.
+            newline = text.find("\n")
+            name = text[7:] if newline < 0 else text[7:newline].removesuffix("\r")
+            self._deliver(Event(name, text=text), text)
+        elif text:
+            self._deliver(parse_message(text), text)
 
     def _frame_one(self) -> bool:
         """Frame a single message (slow path, used around ``Response: Follows``)."""
         buffer = self._buffer
-        while buffer.startswith(b"\r\n"):
-            del buffer[:2]
+        while buffer.startswith(b"\n") or buffer.startswith(b"\r\n"):
+            del buffer[: 1 if buffer[0] == 0x0A else 2]
         if buffer.startswith(_FOLLOWS):
             marker = buffer.find(_END_COMMAND)
             if marker < 0:
                 self._check_size(len(buffer))
                 return False
-            end = buffer.find(b"\r\n", marker)
+            end = buffer.find(b"\n", marker)
             if end < 0:
                 return False
             raw = bytes(buffer[:end])
-            # The old format closes with "--END COMMAND--" CR LF then a blank line.
-            del buffer[: end + (4 if buffer[end : end + 4] == _END else 2)]
+            # The old format closes with "--END COMMAND--", its line end, then a blank line.
+            after = end + 1
+            after += 2 if buffer.startswith(b"\r\n", after) else 1 if buffer.startswith(b"\n", after) else 0
+            del buffer[:after]
             self._deliver(Response("Follows", follows_headers(raw.decode("utf-8", "replace"))), "")
             return True
-        end = buffer.find(_END)
-        if end < 0:
+        match = _TERMINATOR.search(buffer)
+        if match is None:
             return False
-        text = buffer[:end].decode("utf-8", "replace")
-        del buffer[: end + 4]
-        if text:
-            self._deliver(parse_message(text), text)
+        text = buffer[: match.start()].decode("utf-8", "replace")
+        del buffer[: match.end()]
+        self._part(text)
         return True
 
     def _check_size(self, size: int) -> None:
