@@ -3,7 +3,9 @@
 The peer greets, takes any login (answering with ``FullyBooted`` as
 Asterisk does), answers ``Ping`` and, for ``CoreShowChannels``, starts a
 list (``EventList: start``) and streams its items without ever sending the
-closing ``EventList: Complete``.
+closing ``EventList: Complete``. It answers ``Command`` the pre-14 way,
+``Response: Follows``, with a body that never reaches ``--END COMMAND--``,
+and goes on sending events.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 
 import pytest
 
 from salara.ami import client as client_module
 from salara.ami.client import AMIClient, AMISettings
 from salara.ami.protocol import AMIConnection
-from salara.errors import AMIError, AMIListOverflow, AMITimeout
+from salara.errors import AMIError, AMIListOverflow, AMITimeout, AMIUnavailable
 
 WAIT_S = 5.0
 ITEM_INTERVAL_S = 0.002
@@ -67,14 +69,27 @@ class FakeAMI:
                     writer.write(
                         f"Response: Success\r\n{head}EventList: start\r\nMessage: Channels will follow\r\n\r\n".encode()
                     )
-                    task = asyncio.create_task(self._stream_items(writer, action_id))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._spawn(self._stream_items(writer, action_id))
+                elif name == "Command":
+                    writer.write(f"Response: Follows\r\nPrivilege: Command\r\n{head}first output line\n".encode())
+                    self._spawn(self._stream_events(writer))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
+
+    def _spawn(self, coroutine: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stream_events(self, writer: asyncio.StreamWriter) -> None:
+        """Events, one every ITEM_INTERVAL_S * 10, as Asterisk goes on sending them."""
+        while not writer.is_closing():
+            writer.write(f"Event: Newexten\r\nChannel: PJSIP/8001-{self.items_sent:08x}\r\n\r\n".encode())
+            self.items_sent += 1
+            await asyncio.sleep(ITEM_INTERVAL_S * 10)
 
     async def _stream_items(self, writer: asyncio.StreamWriter, action_id: str) -> None:
         """List items for ``action_id``, one every ITEM_INTERVAL_S, and never the Complete event."""
@@ -202,3 +217,25 @@ async def test_a_login_without_answer_is_an_ami_timeout() -> None:
             await runner
         server.close()
         await server.wait_closed()
+
+
+# -- an old Command answer whose body never ends ---------------------------------
+
+
+async def test_a_follows_body_that_never_ends_drops_the_link_instead_of_stalling_events(
+    fake_ami: tuple[FakeAMI, AMIClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "FOLLOWS_BODY_TIMEOUT_S", 0.3, raising=False)
+    peer, client = fake_ami
+    states: list[bool] = []
+    client.add_state_listener(states.append)
+    started = time.monotonic()
+    with pytest.raises(AMIUnavailable):
+        # The action's own timeout (30 s) is not what ends it: the events behind the body must not wait that long.
+        await asyncio.wait_for(client.command("core show channels", timeout_s=30), WAIT_S)
+    assert time.monotonic() - started < 3
+    await until(lambda: client.last_error is not None)
+    assert client.last_error is not None and "--END COMMAND--" in client.last_error
+    await client.wait_ready(WAIT_S)  # reconnected: the stream flows again
+    assert states[:2] == [False, True]
+    assert peer.actions.count("Login") == 2

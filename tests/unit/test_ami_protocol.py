@@ -399,3 +399,19 @@ def test_event_name_is_the_parsed_first_header(text: bytes) -> None:
     event = conn.next_event()
     assert isinstance(event, Event)
     assert event.headers[0] == ("Event", event.name)
+
+
+def test_a_held_follows_body_is_visible_and_ends_at_its_marker() -> None:
+    conn = AMIConnection()
+    conn.receive_data(b"Asterisk Call Manager/2.10.0\r\n")
+    assert not conn.awaiting_body
+    conn.receive_data(b"Response: Follows\r\nPrivilege: Command\r\nActionID: c1\r\nsome output\n")
+    conn.receive_data(b"Event: Hangup\r\nUniqueid: 1.2\r\n\r\n")
+    assert conn.awaiting_body  # until the marker all is body (Asterisk writes it at once): the caller bounds the wait
+    assert isinstance(conn.next_event(), Greeting) and conn.next_event() is NEED_DATA
+    conn.receive_data(b"more output\n--END COMMAND--\r\n\r\n")
+    assert not conn.awaiting_body
+    response, event = conn.next_event(), conn.next_event()
+    assert isinstance(response, Response) and response.output[-1] == "more output"
+    assert "Event: Hangup" in response.output  # before the marker, all is body
+    assert event is NEED_DATA

@@ -6,7 +6,7 @@ answer to its action by ActionID (one is always sent;
 :mod:`salara.ami.pending`), hands every event to the registered listeners
 (:mod:`salara.ami.listeners`), keeps the link alive with ``Ping`` and, when
 Asterisk goes away (``Shutdown`` event, closed socket, failed ping),
-reconnects with jittered exponential backoff (:mod:`salara.backoff`).
+reconnects with jittered exponential backoff (:mod:`salara.ami.reconnect`).
 
 Actions in flight when the link drops fail with
 :class:`~salara.errors.AMIUnavailable`; they are never replayed, because a
@@ -24,26 +24,32 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from salara.ami.connect import AMISettings as AMISettings  # re-exported: built by the app and the tests
-from salara.ami.connect import log_in, open_link
+from salara.ami.connect import log_in, open_link, wait_booted
 from salara.ami.listeners import ActionListener, EventListener, Listeners, StateListener
 from salara.ami.messages import Action, Event, Greeting, Response
 from salara.ami.pending import PendingActions
 from salara.ami.protocol import AMIConnection
-from salara.backoff import jittered_backoff_s
+from salara.ami.reconnect import reconnect_forever
 from salara.errors import (
     AMIActionError,
     AMIError,
     AMIListOverflow,
     AMITimeout,
     AMIUnavailable,
-    AuthenticationError,
-    ProtocolError,
+    RemoteProtocolError,
 )
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 8 << 20
 """Largest single AMI message accepted (a Command answer can be big)."""
+FOLLOWS_BODY_TIMEOUT_S = 5.0
+"""Longest wait for the end of an old ``Response: Follows`` body, past which the link is dropped.
+
+Asterisk before 14 writes the whole body right after its head; while it is
+held nothing behind it (events included) comes out, so a body that does not
+end must not stall the stream until the action's own timeout.
+"""
 
 Fields = Mapping[str, str | int] | Iterable[tuple[str, str | int]]
 
@@ -176,31 +182,11 @@ class AMIClient:
         return response.output
 
     async def run(self) -> None:
-        """Connect, serve and reconnect until cancelled."""
-        attempt = 0
-        while True:
-            started = time.monotonic()
-            try:
-                await self._session_once()
-            except asyncio.CancelledError:
-                raise
-            except AuthenticationError as exc:
-                self.last_error = f"AuthenticationError: {exc}"
-                log.error("AMI login refused for user %r: %s", self.settings.username, exc)
-            except (OSError, ProtocolError, AMIError, TimeoutError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("AMI %s:%d unavailable: %s", self.settings.host, self.settings.port, self.last_error)
-            except Exception as exc:
-                # Whatever went wrong, the client must live on and try again.
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("AMI session failed unexpectedly; reconnecting")
-            finally:
-                self._drop_connection()
-            # A session that lasted resets the backoff: that was a fresh failure.
-            attempt = 0 if time.monotonic() - started > 30 else attempt + 1
-            delay = jittered_backoff_s(attempt, self.settings.reconnect_min_s, self.settings.reconnect_max_s)
-            log.info("AMI reconnecting in %.2f s", delay)
-            await asyncio.sleep(delay)
+        """Connect, serve and reconnect until cancelled (:mod:`salara.ami.reconnect`)."""
+        await reconnect_forever(self._session_once, self.settings, failed=self._failed, ended=self._drop_connection)
+
+    def _failed(self, reason: str) -> None:
+        self.last_error = reason
 
     # -- connection lifecycle ------------------------------------------------
 
@@ -216,7 +202,7 @@ class AMIClient:
         pinger: asyncio.Task[None] | None = None
         try:
             await log_in(self._send_fields, settings)
-            await self._wait_booted(reader_task)
+            await wait_booted(self._booted, reader_task, settings.boot_timeout_s)
             self.stats.connects += 1
             self._set_ready(True)
             log.info("AMI logged in to %s:%d as %r", settings.host, settings.port, settings.username)
@@ -233,30 +219,25 @@ class AMIClient:
     async def _send_fields(self, name: str, fields: list[tuple[str, str | int]]) -> Response:
         return await self._send(Action.build(name, self.next_action_id(), fields), None)
 
-    async def _wait_booted(self, reader_task: asyncio.Task[None]) -> None:
-        booted = asyncio.create_task(self._booted.wait())
-        try:
-            await asyncio.wait(
-                (booted, reader_task),
-                timeout=self.settings.boot_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            booted.cancel()
-        if reader_task.done():
-            reader_task.result()  # the link died while booting: raise why
-            raise ConnectionError("AMI closed the connection while booting")
-        if not self._booted.is_set():
-            # FullyBooted needs read=system; without it we cannot know, so go on.
-            log.warning(
-                "AMI: no FullyBooted event within %.0f s (does the AMI user have read=system?)",
-                self.settings.boot_timeout_s,
-            )
-
     async def _read_loop(self, reader: asyncio.StreamReader, conn: AMIConnection) -> None:
+        loop = asyncio.get_running_loop()
+        body_deadline: float | None = None
         try:
             while True:
-                data = await reader.read(65536)
+                if not conn.awaiting_body:
+                    body_deadline = None
+                elif body_deadline is None:
+                    body_deadline = loop.time() + FOLLOWS_BODY_TIMEOUT_S
+                try:
+                    if body_deadline is not None and loop.time() >= body_deadline:
+                        raise TimeoutError
+                    async with asyncio.timeout_at(body_deadline):
+                        data = await reader.read(65536)
+                except TimeoutError:
+                    raise RemoteProtocolError(
+                        f"a 'Response: Follows' body did not reach --END COMMAND-- in {FOLLOWS_BODY_TIMEOUT_S:g} s;"
+                        " dropping the link so that the events behind it flow again"
+                    ) from None
                 conn.receive_data(data)
                 for message in conn.drain():
                     if isinstance(message, Event):

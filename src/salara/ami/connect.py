@@ -1,4 +1,4 @@
-"""Reaching AMI: where it is, the TCP connect and the login.
+"""Reaching AMI: where it is, the TCP connect, the login and the wait for ``FullyBooted``.
 
 The login follows Asterisk's "AMI Actions: Challenge" and "AMI Actions:
 Login" (docs.asterisk.org). With ``auth="md5"`` salara asks for a
@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from salara.ami.messages import Response
 from salara.errors import AMITimeout, AuthenticationError
+
+log = logging.getLogger("salara.ami.client")
 
 Fields = list[tuple[str, str | int]]
 Send = Callable[[str, Fields], Awaitable[Response]]
@@ -73,3 +76,23 @@ async def log_in(send: Send, settings: AMISettings) -> None:
     response = await send("Login", fields)
     if not response.ok:
         raise AuthenticationError(response.message or "login refused")
+
+
+async def wait_booted(booted: asyncio.Event, reader: asyncio.Task[None], timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` seconds for ``booted`` (set on the ``FullyBooted`` event) after the login.
+
+    Raises why the link died if the ``reader`` task ended first (or
+    :class:`ConnectionError`). Without the event in time it only logs and
+    returns: ``FullyBooted`` needs ``read=system``, and without it nothing
+    tells whether Asterisk is still booting.
+    """
+    waiter = asyncio.create_task(booted.wait())
+    try:
+        await asyncio.wait((waiter, reader), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if reader.done():
+        reader.result()  # the link died while booting: raise why
+        raise ConnectionError("AMI closed the connection while booting")
+    if not booted.is_set():
+        log.warning("AMI: no FullyBooted event within %.0f s (does the AMI user have read=system?)", timeout_s)

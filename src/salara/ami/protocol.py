@@ -23,7 +23,8 @@ an empty line. Decisions that matter:
   cap comes out as an :class:`~salara.errors.AMIListOverflow` message.
 - ``Command`` output arrives as ``Output:`` headers (Asterisk 14+) or, from
   older Asterisk, as ``Response: Follows`` with a raw body closed by
-  ``--END COMMAND--``; both give ``Response.output``.
+  ``--END COMMAND--``; both give ``Response.output``. While such a body is
+  held, :attr:`AMIConnection.awaiting_body` says so, for the caller to bound.
 - Asterisk reads at most 1024 bytes per line and 128 headers per action
   (``main/manager.c``); longer actions are refused here, not truncated there.
   CR, LF and NUL are refused in every header name and value, so no field can
@@ -266,6 +267,17 @@ class AMIConnection:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def awaiting_body(self) -> bool:
+        """True while an old ``Response: Follows`` body is held, its ``--END COMMAND--`` not yet read.
+
+        Nothing behind it can come out before that marker. Asterisk writes the
+        body at once after its head, so a caller with a clock bounds this wait
+        (:data:`salara.ami.client.FOLLOWS_BODY_TIMEOUT_S`) and drops the link
+        when it lasts; without a clock the bound is ``max_message_bytes``.
+        """
+        return self._buffer.startswith(_FOLLOWS)
 
     def _frame(self) -> None:
         buffer = self._buffer
