@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from salara.ami.messages import Action, Event, Greeting, Response
+from salara.ami.messages import MAX_OPEN_LISTS, Action, Event, Greeting, Response
 from salara.ami.protocol import (
     CLOSED,
     MAX_HEADERS,
-    MAX_OPEN_LISTS,
     NEED_DATA,
     AMIConnection,
     encode_action,

@@ -201,6 +201,7 @@ class AGIConnection:
         self._usage_head = (0, "")
         self._hungup = False
         self._closed = False
+        self._broken = ""  # why reading stopped for good (a RemoteProtocolError was raised)
         self._max_line = max_line_bytes
 
     # -- sending -------------------------------------------------------------
@@ -220,16 +221,25 @@ class AGIConnection:
             return
         if self._closed:
             return
+        if self._broken:
+            raise RemoteProtocolError(self._broken)
         buffer = self._buffer
         buffer += data
         start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            self._check_size(end - start)
-            line = buffer[start:end].decode("utf-8", "replace")
-            start = end + 1
-            self._line(line.removesuffix("\r"))
-        del buffer[:start]
-        self._check_size(len(buffer))
+        try:
+            while (end := buffer.find(b"\n", start)) >= 0:
+                self._check_size(end - start)
+                line = buffer[start:end].decode("utf-8", "replace")
+                start = end + 1
+                self._line(line.removesuffix("\r"))
+            del buffer[:start]
+            self._check_size(len(buffer))
+        except RemoteProtocolError as exc:
+            # Nothing more is read: the events before the bad line stay queued, the rest is dropped.
+            self._broken = str(exc)
+            buffer.clear()
+            self._variables = self._usage = None
+            raise
 
     def next_event(self) -> AGIEvent | Sentinel:
         """The next request or reply, or :data:`NEED_DATA` / :data:`CLOSED`."""
@@ -246,6 +256,21 @@ class AGIConnection:
     def closed(self) -> bool:
         """True once the peer closed its side."""
         return self._closed
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of a line not complete yet; never over ``max_line_bytes``."""
+        return len(self._buffer)
+
+    @property
+    def held_lines(self) -> int:
+        """Lines held for an event not complete yet: the variable block's, or a multi-line reply's.
+
+        Never over :data:`MAX_VARIABLES` (the block) or :data:`MAX_USAGE_LINES` (a reply).
+        """
+        if self._variables is not None:
+            return len(self._variables)
+        return len(self._usage) if self._usage is not None else 0
 
     @property
     def outstanding(self) -> int:

@@ -1,5 +1,8 @@
 """Immutable AMI messages: actions we send, responses and events we receive.
 
+Also here, :class:`ListCollector` folds the answer to a list action (``EventList:
+start``, items, ``EventList: Complete``) into one :class:`Response`, within caps.
+
 Headers are kept as ordered ``(name, value)`` pairs so that repeated headers
 (``ChanVariable``, ``Output``, ``Variable``) survive; lookup by name is
 case-insensitive and returns the first occurrence. Names follow the Asterisk
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from salara.ami.headers import Headers, parse_headers
 from salara.errors import AMIListOverflow
@@ -178,6 +182,127 @@ class Greeting:
     @property
     def version(self) -> str:
         return self.text.rpartition("/")[2]
+
+
+# -- list answers ----------------------------------------------------------------
+
+DEFAULT_MAX_LIST_ITEMS: Final = 50_000
+"""Most items one list answer may hold (a big PBX's CoreShowChannels is a few thousand)."""
+DEFAULT_MAX_LIST_BYTES: Final = 32 << 20
+"""Most bytes of items (their wire text) one list answer may hold."""
+MAX_OPEN_LISTS: Final = 256
+"""Most lists collected at once; salara has a handful of list actions in flight."""
+MAX_DISCARDED_LISTS: Final = 1024
+"""Most given-up ActionIDs remembered so that their late items are discarded."""
+
+
+@dataclass(slots=True)
+class _OpenList:
+    response: Response
+    items: list[Event] = field(default_factory=list)
+    size_bytes: int = 0
+
+
+class ListCollector:
+    """The list answers being collected on one connection, within caps.
+
+    - A list over ``max_items`` items or ``max_bytes`` bytes, or one past
+      :data:`MAX_OPEN_LISTS` lists at once, is dropped and reported as an
+      :class:`~salara.errors.AMIListOverflow` for its ActionID.
+    - A list the caller gave up on (:meth:`forget`: the action timed out or
+      was cancelled) is dropped at once.
+    - The rest of a dropped list is discarded as it arrives, up to its
+      Complete event; so is a list that starts after its action was given up.
+      At most :data:`MAX_DISCARDED_LISTS` such ActionIDs are remembered (the
+      oldest goes first; its late items would then come out as plain events).
+    """
+
+    __slots__ = ("_discarding", "_forgotten", "_max_bytes", "_max_items", "_open")
+
+    def __init__(self, *, max_items: int = DEFAULT_MAX_LIST_ITEMS, max_bytes: int = DEFAULT_MAX_LIST_BYTES) -> None:
+        if max_items < 1 or max_bytes < 1:
+            raise ValueError("list caps must be positive")
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._open: dict[str, _OpenList] = {}
+        self._discarding: dict[str, None] = {}  # lists started but given up: their items are dropped
+        self._forgotten: dict[str, None] = {}  # actions given up before any answer came
+
+    @property
+    def collecting(self) -> bool:
+        """True while some list is open or being discarded (list items may arrive)."""
+        return bool(self._open or self._discarding)
+
+    def owns(self, action_id: str) -> bool:
+        """True when events carrying ``action_id`` are items of a list, kept or discarded."""
+        return action_id in self._open or action_id in self._discarding
+
+    def start(self, action_id: str, response: Response) -> AMIListOverflow | None:
+        """A ``Response`` with ``EventList: start`` arrived: open its list (or discard it, see above)."""
+        if action_id in self._forgotten or action_id in self._discarding:
+            self._forgotten.pop(action_id, None)
+            self._discard(action_id)
+            return None
+        if len(self._open) >= MAX_OPEN_LISTS and action_id not in self._open:
+            self._discard(action_id)
+            return AMIListOverflow(action_id, f"more than {MAX_OPEN_LISTS} lists open at once")
+        self._open[action_id] = _OpenList(response)  # a repeated start begins the list anew
+        return None
+
+    def item(self, action_id: str, event: Event, text: str) -> Response | AMIListOverflow | None:
+        """Take one item of list ``action_id`` (:meth:`owns` is true); ``text`` is its wire text.
+
+        Returns the whole list as a :class:`Response` once ``event`` is its
+        Complete event, an :class:`AMIListOverflow` when ``event`` would take
+        the list over a cap (the list is dropped), None otherwise.
+        """
+        complete = (event.get("EventList") or "").lower() == "complete"
+        if action_id in self._discarding:
+            if complete:
+                del self._discarding[action_id]
+            return None
+        pending = self._open[action_id]
+        if complete:
+            del self._open[action_id]
+            pending.items.append(event)
+            return pending.response.with_events(pending.items)
+        size = len(text) if text.isascii() else len(text.encode())
+        if len(pending.items) >= self._max_items or pending.size_bytes + size > self._max_bytes:
+            del self._open[action_id]
+            self._discard(action_id)
+            return AMIListOverflow(action_id, f"over {self._max_items} items or {self._max_bytes} bytes")
+        pending.items.append(event)
+        pending.size_bytes += size
+        return None
+
+    def forget(self, action_id: str) -> None:
+        """The caller gave up on action ``action_id``: drop its list now, discard what is still to come."""
+        if self._open.pop(action_id, None) is not None or action_id in self._discarding:
+            self._discard(action_id)
+        elif action_id not in self._forgotten:
+            if len(self._forgotten) >= MAX_DISCARDED_LISTS:
+                del self._forgotten[next(iter(self._forgotten))]
+            self._forgotten[action_id] = None
+
+    def answered(self, action_id: str) -> None:
+        """A plain (non-list) answer to ``action_id`` arrived: nothing of it is left to discard."""
+        self._forgotten.pop(action_id, None)
+
+    def clear(self) -> None:
+        """Drop every list and every remembered ActionID (the connection is over)."""
+        self._open.clear()
+        self._discarding.clear()
+        self._forgotten.clear()
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """ActionID -> ``(items, bytes)`` of every list being collected."""
+        return {action_id: (len(lst.items), lst.size_bytes) for action_id, lst in self._open.items()}
+
+    def _discard(self, action_id: str) -> None:
+        self._discarding.pop(action_id, None)
+        if len(self._discarding) >= MAX_DISCARDED_LISTS:
+            del self._discarding[next(iter(self._discarding))]
+        self._discarding[action_id] = None
 
 
 Message = Event | Response | Greeting | AMIListOverflow

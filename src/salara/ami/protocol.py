@@ -19,8 +19,10 @@ an empty line. Decisions that matter:
 - A list action answers ``EventList: start``, then item events carrying its
   ActionID, then an event with ``EventList: Complete``. The items are folded
   into one :class:`Response`; the end is that header, never a guess from text.
-  Lists are capped and forgettable (:class:`ListCollector`); a list over its
-  cap comes out as an :class:`~salara.errors.AMIListOverflow` message.
+  Lists are capped and forgettable (:class:`~salara.ami.messages.ListCollector`);
+  a list over its cap comes out as an :class:`~salara.errors.AMIListOverflow`.
+- A message over ``max_message_bytes`` (its closing empty line counted), or a
+  buffer growing past it, is :class:`RemoteProtocolError`, whole or cut.
 - ``Command`` output arrives as ``Output:`` headers (Asterisk 14+) or, from
   older Asterisk, as ``Response: Follows`` with a raw body closed by
   ``--END COMMAND--``; both give ``Response.output``. While such a body is
@@ -35,28 +37,28 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Final
 
 from salara.ami.headers import MAX_HEADERS as MAX_HEADERS  # re-exported: Asterisk's limits, for callers
 from salara.ami.headers import MAX_LINE_BYTES as MAX_LINE_BYTES
 from salara.ami.headers import encode_headers, follows_headers, parse_headers
-from salara.ami.messages import Action, Event, Greeting, Message, Response
-from salara.errors import AMIListOverflow, LocalProtocolError, RemoteProtocolError
+from salara.ami.messages import (
+    DEFAULT_MAX_LIST_BYTES,
+    DEFAULT_MAX_LIST_ITEMS,
+    Action,
+    Event,
+    Greeting,
+    ListCollector,
+    Message,
+    Response,
+)
+from salara.errors import LocalProtocolError, RemoteProtocolError
 from salara.sansio import CLOSED as CLOSED
 from salara.sansio import NEED_DATA as NEED_DATA
 from salara.sansio import Sentinel as Sentinel
 
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1 << 20
 """Largest incoming message accepted before the peer is deemed broken."""
-DEFAULT_MAX_LIST_ITEMS: Final = 50_000
-"""Most items one list answer may hold (a big PBX's CoreShowChannels is a few thousand)."""
-DEFAULT_MAX_LIST_BYTES: Final = 32 << 20
-"""Most bytes of items (their wire text) one list answer may hold."""
-MAX_OPEN_LISTS: Final = 256
-"""Most lists collected at once; salara has a handful of list actions in flight."""
-MAX_DISCARDED_LISTS: Final = 1024
-"""Most given-up ActionIDs remembered so that their late items are discarded."""
 
 _END = b"\r\n\r\n"
 _TERMINATOR = re.compile(rb"\r\n\r\n|\r?\n\n")
@@ -94,107 +96,16 @@ def parse_message(text: str) -> Event | Response:
     return Event("", headers)
 
 
-@dataclass(slots=True)
-class _OpenList:
-    response: Response
-    items: list[Event] = field(default_factory=list)
-    size_bytes: int = 0
-
-
-class ListCollector:
-    """The list answers being collected on one connection, within caps.
-
-    - A list over ``max_items`` items or ``max_bytes`` bytes, or one past
-      :data:`MAX_OPEN_LISTS` lists at once, is dropped and reported as an
-      :class:`~salara.errors.AMIListOverflow` for its ActionID.
-    - A list the caller gave up on (:meth:`forget`: the action timed out or
-      was cancelled) is dropped at once.
-    - The rest of a dropped list is discarded as it arrives, up to its
-      Complete event; so is a list that starts after its action was given up.
-      At most :data:`MAX_DISCARDED_LISTS` such ActionIDs are remembered (the
-      oldest goes first; its late items would then come out as plain events).
-    """
-
-    __slots__ = ("_discarding", "_forgotten", "_max_bytes", "_max_items", "_open")
-
-    def __init__(self, *, max_items: int = DEFAULT_MAX_LIST_ITEMS, max_bytes: int = DEFAULT_MAX_LIST_BYTES) -> None:
-        if max_items < 1 or max_bytes < 1:
-            raise ValueError("list caps must be positive")
-        self._max_items = max_items
-        self._max_bytes = max_bytes
-        self._open: dict[str, _OpenList] = {}
-        self._discarding: dict[str, None] = {}  # lists started but given up: their items are dropped
-        self._forgotten: dict[str, None] = {}  # actions given up before any answer came
-
-    @property
-    def collecting(self) -> bool:
-        """True while some list is open or being discarded (list items may arrive)."""
-        return bool(self._open or self._discarding)
-
-    def owns(self, action_id: str) -> bool:
-        """True when events carrying ``action_id`` are items of a list, kept or discarded."""
-        return action_id in self._open or action_id in self._discarding
-
-    def start(self, action_id: str, response: Response) -> AMIListOverflow | None:
-        """A ``Response`` with ``EventList: start`` arrived: open its list (or discard it, see above)."""
-        if action_id in self._forgotten or action_id in self._discarding:
-            self._forgotten.pop(action_id, None)
-            self._discard(action_id)
-            return None
-        if len(self._open) >= MAX_OPEN_LISTS and action_id not in self._open:
-            self._discard(action_id)
-            return AMIListOverflow(action_id, f"more than {MAX_OPEN_LISTS} lists open at once")
-        self._open[action_id] = _OpenList(response)  # a repeated start begins the list anew
-        return None
-
-    def item(self, action_id: str, event: Event, text: str) -> Response | AMIListOverflow | None:
-        """Take one item of list ``action_id`` (:meth:`owns` is true); ``text`` is its wire text.
-
-        Returns the whole list as a :class:`Response` once ``event`` is its
-        Complete event, an :class:`AMIListOverflow` when ``event`` would take
-        the list over a cap (the list is dropped), None otherwise.
-        """
-        complete = (event.get("EventList") or "").lower() == "complete"
-        if action_id in self._discarding:
-            if complete:
-                del self._discarding[action_id]
-            return None
-        pending = self._open[action_id]
-        if complete:
-            del self._open[action_id]
-            pending.items.append(event)
-            return pending.response.with_events(pending.items)
-        size = len(text) if text.isascii() else len(text.encode())
-        if len(pending.items) >= self._max_items or pending.size_bytes + size > self._max_bytes:
-            del self._open[action_id]
-            self._discard(action_id)
-            return AMIListOverflow(action_id, f"over {self._max_items} items or {self._max_bytes} bytes")
-        pending.items.append(event)
-        pending.size_bytes += size
-        return None
-
-    def forget(self, action_id: str) -> None:
-        """The caller gave up on action ``action_id``: drop its list now, discard what is still to come."""
-        if self._open.pop(action_id, None) is not None or action_id in self._discarding:
-            self._discard(action_id)
-        elif action_id not in self._forgotten:
-            if len(self._forgotten) >= MAX_DISCARDED_LISTS:
-                del self._forgotten[next(iter(self._forgotten))]
-            self._forgotten[action_id] = None
-
-    def answered(self, action_id: str) -> None:
-        """A plain (non-list) answer to ``action_id`` arrived: nothing of it is left to discard."""
-        self._forgotten.pop(action_id, None)
-
-    def sizes(self) -> dict[str, tuple[int, int]]:
-        """ActionID -> ``(items, bytes)`` of every list being collected."""
-        return {action_id: (len(lst.items), lst.size_bytes) for action_id, lst in self._open.items()}
-
-    def _discard(self, action_id: str) -> None:
-        self._discarding.pop(action_id, None)
-        if len(self._discarding) >= MAX_DISCARDED_LISTS:
-            del self._discarding[next(iter(self._discarding))]
-        self._discarding[action_id] = None
+def _skip_line_ends(buffer: bytearray) -> int:
+    """Where the first line that is not empty starts in ``buffer`` (LF or CR LF line ends)."""
+    index = 0
+    while True:
+        if buffer.startswith(b"\n", index):
+            index += 1
+        elif buffer.startswith(b"\r\n", index):
+            index += 2
+        else:
+            return index
 
 
 class AMIConnection:
@@ -220,6 +131,7 @@ class AMIConnection:
         self._lists = ListCollector(max_items=max_list_items, max_bytes=max_list_bytes)
         self._greeted = False
         self._closed = False
+        self._broken = ""  # why framing stopped for good (a RemoteProtocolError was raised)
         self._max = max_message_bytes
 
     # -- sending -------------------------------------------------------------
@@ -249,6 +161,8 @@ class AMIConnection:
         if not data:
             self._closed = True
             return
+        if self._broken:
+            raise RemoteProtocolError(self._broken)
         self._buffer += data
         self._frame()
 
@@ -269,6 +183,16 @@ class AMIConnection:
         return self._closed
 
     @property
+    def buffered_bytes(self) -> int:
+        """Bytes received but not yet framed (part of one message); never over ``max_message_bytes``.
+
+        The limit counts a message's bytes with its closing empty line; a
+        message over it, or a buffer growing past it, raises
+        :class:`RemoteProtocolError` and the buffer is dropped.
+        """
+        return len(self._buffer)
+
+    @property
     def awaiting_body(self) -> bool:
         """True while an old ``Response: Follows`` body is held, its ``--END COMMAND--`` not yet read.
 
@@ -277,7 +201,7 @@ class AMIConnection:
         (:data:`salara.ami.client.FOLLOWS_BODY_TIMEOUT_S`) and drops the link
         when it lasts; without a clock the bound is ``max_message_bytes``.
         """
-        return self._buffer.startswith(_FOLLOWS)
+        return self._buffer.startswith(_FOLLOWS, _skip_line_ends(self._buffer))
 
     def _frame(self) -> None:
         buffer = self._buffer
@@ -286,75 +210,87 @@ class AMIConnection:
             if newline < 0:
                 self._check_size(len(buffer))
                 return
+            self._check_size(newline + 1)
             self._greeted = True
             text = buffer[:newline].decode("utf-8", "replace").removesuffix("\r")
             del buffer[: newline + 1]
             self._ready.append(Greeting(text))
         while _FOLLOWS in buffer:
             if not self._frame_one():
-                return
+                break
+        else:
+            self._frame_batch()
+        self._check_size(len(buffer))  # what is left is part of one message
+
+    def _frame_batch(self) -> None:
+        """Frame every complete message at once (the fast path: no ``Response: Follows`` in the buffer)."""
+        buffer = self._buffer
         if b"\n\n" in buffer:
             # Some message ends LF-only (an AMI proxy): split exactly, leftmost end first.
             last = max(_TERMINATOR.finditer(buffer), key=lambda match: match.end(), default=None)
             if last is None:
-                self._check_size(len(buffer))
                 return
-            text = buffer[: last.start()].decode("utf-8", "replace")
-            del buffer[: last.end()]
-            parts = _TEXT_TERMINATOR.split(text)
+            start, stop, crlf_only = last.start(), last.end(), False
         else:
-            end = buffer.rfind(_END)
-            if end < 0:
-                self._check_size(len(buffer))
+            start = buffer.rfind(_END)
+            if start < 0:
                 return
-            # Message boundaries are ASCII, so decoding all complete messages
-            # in one go cannot split a character.
-            text = buffer[:end].decode("utf-8", "replace")
-            del buffer[: end + 4]
-            parts = text.split("\r\n\r\n")
+            stop, crlf_only = start + 4, True
+        if stop > self._max:  # some message there may be over the limit: one at a time, each checked
+            while self._frame_one():
+                pass
+            return
+        # Message boundaries are ASCII, so decoding all complete messages
+        # in one go cannot split a character.
+        text = buffer[:start].decode("utf-8", "replace")
+        del buffer[:stop]
+        parts = text.split("\r\n\r\n") if crlf_only else _TEXT_TERMINATOR.split(text)
         deliver = self._deliver
         for part in parts:  # the loop of _part, inlined: events are the bulk of the stream
             if part.startswith("Event: "):
                 newline = part.find("\n")
                 name = part[7:] if newline < 0 else part[7:newline].removesuffix("\r")
                 deliver(Event(name, text=part), part)
-            elif part:
-                deliver(parse_message(part), part)
+            elif part and (message := parse_message(part)).headers:
+                deliver(message, part)
 
     def _part(self, text: str) -> None:
-        """Deliver one message's text (its closing blank line left out)."""
+        """Deliver one message's text (its closing blank line left out); line ends alone are no message."""
         if text.startswith("Event: "):
             # Events are the bulk of the stream: the name now, the headers on demand.
             # The name is the first header's value exactly as parse_headers reads it.
             newline = text.find("\n")
             name = text[7:] if newline < 0 else text[7:newline].removesuffix("\r")
             self._deliver(Event(name, text=text), text)
-        elif text:
-            self._deliver(parse_message(text), text)
+        elif text and (message := parse_message(text)).headers:
+            self._deliver(message, text)
 
     def _frame_one(self) -> bool:
-        """Frame a single message (slow path, used around ``Response: Follows``)."""
+        """Frame the first message, if it is complete (the slow path, around ``Response: Follows``).
+
+        Sizes and boundaries are exactly the fast path's, so where the stream
+        is cut (and so which path runs) never changes what comes out.
+        """
         buffer = self._buffer
-        while buffer.startswith(b"\n") or buffer.startswith(b"\r\n"):
-            del buffer[: 1 if buffer[0] == 0x0A else 2]
-        if buffer.startswith(_FOLLOWS):
-            marker = buffer.find(_END_COMMAND)
-            if marker < 0:
-                self._check_size(len(buffer))
-                return False
-            end = buffer.find(b"\n", marker)
+        start = _skip_line_ends(buffer)
+        match = _TERMINATOR.search(buffer)
+        if match is not None and match.start() <= start:  # only line ends before an end: no message
+            del buffer[: match.end()]
+            return True
+        if buffer.startswith(_FOLLOWS, start):
+            marker = buffer.find(_END_COMMAND, start)
+            end = buffer.find(b"\n", marker) if marker >= 0 else -1
             if end < 0:
                 return False
-            raw = bytes(buffer[:end])
-            # The old format closes with "--END COMMAND--", its line end, then a blank line.
-            after = end + 1
-            after += 2 if buffer.startswith(b"\r\n", after) else 1 if buffer.startswith(b"\n", after) else 0
-            del buffer[:after]
+            # The old format closes with "--END COMMAND--" and its line end (then a blank line, no message).
+            self._check_size(end + 1)
+            raw = bytes(buffer[start:end])
+            del buffer[: end + 1]
             self._deliver(Response("Follows", follows_headers(raw.decode("utf-8", "replace"))), "")
             return True
-        match = _TERMINATOR.search(buffer)
         if match is None:
             return False
+        self._check_size(match.end())
         text = buffer[: match.start()].decode("utf-8", "replace")
         del buffer[: match.end()]
         self._part(text)
@@ -362,7 +298,10 @@ class AMIConnection:
 
     def _check_size(self, size: int) -> None:
         if size > self._max:
-            raise RemoteProtocolError(f"AMI message exceeds {self._max} bytes")
+            self._broken = f"AMI message exceeds {self._max} bytes"
+            self._buffer.clear()  # nothing more is framed: the caller drops the connection
+            self._lists.clear()
+            raise RemoteProtocolError(self._broken)
 
     def _deliver(self, message: Event | Response, text: str) -> None:
         lists = self._lists
