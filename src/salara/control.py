@@ -23,6 +23,7 @@ from salara.ami.client import AMIClient
 from salara.ami.messages import Event
 from salara.calls.call import Call
 from salara.calls.tracking import CallTracker
+from salara.calls.visibility import EVERYONE, Viewer, sees
 from salara.config import Config
 from salara.errors import AMIActionError, Conflict, NotFound, Unprocessable
 from salara.idempotency import IdempotencyCache
@@ -54,6 +55,8 @@ class PlaceCall:
     variables: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     """Ring timeout of the operator's device, seconds (default ``[event] timeout_makecall``)."""
+    owner: str = ""
+    """Who asks (a token's name): the call is theirs to see and control."""
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -91,12 +94,27 @@ class CallControl:
 
     # -- calls ------------------------------------------------------------------
 
-    def call(self, call_id: str) -> Call:
-        """A live or recently ended call; raises :class:`~salara.errors.NotFound` ``call_not_found``."""
+    def call(self, call_id: str, viewer: Viewer = EVERYONE) -> Call:
+        """A live or recently ended call ``viewer`` may see (:mod:`salara.calls.visibility`).
+
+        Raises :class:`~salara.errors.NotFound` ``call_not_found`` for an
+        unknown call and for one of somebody else (its existence is not told).
+        """
         call = self.registry.get(call_id, self.monotonic())
-        if call is None:
+        if call is None or not sees(viewer, call):
             raise NotFound(f"no call {call_id} (unknown, or ended too long ago)", error="call_not_found")
         return call
+
+    def calls(self, viewer: Viewer = EVERYONE) -> list[Call]:
+        """The active calls ``viewer`` may see, oldest first."""
+        return [call for call in self.registry.active() if sees(viewer, call)]
+
+    def sees_call(self, viewer: Viewer, call_id: str) -> bool:
+        """Whether ``viewer`` may see the live or recently ended call ``call_id`` (False for an unknown one)."""
+        if viewer.sees_all:
+            return True
+        call = self.registry.get(call_id, self.monotonic())
+        return call is not None and sees(viewer, call)
 
     async def make_call(self, request: PlaceCall) -> tuple[ExtensionInfo, Call | None]:
         """Click-to-call: ring the operator's device, then dial ``to`` in ``context``.
@@ -128,7 +146,7 @@ class CallControl:
         fields += [("Variable", f"{name}={value}") for name, value in request.variables.items()]
         wall, mono = self.clock(), self.monotonic()
         # Known before the Originate leaves, so its first Newchannel counts.
-        call = self.registry.originated(linkedid, operator, phone, context, wall)
+        call = self.registry.originated(linkedid, operator, phone, context, wall, owner=request.owner)
         tracked = config.event.watch_makecall
         if tracked:
             self.tracker.track(linkedid, operator, phone, "makecall", wall, mono)
@@ -228,13 +246,13 @@ class CallControl:
             )
         return call
 
-    async def hangup(self, call_id: str) -> list[str]:
+    async def hangup(self, call_id: str, viewer: Viewer = EVERYONE) -> list[str]:
         """Hang up every live channel of a call (AMI ``Hangup``, cause 16); returns their names.
 
         Raises :class:`~salara.errors.NotFound`, or :class:`~salara.errors.Conflict`
         ``call_ended`` for an ended call, ``call_not_connected`` for one with no channel yet.
         """
-        call = self.call(call_id)
+        call = self.call(call_id, viewer)
         if call.ended_at is not None:
             raise Conflict(f"call {call_id} has ended", error="call_ended")
         names = [channel.name for channel in call.channels.values()]
@@ -270,14 +288,16 @@ class CallControl:
         first = next((c for c in live if c.uniqueid == call.id), None)
         return (first or live[0]).name
 
-    async def transfer(self, call_id: str, exten: str, context: str, channel: str | None = None) -> str:
+    async def transfer(
+        self, call_id: str, exten: str, context: str, channel: str | None = None, viewer: Viewer = EVERYONE
+    ) -> str:
         """Blind transfer: AMI ``Redirect`` of the call's channel to ``exten@context`` priority 1.
 
         Returns the channel moved. Raises :class:`~salara.errors.NotFound`,
         :class:`~salara.errors.Conflict` (``call_ended``, ``call_not_connected``,
         ``transfer_refused`` with Asterisk's reason).
         """
-        call = self.call(call_id)
+        call = self.call(call_id, viewer)
         if call.ended_at is not None:
             raise Conflict(f"call {call_id} has ended", error="call_ended")
         if not call.channels:

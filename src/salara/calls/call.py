@@ -163,6 +163,10 @@ class Call:
     called_cause: int | None = None
     """Hangup cause of the first channel of the called side (not the operator's) that gave one."""
     called_cause_text: str | None = None
+    owner: str = ""
+    """Who placed it through salara (a token's name), else empty."""
+    contexts: set[str] = field(default_factory=set)
+    """Every dialplan context a channel of the call was reported in (and a placed call's own)."""
 
     @property
     def state(self) -> CallState:

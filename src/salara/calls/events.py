@@ -130,9 +130,7 @@ def agent_connect_event(modes: EventModes, event: Event, call: Parties | None) -
 
 def synthesized_hangup(channel: Channel, call: Parties | None) -> CrmEvent:
     """The Hangup of a channel that was gone unseen, as the real one would have said it."""
-    caller, exten = (
-        (call.caller, call.exten) if call is not None else (channel.caller_id_num, channel.dialplan_exten)
-    )
+    caller, exten = (call.caller, call.exten) if call is not None else (channel.caller_id_num, channel.dialplan_exten)
     payload = {
         "event": "Hangup",
         "chan": channel.name,

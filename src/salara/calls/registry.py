@@ -109,12 +109,14 @@ class CallRegistry:
 
     # -- calls salara places --------------------------------------------------
 
-    def originated(self, call_id: str, from_: str, to: str, context: str, wall: float) -> Call:
-        """Announce a call salara is about to originate with ``ChannelId`` ``call_id``."""
+    def originated(self, call_id: str, from_: str, to: str, context: str, wall: float, owner: str = "") -> Call:
+        """Announce a call salara is about to originate with ``ChannelId`` ``call_id`` (for ``owner``)."""
         call = self.calls.get(call_id)
         if call is None:
             call = self.calls[call_id] = Call(call_id, wall)
         call.origin = Origin(from_, to, context)
+        call.owner = owner
+        call.contexts.add(context)
         call.originate_pending = True
         self.originated_count += 1
         return call
@@ -189,13 +191,20 @@ class CallRegistry:
             channel.connected_number = known(event.get("ConnectedLineNum"))
             channel.connected_name = known(event.get("ConnectedLineName"))
         else:
+            if name == "Newexten":
+                self._in_context(channel.linkedid, event.get("Context") or "")
             self._called_side(channel, event, wall)
 
-    @staticmethod
-    def _position(channel: Channel, event: Event) -> None:
+    def _position(self, channel: Channel, event: Event) -> None:
         channel.caller_id_num = event.get("CallerIDNum") or channel.caller_id_num
         channel.dialplan_context = event.get("Context") or channel.dialplan_context
         channel.dialplan_exten = event.get("Exten") or channel.dialplan_exten
+        self._in_context(channel.linkedid, channel.dialplan_context)
+
+    def _in_context(self, call_id: str, context: str) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and context and context not in call.contexts:
+            call.contexts.add(context)
 
     def _called_side(self, channel: Channel, event: Event, wall: float) -> None:
         """What a ``Newexten``, ``VarSet`` or ``DialEnd`` says of the called side of a call salara placed."""
@@ -235,6 +244,7 @@ class CallRegistry:
             self.calls.get(old.linkedid, call).channels.pop(old.uniqueid, None)
         call.channels[channel.uniqueid] = channel
         self.channels[channel.uniqueid] = channel
+        call.contexts.update(c for c in (channel.context, channel.dialplan_context) if c)
         if call.first is None or channel.uniqueid == call.id:
             call.first = channel
         if channel.state == UP:
@@ -355,6 +365,7 @@ class CallRegistry:
             channel.caller_id_num = item.caller or channel.caller_id_num
             channel.dialplan_exten = item.exten or channel.dialplan_exten
             channel.dialplan_context = item.context or channel.dialplan_context
+            self._in_context(channel.linkedid, channel.dialplan_context)
             if changed:
                 result.changed.append(uniqueid)
         for call_id in touched:

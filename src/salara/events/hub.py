@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -85,12 +85,18 @@ class Subscription:
     queue: asyncio.Queue[LiveEvent | None]
     owner: str = ""
     """Who opened it (a token's name)."""
+    visible: Callable[[str], bool] | None = None
+    """Whether the subscriber may see the call of a Linkedid (None: every call)."""
     dropped: bool = False
     sent: int = 0
     created_at: float = field(default_factory=time.monotonic)
 
     def wants(self, event: LiveEvent) -> bool:
-        return (self.types is None or event.name in self.types) and (self.call is None or event.linkedid == self.call)
+        if self.types is not None and event.name not in self.types:
+            return False
+        if self.call is not None and event.linkedid != self.call:
+            return False
+        return self.visible is None or self.visible(event.linkedid)
 
 
 class EventHub:
@@ -150,6 +156,7 @@ class EventHub:
         last_event_id: str | None = None,
         *,
         owner: str = "",
+        visible: Callable[[str], bool] | None = None,
     ) -> Subscription:
         """A new subscription of ``owner`` to events of ``types`` (None: all) of call ``call`` (None: all).
 
@@ -165,7 +172,7 @@ class EventHub:
                 f"this client has {self.max_subscribers_per_owner} live event streams open already"
             )
         subscription = Subscription(
-            frozenset(types) if types is not None else None, call, asyncio.Queue(self.queue_size), owner
+            frozenset(types) if types is not None else None, call, asyncio.Queue(self.queue_size), owner, visible
         )
         if last_event_id:
             replay = False

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from salara.api.security.denials import denial_response, log_denial
 from salara.api.security.middleware import SecurityMiddleware
 from salara.api.security.tokens import Denial, Principal, Security
+from salara.calls.visibility import Viewer
 from salara.config import Right
 
 
@@ -80,6 +81,10 @@ class TokenAccess:
 
     def owner(self, request: Request) -> str:
         return principal(request).name
+
+    def viewer(self, request: Request) -> Viewer:
+        who = principal(request)
+        return Viewer(who.name, "admin" in who.rights, who.contexts)
 
 
 def authorize(request: Request, right: Right, context: str | None = None, number: str | None = None) -> None:

@@ -5,7 +5,8 @@
 transfers, the context and the number dialled; ``spend`` counts a call or
 message against the client's rate (for ``POST /v1/calls`` only when a new
 call is placed, never for an idempotent replay); ``owner`` names the
-client, whose idempotency keys and live streams are its own. The app
+client, whose idempotency keys and live streams are its own; ``viewer``
+says which calls it sees (:mod:`salara.calls.visibility`). The app
 installs :class:`salara.api.security.access.TokenAccess`.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from fastapi import Request
+
+from salara.calls.visibility import EVERYONE, Viewer
 
 Right = Literal["call", "message", "state"]
 
@@ -30,6 +33,9 @@ class Access(Protocol):
     def owner(self, request: Request) -> str:
         """Who the client is (a token's name): its idempotency keys and live streams are counted as its own."""
 
+    def viewer(self, request: Request) -> Viewer:
+        """Which calls the client sees and controls: its own, those in its contexts; all with ``admin``."""
+
 
 class OpenAccess:
     """The access control when none is installed: everything allowed, one owner."""
@@ -42,3 +48,6 @@ class OpenAccess:
 
     def owner(self, request: Request) -> str:
         return ""
+
+    def viewer(self, request: Request) -> Viewer:
+        return EVERYONE

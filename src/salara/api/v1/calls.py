@@ -73,8 +73,10 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         context = ctx.default_context(body.context)
         ctx.authorize(request, "call", context, body.to, spend=False)  # the rate only for a new call
         ctx.require_ami()
-        wanted = PlaceCall(body.from_, body.to, context, body.caller_id_name, dict(body.variables), body.timeout_s)
         owner = access.owner(request)
+        wanted = PlaceCall(
+            body.from_, body.to, context, body.caller_id_name, dict(body.variables), body.timeout_s, owner=owner
+        )
         call, replayed = await ctx.run(
             control.place(wanted, idempotency_key, owner=owner, admit=lambda: access.spend(request, "call"))
         )
@@ -85,15 +87,17 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
 
     @router.get("/calls", tags=["calls"], response_model=CallList, responses={503: AMI_ERRORS[503]})
     async def list_calls(request: Request) -> CallList:
-        """The active calls: live channels grouped by Linkedid, oldest call first.
+        """The active calls the token sees: live channels grouped by Linkedid, oldest call first.
 
-        Kept from AMI events (Newchannel, Newstate, NewCallerid,
-        NewConnectedLine, Hangup) and resynchronised with `CoreShowChannels`
-        after every AMI (re)connect. 503 while AMI is not connected.
+        A token sees the calls it placed and those with a channel in one of
+        its contexts; `admin` sees every call. Kept from AMI events
+        (Newchannel, Newstate, NewCallerid, NewConnectedLine, Hangup) and
+        resynchronised with `CoreShowChannels` after every AMI (re)connect.
+        503 while AMI is not connected.
         """
         ctx.authorize(request, "state", None, None)
         ctx.require_ami()
-        return CallList(calls=[call_view(call) for call in control.registry.active()])
+        return CallList(calls=[call_view(call) for call in control.calls(access.viewer(request))])
 
     @router.get(
         "/calls/{call_id}", tags=["calls"], response_model=CallView, responses={**NOT_FOUND, 503: AMI_ERRORS[503]}
@@ -107,7 +111,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         operator's leg went (OriginateResponse Reason) is `outcome.operator`.
         """
         ctx.authorize(request, "state", None, None)
-        call = ctx.lookup(call_id)
+        call = ctx.lookup(call_id, request)
         if call.ended_at is None:
             ctx.require_ami()  # a live call's state is only as good as the AMI link
         return call_view(call)
@@ -130,9 +134,9 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         409 `call_ended` when it has ended already.
         """
         ctx.authorize(request, "call", None, None)
-        ctx.lookup(call_id)
+        ctx.lookup(call_id, request)
         ctx.require_ami()
-        await ctx.run(control.hangup(call_id))
+        await ctx.run(control.hangup(call_id, access.viewer(request)))
         return Response(status_code=204)
 
     @router.post(
@@ -150,7 +154,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         """
         context = ctx.default_context(body.context)
         ctx.authorize(request, "call", context, body.to)
-        ctx.lookup(call_id)
+        ctx.lookup(call_id, request)
         ctx.require_ami()
-        channel = await ctx.run(control.transfer(call_id, body.to, context, body.channel))
+        channel = await ctx.run(control.transfer(call_id, body.to, context, body.channel, access.viewer(request)))
         return TransferView(id=call_id, channel=channel, to=body.to, context=context)

@@ -54,9 +54,9 @@ class RouteContext:
         except (RequestError, AMIError, LocalProtocolError) as exc:
             raise api_error_of(exc) from None
 
-    def lookup(self, call_id: str) -> Call:
-        """The live or recently ended call ``call_id``; 404 ``ApiError`` if there is none."""
+    def lookup(self, call_id: str, request: Request) -> Call:
+        """The live or recently ended call ``call_id`` the client sees; 404 ``ApiError`` if there is none."""
         try:
-            return self.control.call(call_id)
+            return self.control.call(call_id, self.access.viewer(request))
         except NotFound as exc:
             raise api_error_of(exc) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -54,12 +55,15 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         sending `Last-Event-ID` first gets what it missed, if among the last
         1000 events. A client that falls 1000 events behind, or whose stream
         cannot be written for 30 s (it stopped reading), is dropped. At most
-        32 streams at once, 8 per token.
+        32 streams at once, 8 per token. A token gets the events of the calls
+        it sees (those it placed, those in its contexts; all with `admin`).
         """
         ctx.authorize(request, "state", None, None)
         types = event_types.split(",") if event_types else None
+        viewer = access.viewer(request)
+        visible = None if viewer.sees_all else functools.partial(ctx.control.sees_call, viewer)
         try:
-            subscription = hub.subscribe(types, call, last_event_id, owner=access.owner(request))
+            subscription = hub.subscribe(types, call, last_event_id, owner=access.owner(request), visible=visible)
         except TooManySubscribers as exc:
             raise ApiError(503, "too_many_subscribers", str(exc), headers={"Retry-After": "5"}) from None
         return EventStreamResponse(

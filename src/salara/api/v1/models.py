@@ -216,9 +216,9 @@ class EndpointView(BaseModel):
 # -- conversions ---------------------------------------------------------------------
 
 
-
 def _utc(seconds: float | None) -> datetime | None:
     return None if seconds is None else utc_datetime(seconds)
+
 
 def channel_view(channel: Channel) -> ChannelView:
     return ChannelView(
