@@ -10,8 +10,11 @@ every chunk, so generating the stream is not measured. Compare:
 
 (a) :func:`baseline_parse` -- the plainest pure-Python parse of the same bytes;
 (b) :func:`protocol_parse` -- salara's :class:`~salara.ami.protocol.AMIConnection`;
-(c) :func:`full_path` -- the whole ingest path: parse, call tracking, event
-    filtering and outbox enqueue, every event mode on "all calls".
+(c) :func:`full_path` -- the whole ingest path as the service runs it: parse,
+    the call model's one fold (the registry behind ``/v1/calls`` and the
+    tracking of SPEC §2), event filtering and outbox enqueue, every event
+    mode on "all calls". (Before the call model was one, this path left out
+    the second fold the service ran for ``/v1/calls``.)
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ ALL_CALLS = EventModes(newchannel=2, hangup=2, newexten=3, agentcon=3)
 
 
 def full_path(chunks: Iterable[bytes], outbox_dir: Path | None = None) -> tuple[int, int, float]:
-    """The whole ingest path: parse, call tracking, event filtering, outbox enqueue.
+    """The whole ingest path: parse, the call model's fold, event filtering, outbox enqueue.
 
     Every event mode is set to "all calls"; the CRM events produced go into a
     real SQLite outbox (WAL, on disk) in one transaction per read, as in the

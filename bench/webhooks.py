@@ -12,13 +12,13 @@ of the machine on Linux) and hands the notes over at ``GET /dump``.
 
 The same events (compat JSON bodies, 5 per call, 100 calls interleaved at a
 time, as a busy PBX produces them) go two ways, with the same aiohttp client
-settings (:func:`salara.webhooks.make_client`), request options, headers and
+settings (:func:`salara.crm.client.make_client`), request options, headers and
 concurrency:
 
 (a) baseline: ``concurrency`` coroutines posting the bodies straight from
     memory, no outbox;
-(b) salara: :class:`~salara.outbox.Outbox` on a file in a temporary
-    directory and :class:`~salara.webhooks.DeliveryWorker`.
+(b) salara: :class:`~salara.store.sqlite.Outbox` on a file in a temporary
+    directory and :class:`~salara.crm.delivery.DeliveryWorker`.
 
 Two phases each:
 
