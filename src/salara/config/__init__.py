@@ -22,7 +22,7 @@ The package, its imports going down:
 Import from ``salara.config`` itself; the names below are its interface.
 """
 
-from salara.config.editor import edit_route, edit_token, locked, save_route, save_token
+from salara.config.editor import check_value, edit_route, edit_token, locked, save_route, save_token
 from salara.config.hosts import is_local_host, mask_url, normalise_host
 from salara.config.reader import RawConfig, build, load, load_tokens, parse_text
 from salara.config.schema import (
@@ -62,6 +62,7 @@ __all__ = [
     "Token",
     "Url",
     "build",
+    "check_value",
     "edit_route",
     "edit_token",
     "is_local_host",

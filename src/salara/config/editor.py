@@ -3,6 +3,10 @@
 :func:`edit_route` and :func:`edit_token` rewrite text, keeping comments and
 order; :func:`save_route` and :func:`save_token` apply them to the file
 atomically (:func:`replace_file`) under an exclusive lock (:func:`locked`).
+
+Every value is written on its own line: :func:`check_value` refuses what
+would start another line or a ``[section]``, in the editing functions
+themselves, so every writer (the CLI, an API) is held to it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,25 @@ from salara.config.reader import SECTION_RE, build_tokens, is_comment, parse_tex
 from salara.config.schema import TOKEN_NAME, TOKEN_SECTION
 from salara.errors import ConfigError
 
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+"""What ends a line when the file is read (:meth:`str.splitlines`): CR, LF and the other Unicode line ends."""
+_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def check_value(section: str, key: str | None, value: str, what: str = "the value") -> str:
+    """Return ``value`` if it can be written after ``key =`` and read back as that one value.
+
+    Raises :class:`ConfigError` naming ``section`` and ``key`` when ``value``
+    holds a line break (:data:`LINE_BREAKS`) or starts with ``[``: either
+    would let a value write a ``[section]`` or a setting of its own.
+    """
+    if any(char in LINE_BREAKS for char in value):
+        raise ConfigError(section, key, f"{what} may not hold a line break (CR, LF or another line end)")
+    if value.lstrip().startswith("["):
+        raise ConfigError(section, key, f"{what} may not start with '['")
+    return value
+
+
 # -- editing the route table in place ---------------------------------------
 
 
@@ -26,8 +49,12 @@ def edit_route(text: str, caller: str, called: str | None) -> str:
     """Return ``text`` with the ``[route]`` entry of ``caller`` set or removed.
 
     Comments, order and every other line stay as they are. ``called=None``
-    deletes the entry. A missing ``[route]`` section is appended.
+    deletes the entry. A missing ``[route]`` section is appended. Raises
+    :class:`ConfigError` when ``caller`` or ``called`` fails :func:`check_value`.
     """
+    check_value("route", None, caller, "the caller")
+    if called is not None:
+        check_value("route", caller, called, "the destination")
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
@@ -124,12 +151,21 @@ def edit_token(text: str, name: str, values: Mapping[str, str] | None) -> str:
     """Return ``text`` with the ``[token NAME]`` section replaced, added or (``values=None``) removed.
 
     Comments and every other section stay as they are; a replaced section
-    keeps its place, a new one is appended.
+    keeps its place, a new one is appended. Raises :class:`ConfigError` for a
+    name that is not a token name, a key that is not a name, or a value that
+    fails :func:`check_value` (the error names the key).
     """
+    section = TOKEN_SECTION + name
+    if not TOKEN_NAME.fullmatch(name):
+        raise ConfigError(section, None, "a token name may hold only letters, digits, '_', '.' and '-'")
+    for key, value in (values or {}).items():
+        if not _KEY.fullmatch(key):
+            raise ConfigError(section, None, "a key may hold only letters, digits and '_'")
+        check_value(section, key, value)
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    wanted = TOKEN_SECTION + name
+    wanted = section
     start = None
     end = len(lines)
     for index, line in enumerate(lines):
