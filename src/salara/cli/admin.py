@@ -1,7 +1,8 @@
-"""The commands that show or change the config file: ``show config``, ``route``, ``token``.
+"""The commands that show, check or change the config file: ``show config``, ``check``, ``route``, ``token``.
 
-Changes are saved to the config file (``-c``, which must exist); the running
-service picks them up by itself.
+Changes are saved to the config file (``-c``, which must exist), or to the
+file it includes that holds the section; the running service picks them up
+by itself.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import click
 
 from salara import config as config_module
 from salara.api.security import tokens as auth
-from salara.cli.common import config_file, load_config, main, show
+from salara.cli.common import config_file, find_config, load_config, main, show
 from salara.errors import ConfigError
 
 
@@ -26,6 +27,26 @@ def show_config(ctx: click.Context) -> None:
             shown = ",".join(map(str, value)) if isinstance(value, list | tuple) else value
             click.echo(f"{key}{separator}{shown}")
         click.echo()
+
+
+@main.command("check")
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Check the config file and every file it includes; exit 1 on any problem.
+
+    Lists each problem as FILE:LINE: [section] key: why. Unknown sections and
+    keys, which salara serve only warns about, count as problems here.
+    Prints "ok" when there is none.
+    """
+    path = find_config(ctx.obj["config_path"])
+    if path is None:
+        raise click.ClickException("no config file to check: give one with -c")
+    problems = config_module.check(path)
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        ctx.exit(1)
+    click.echo("ok")
 
 
 @main.group()

@@ -19,8 +19,17 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from salara.config.reader import SECTION_RE, build_tokens, is_comment, parse_text, section_name
+from salara.config.reader import build_tokens
 from salara.config.schema import TOKEN_NAME, TOKEN_SECTION
+from salara.config.source import (
+    MAX_FILES,
+    SECTION_RE,
+    RawConfig,
+    is_comment,
+    read_file,
+    section_name,
+    strip_comment,
+)
 from salara.errors import ConfigError
 
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -45,12 +54,14 @@ def check_value(section: str, key: str | None, value: str, what: str = "the valu
 # -- editing the route table in place ---------------------------------------
 
 
-def edit_route(text: str, caller: str, called: str | None) -> str:
+def edit_route(text: str, caller: str, called: str | None, *, opening: str | None = None) -> str:
     """Return ``text`` with the ``[route]`` entry of ``caller`` set or removed.
 
     Comments, order and every other line stay as they are. ``called=None``
-    deletes the entry. A missing ``[route]`` section is appended. Raises
-    :class:`ConfigError` when ``caller`` or ``called`` fails :func:`check_value`.
+    deletes the entry (its last line, the one a load keeps). A missing
+    ``[route]`` section is appended. ``opening`` is the section the text
+    starts in (a file included inside ``[route]`` has no header of its own).
+    Raises :class:`ConfigError` when ``caller`` or ``called`` fails :func:`check_value`.
     """
     check_value("route", None, caller, "the caller")
     if called is not None:
@@ -58,34 +69,30 @@ def edit_route(text: str, caller: str, called: str | None) -> str:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    start = end = None
-    section: str | None = None
+    section = opening
+    start = end = 0 if opening == "route" else None
+    found = None
     for index, line in enumerate(lines):
         match = SECTION_RE.match(line)
         if match:
-            section = match.group(1).strip().lower()
+            section = section_name(match.group(1))
             if section == "route" and start is None:
                 start = end = index + 1
             continue
-        if section == "route" and not is_comment(line):
-            end = index + 1
+        if section != "route" or is_comment(line):
+            continue
+        end = index + 1
+        if strip_comment(line).partition(":")[0].strip() == caller:
+            found = index
     new_line = f"{caller}:{called}\n" if called is not None else None
     if start is None:
-        if new_line is None:
-            return "".join(lines)
-        return "".join(lines) + f"[route]\n{new_line}"
+        return "".join(lines) if new_line is None else "".join(lines) + f"[route]\n{new_line}"
     assert end is not None
-    for index in range(start, len(lines)):
-        line = lines[index]
-        if SECTION_RE.match(line):
-            break
-        if not is_comment(line) and line.strip().partition(":")[0].strip() == caller:
-            if new_line is None:
-                del lines[index]
-            else:
-                lines[index] = new_line
-            return "".join(lines)
-    if new_line is not None:
+    if found is not None and new_line is None:
+        del lines[found]
+    elif found is not None and new_line is not None:
+        lines[found] = new_line
+    elif new_line is not None:
         lines.insert(end, new_line)
     return "".join(lines)
 
@@ -116,13 +123,53 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def save_route(path: Path, caller: str, called: str | None) -> None:
-    """Set (or with ``called=None`` delete) a route in the file at ``path``, atomically, under :func:`locked`."""
+    """Set (or with ``called=None`` delete) a route of the config at ``path``, atomically, under :func:`locked`.
+
+    The change goes to the file that holds the entry (it may be one that
+    ``path`` includes); a new entry to the file of the last route, else of the
+    ``[route]`` header, else to ``path`` itself. A deleted entry is deleted
+    from every file that sets it. Raises :class:`ConfigError` for a value
+    that is not a dial string, or when the files cannot be read.
+    """
     for what, value in (("caller", caller), ("called", called)):
         if value is not None and not re.fullmatch(r"[0-9A-Za-z_+*#.\-]{1,80}", value):
             raise ConfigError("route", value, f"{what} must be a dial string of digits/letters")
     with locked(path):
-        text = path.read_text(encoding="utf-8")
-        replace_file(path, edit_route(text, caller, called))
+        raw = read_file(path)
+        for _ in range(MAX_FILES):
+            target = _route_file(raw, caller, path, deleting=called is None)
+            if target is None:
+                return
+            text = target.read_text(encoding="utf-8")
+            updated = edit_route(text, caller, called, opening=raw.openings.get(target))
+            if updated == text:
+                return
+            _rewrite(path, target, updated)
+            if called is not None:
+                return
+            raw = read_file(path)
+
+
+def _route_file(raw: RawConfig, caller: str, main: Path, *, deleting: bool) -> Path | None:
+    origin = raw.origins.get(("route", caller))
+    if origin is None and deleting:
+        return None
+    if origin is None and raw.routes:
+        origin = raw.origins.get(("route", next(reversed(raw.routes))))
+    if origin is None and raw.headers.get("route"):
+        origin = raw.headers["route"][0]
+    return origin.file if origin is not None and origin.file is not None else main
+
+
+def _rewrite(main: Path, target: Path, text: str) -> None:
+    """Replace ``target``; when it is a file ``main`` includes, touch ``main`` too.
+
+    Whatever watches only the main file for changes (the running service's
+    token reloader) then sees an edit made in an included file.
+    """
+    replace_file(target, text)
+    if target != main:
+        os.utime(main)
 
 
 def replace_file(path: Path, text: str) -> None:
@@ -165,36 +212,54 @@ def edit_token(text: str, name: str, values: Mapping[str, str] | None) -> str:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    wanted = section
+    blocks: list[tuple[int, int]] = []
     start = None
-    end = len(lines)
     for index, line in enumerate(lines):
         match = SECTION_RE.match(line)
         if not match:
             continue
         if start is not None:
-            end = index
-            break
-        if section_name(match.group(1)) == wanted:
+            blocks.append((start, index))
+            start = None
+        if section_name(match.group(1)) == section:
             start = index
-    new = [f"[{wanted}]\n", *(f"{key} = {value}\n" for key, value in (values or {}).items())]
-    if start is None:
+    if start is not None:
+        blocks.append((start, len(lines)))
+    new = [f"[{section}]\n", *(f"{key} = {value}\n" for key, value in (values or {}).items())]
+    if not blocks:
         return "".join(lines) if values is None else "".join([*lines, *new])
-    kept_comments = [line for line in lines[start + 1 : end] if is_comment(line)]
-    body = new if values is not None else []
-    return "".join([*lines[:start], *body, *kept_comments, *lines[end:]])
+    out: list[str] = []
+    done = 0
+    for number, (start, end) in enumerate(blocks):
+        out += lines[done:start]
+        if number == 0 and values is not None:
+            out += new
+        out += [line for line in lines[start + 1 : end] if is_comment(line)]
+        done = end
+    return "".join(out + lines[done:])
 
 
 def save_token(path: Path, name: str, values: Mapping[str, str] | None) -> None:
-    """Write (or with ``values=None`` remove) the ``[token NAME]`` section of the file, atomically.
+    """Write (or with ``values=None`` remove) the ``[token NAME]`` section of the config at ``path``, atomically.
 
-    Under :func:`locked`, like :func:`save_route`. The result must still
-    load: a bad value raises :class:`ConfigError` and the file is left as it was.
+    Under :func:`locked`, like :func:`save_route`. The section is replaced in
+    the file that holds it (one that ``path`` includes, maybe) and removed
+    from any other file that also writes it; a new section goes to ``path``.
+    The result must still load, with every file it includes: a bad value or a
+    hash another token has raises :class:`ConfigError` and no file is changed.
     """
+    section = TOKEN_SECTION + name
     if not TOKEN_NAME.fullmatch(name):
-        raise ConfigError(TOKEN_SECTION + name, None, "a token name may hold only letters, digits, '_', '.' and '-'")
+        raise ConfigError(section, None, "a token name may hold only letters, digits, '_', '.' and '-'")
     with locked(path):
-        text = path.read_text(encoding="utf-8")
-        updated = edit_token(text, name, values)
-        build_tokens(parse_text(updated))
-        replace_file(path, updated)
+        raw = read_file(path)
+        holders = list(dict.fromkeys(o.file for o in raw.headers.get(section, []) if o.file is not None)) or [path]
+        texts = {holder: holder.read_text(encoding="utf-8") for holder in holders}
+        updated = {
+            holder: edit_token(text, name, values if index == 0 else None)
+            for index, (holder, text) in enumerate(texts.items())
+        }
+        build_tokens(read_file(path, texts=updated))
+        for holder, text in updated.items():
+            if text != texts[holder]:
+                _rewrite(path, holder, text)

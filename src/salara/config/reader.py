@@ -1,175 +1,154 @@
-"""Reading a config: file text, then :class:`RawConfig`, then a validated :class:`Config`.
+"""Reading a config: files, then :class:`RawConfig`, then a validated :class:`Config`.
 
-The file format (:func:`parse_text`), ``SALARA_<SECTION>_<KEY>`` environment
-overrides, validation into the schema with errors naming section and key
-(:func:`build`), the checks that span keys, and the two readers of a file,
-:func:`load` and :func:`load_tokens`. Errors are
+The files (:mod:`salara.config.source`), ``SALARA_<SECTION>_<KEY>``
+environment overrides (:func:`apply_env`), validation into the schema with
+errors naming section, key and file:line (:func:`build`), the checks that
+span keys, and the readers of a file: :func:`load`, :func:`load_tokens` and
+:func:`check` (every problem, for ``salara check``). Errors are
 :class:`~salara.errors.ConfigError`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from salara.config.hosts import is_local_host, mask_url, normalise_host
 from salara.config.schema import SECRET_KEYS, SECTIONS, TOKEN_NAME, TOKEN_SECTION, Api, Config, Token, Url
+from salara.config.source import (
+    SECTION_RE,
+    Origin,
+    Problem,
+    RawConfig,
+    Report,
+    is_comment,
+    log,
+    parse_text,
+    read_file,
+    section_name,
+)
 from salara.errors import ConfigError
 
-log = logging.getLogger("salara.config")
-"""The package's logger: its lines read ``salara.config: ...`` whichever module writes them."""
+__all__ = [
+    "ENV_PREFIX",
+    "SECTION_RE",
+    "RawConfig",
+    "apply_env",
+    "build",
+    "build_tokens",
+    "check",
+    "is_comment",
+    "load",
+    "load_tokens",
+    "parse_text",
+    "section_name",
+    "validate",
+]
 
 ENV_PREFIX = "SALARA_"
 
 
-# -- the file format -------------------------------------------------------
-
-SECTION_RE = re.compile(r"^\s*\[([^\]]+)\]\s*$")
-
-
-@dataclass(slots=True)
-class RawConfig:
-    """A parsed file: ``{section: {key: value}}`` plus the ``[route]`` pairs in order."""
-
-    sections: dict[str, dict[str, str]] = field(default_factory=dict)
-    routes: dict[str, str] = field(default_factory=dict)
-
-
-def is_comment(line: str) -> bool:
-    stripped = line.strip()
-    return not stripped or stripped[0] in ";#"
-
-
-def section_name(header: str) -> str:
-    """The name of a ``[header]``: lower case, but a token's own name keeps its case."""
-    header = header.strip()
-    if header.lower().startswith(TOKEN_SECTION):
-        return TOKEN_SECTION + header[len(TOKEN_SECTION) :].strip()
-    return header.lower()
-
-
-def _strip_comment(line: str) -> str:
-    """The line without its comment: Asterisk's rule, ``;`` starts one unless written ``\\;``."""
-    if ";" not in line:
-        return line
-    out = []
-    escaped = False
-    for char in line:
-        if escaped:
-            out.append(char if char == ";" else "\\" + char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ";":
-            break
-        else:
-            out.append(char)
-    if escaped:
-        out.append("\\")
-    return "".join(out)
-
-
-def parse_text(text: str) -> RawConfig:
-    """Split the old module's format into sections; raises ConfigError on a bad line.
-
-    Asterisk's config syntax, as the old module read it through Asterisk:
-    ``;`` comments anywhere (``\\;`` for a literal one), ``key = value`` or
-    ``key => value``, whitespace around both ignored, a UTF-8 BOM allowed.
-    Errors name the line but never repeat its text (it may hold a secret).
-    """
-    raw = RawConfig()
-    section: str | None = None
-    for number, full_line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
-        if full_line.lstrip().startswith("#"):
-            continue  # Asterisk's #include/#exec directives are not followed
-        line = _strip_comment(full_line).strip()
-        if not line:
-            continue
-        match = SECTION_RE.match(line)
-        if match:
-            section = section_name(match.group(1))
-            raw.sections.setdefault(section, {})
-            continue
-        if section is None:
-            raise ConfigError("?", None, f"line {number}: a setting before any [section]")
-        if section == "route":
-            caller, sep, called = line.partition(":")
-            if not sep or not caller.strip() or not called.strip():
-                raise ConfigError("route", None, f"line {number}: expected CALLER:CALLED")
-            raw.routes[caller.strip()] = called.strip()
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(section, None, f"line {number}: expected key=value")
-        raw.sections[section][key.strip().lower()] = value.removeprefix(">").strip()
-    return raw
-
-
-def _apply_env(raw: RawConfig, environ: Mapping[str, str]) -> None:
+def apply_env(raw: RawConfig, environ: Mapping[str, str]) -> None:
+    """Set each ``SALARA_<SECTION>_<KEY>`` of ``environ`` over ``raw`` (the origin names the variable)."""
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         for section in SECTIONS:
             if rest.startswith(section + "_"):
-                raw.sections.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                key = rest[len(section) + 1 :]
+                raw.sections.setdefault(section, {})[key] = value
+                raw.origins[section, key] = Origin(None, None, f"environment {name}")
                 break
 
 
+def _where(raw: RawConfig, section: str, key: str | None) -> Origin | None:
+    """Where ``key`` of ``section`` was set; without a key, where the section starts."""
+    if key is not None and (section, key) in raw.origins:
+        return raw.origins[section, key]
+    headers = raw.headers.get(section)
+    return headers[0] if headers else None
+
+
+def _section(
+    raw: RawConfig, section: str, model: type[BaseModel], report: Report, secret: frozenset[str], noun: str
+) -> BaseModel | None:
+    """``model`` validated from ``raw``'s ``section``: unknown keys lenient, each bad value an error."""
+    given = raw.sections.get(section, {})
+    for key in [key for key in given if key not in model.model_fields]:
+        report.lenient(Problem(section, key, f"is not a {noun} setting", _where(raw, section, key)))
+    try:
+        return model.model_validate({key: value for key, value in given.items() if key in model.model_fields})
+    except ValidationError as exc:
+        for error in exc.errors():
+            bad_key = str(error["loc"][0]) if error["loc"] else None
+            shown = "***" if bad_key in secret else given.get(bad_key or "", "")
+            message = error["msg"].removeprefix("Value error, ")
+            report.error(Problem(section, bad_key, f"{message} (got {shown!r})", _where(raw, section, bad_key)))
+        return None
+
+
 def build(raw: RawConfig, path: Path | None = None) -> Config:
-    """Validate a :class:`RawConfig` into a :class:`Config`; raises ConfigError."""
+    """Validate a :class:`RawConfig` into a :class:`Config`.
+
+    Raises :class:`ConfigError` for the first invalid value (its message ends
+    with the value's file:line); unknown sections and keys are logged and ignored.
+    """
+    config = validate(raw, path, Report())
+    assert config is not None  # a report that does not collect raises instead
+    return config
+
+
+def validate(raw: RawConfig, path: Path | None, report: Report) -> Config | None:
+    """:func:`build` with problems sent to ``report``: ``None`` when one was an error (a collecting report)."""
     values: dict[str, Any] = {}
     for name, model in SECTIONS.items():
-        given = raw.sections.get(name, {})
-        unknown = sorted(set(given) - set(model.model_fields))
-        for key in unknown:
-            log.warning("config: [%s] %s is not a salara setting; ignored", name, key)
-        try:
-            values[name] = model.model_validate(given)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            bad_key = str(error["loc"][0]) if error["loc"] else None
-            shown = "***" if (name, bad_key) in SECRET_KEYS else given.get(bad_key or "", "")
-            raise ConfigError(name, bad_key, f"{error['msg']} (got {shown!r})") from None
-    tokens = build_tokens(raw)
-    for section in sorted(set(raw.sections) - set(SECTIONS) - {"route"}):
+        secret = frozenset(key for section, key in SECRET_KEYS if section == name)
+        values[name] = _section(raw, name, model, report, secret, "salara")
+    tokens = build_tokens(raw, report=report)
+    for section in [name for name in raw.sections if name not in SECTIONS and name != "route"]:
         if not section.startswith(TOKEN_SECTION):
-            log.warning("config: section [%s] is not used by salara; ignored", section)
-    _check_api(values["api"])
-    _check_webhook_targets(values["url"])
+            report.lenient(Problem(section, None, "is not a section salara uses", _where(raw, section, None)))
+    if any(value is None for value in values.values()):
+        return None
+    try:
+        _check_api(values["api"])
+        _check_webhook_targets(values["url"])
+    except ConfigError as exc:
+        report.error(Problem(exc.section, exc.key, exc.reason, _where(raw, exc.section, exc.key)))
+        return None
     return Config(**values, routes=dict(raw.routes), path=path, tokens=tokens)
 
 
-def build_tokens(raw: RawConfig) -> dict[str, Token]:
-    """The ``[token NAME]`` sections of ``raw`` as tokens by name; raises ConfigError (also for a hash used twice)."""
+def build_tokens(raw: RawConfig, *, report: Report | None = None) -> dict[str, Token]:
+    """The ``[token NAME]`` sections of ``raw`` as tokens by name.
+
+    Raises :class:`ConfigError` for a bad name or value, and for a hash used
+    twice (unless ``report`` collects). An unknown key is lenient.
+    """
+    report = report or Report()
     tokens: dict[str, Token] = {}
     hashes: dict[str, str] = {}
-    for section, given in raw.sections.items():
+    for section in raw.sections:
         if not section.startswith(TOKEN_SECTION):
             continue
         name = section[len(TOKEN_SECTION) :]
         if not TOKEN_NAME.fullmatch(name):
-            raise ConfigError(section, None, "a token name may hold only letters, digits, '_', '.' and '-'")
-        for key in sorted(set(given) - set(Token.model_fields)):
-            log.warning("config: [%s] %s is not a token setting; ignored", section, key)
-        try:
-            token = Token.model_validate(given)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            bad_key = str(error["loc"][0]) if error["loc"] else None
-            shown = "***" if bad_key == "hash" else given.get(bad_key or "", "")
-            message = error["msg"].removeprefix("Value error, ")
-            raise ConfigError(section, bad_key, f"{message} (got {shown!r})") from None
+            reason = "a token name may hold only letters, digits, '_', '.' and '-'"
+            report.error(Problem(section, None, reason, _where(raw, section, None)))
+            continue
+        token = _section(raw, section, Token, report, frozenset({"hash"}), "token")
+        if not isinstance(token, Token):
+            continue
         if token.hash in hashes:
-            raise ConfigError(section, "hash", f"the same token as [{TOKEN_SECTION}{hashes[token.hash]}]")
+            reason = f"the same token as [{TOKEN_SECTION}{hashes[token.hash]}]"
+            report.error(Problem(section, "hash", reason, _where(raw, section, "hash")))
+            continue
         hashes[token.hash] = name
         tokens[name] = token
     return tokens
@@ -209,30 +188,46 @@ def _check_webhook_targets(url: Url) -> None:
 
 
 def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:
-    """Read ``path`` (None: defaults only), apply ``SALARA_*`` overrides, validate.
+    """Read ``path`` and the files it includes (None: defaults only), apply ``SALARA_*`` overrides, validate.
 
-    Raises :class:`ConfigError` for a missing file or any invalid value.
+    Raises :class:`ConfigError` for a file that cannot be read, a bad line,
+    a missing ``#include``, an include loop, ``#exec`` or any invalid value.
+    Unknown sections and keys are logged (file:line) and ignored.
     """
     raw = RawConfig()
     file_path = Path(path) if path is not None else None
     if file_path is not None:
-        try:
-            text = file_path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise ConfigError("file", None, f"cannot read {file_path}: {exc.strerror}") from None
-        raw = parse_text(text)
-        _warn_if_readable(file_path)
-    _apply_env(raw, os.environ if environ is None else environ)
+        raw = read_file(file_path)
+        for read in raw.files:
+            _warn_if_readable(read)
+    apply_env(raw, os.environ if environ is None else environ)
     return build(raw, file_path)
 
 
 def load_tokens(path: Path) -> dict[str, Token]:
-    """Only the ``[token NAME]`` sections of the file at ``path``; raises ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise ConfigError("file", None, f"cannot read {path}: {exc.strerror}") from None
-    return build_tokens(parse_text(text))
+    """Only the ``[token NAME]`` sections of the file at ``path`` and its includes; raises ConfigError."""
+    return build_tokens(read_file(path))
+
+
+def check(path: Path, environ: Mapping[str, str] | None = None) -> list[Problem]:
+    """Every problem of the file at ``path``, its includes and the ``SALARA_*`` overrides; ``[]`` when clean.
+
+    What :func:`load` would refuse, and what it would only log (an unknown
+    section or key), each with its file:line, in the order of the files
+    read and their lines (the environment last). Raises nothing.
+    """
+    report = Report(collect=True)
+    raw = read_file(path, report=report)
+    apply_env(raw, os.environ if environ is None else environ)
+    validate(raw, path, report)
+
+    def order(problem: Problem) -> tuple[int, int]:
+        origin = problem.origin
+        if origin is None or origin.file not in raw.files:
+            return (len(raw.files) + (origin is not None), 0)
+        return (raw.files.index(origin.file), origin.line or 0)
+
+    return sorted(report.problems, key=order)
 
 
 def _warn_if_readable(path: Path) -> None:
