@@ -17,6 +17,10 @@ MAX_EXTENSION: Final = 79
 MAX_CONTEXT: Final = 79
 """``AST_MAX_EXTENSION`` and ``AST_MAX_CONTEXT`` are 80-byte buffers with the NUL:
 Asterisk would silently cut an 80th byte off, and dial or query another name."""
+SPECIAL_EXTENSIONS: Final = frozenset({"h", "i", "t", "s", "o", "a", "T", "e"})
+"""Asterisk's special extensions (hangup, invalid, timeout, start, operator, ``*`` in
+voicemail, absolute timeout, exception): a call sent to one runs the handler of that
+event in the context, so no destination, number or extension may name one."""
 MAX_CHANNEL: Final = 80
 """``AST_CHANNEL_NAME``."""
 MAX_MESSAGE_BYTES: Final = 900
@@ -55,7 +59,14 @@ def _check(name: str, value: str, pattern: re.Pattern[str], limit: int, kind: st
 
 
 def extension(name: str, value: str) -> str:
-    """An extension or number, e.g. ``8001``, ``+4930123``, ``*97``."""
+    """An extension or number, e.g. ``8001``, ``+4930123``, ``*97``.
+
+    Raises :class:`FieldError` naming ``name`` also for one of
+    :data:`SPECIAL_EXTENSIONS` (the rule of a CRM's routing answer, a
+    configured destination and every request field alike).
+    """
+    if value in SPECIAL_EXTENSIONS:
+        raise FieldError(name, f"{value!r} is one of Asterisk's special extensions (h, i, t, s, o, a, T, e)")
     return _check(name, value, _EXTENSION, MAX_EXTENSION, "extension or number")
 
 

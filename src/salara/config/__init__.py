@@ -28,7 +28,7 @@ Import from ``salara.config`` itself; the names below are its interface.
 
 from salara.config.editor import check_value, edit_route, edit_token, locked, save_route, save_token
 from salara.config.hosts import is_local_host, mask_url, normalise_host
-from salara.config.reader import build, check, load, load_tokens
+from salara.config.reader import build, check, check_destinations, load, load_tokens
 from salara.config.schema import (
     RIGHTS,
     SECTIONS,
@@ -45,8 +45,8 @@ from salara.config.schema import (
     Token,
     Url,
 )
-from salara.config.source import Origin, Problem, RawConfig, parse_text, read_file, stamp
-from salara.config.values import HostPort, Rate, split_destinations
+from salara.config.source import Origin, Problem, RawConfig, Report, parse_text, read_file, stamp
+from salara.config.values import HostPort, Rate, destination_problem, split_destinations
 
 __all__ = [
     "RIGHTS",
@@ -64,13 +64,16 @@ __all__ = [
     "Problem",
     "Rate",
     "RawConfig",
+    "Report",
     "Right",
     "Routing",
     "Token",
     "Url",
     "build",
     "check",
+    "check_destinations",
     "check_value",
+    "destination_problem",
     "edit_route",
     "edit_token",
     "is_local_host",

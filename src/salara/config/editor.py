@@ -30,6 +30,7 @@ from salara.config.source import (
     section_name,
     strip_comment,
 )
+from salara.config.values import destination_problem
 from salara.errors import ConfigError
 
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -128,12 +129,16 @@ def save_route(path: Path, caller: str, called: str | None) -> None:
     The change goes to the file that holds the entry (it may be one that
     ``path`` includes); a new entry to the file of the last route, else of the
     ``[route]`` header, else to ``path`` itself. A deleted entry is deleted
-    from every file that sets it. Raises :class:`ConfigError` for a value
-    that is not a dial string, or when the files cannot be read.
+    from every file that sets it. Raises :class:`ConfigError` for a caller
+    that is not a dial string, a destination the CRM's answer could not name
+    either (:func:`~salara.config.values.destination_problem`), or when the
+    files cannot be read.
     """
-    for what, value in (("caller", caller), ("called", called)):
-        if value is not None and not re.fullmatch(r"[0-9A-Za-z_+*#.\-]{1,80}", value):
-            raise ConfigError("route", value, f"{what} must be a dial string of digits/letters")
+    if not re.fullmatch(r"[0-9A-Za-z_+*#.\-]{1,80}", caller):
+        raise ConfigError("route", None, "the caller must be a dial string of digits/letters")
+    reason = destination_problem(called) if called is not None else None
+    if reason is not None:
+        raise ConfigError("route", caller, f"the destination {reason} (got {called!r})")
     with locked(path):
         raw = read_file(path)
         for _ in range(MAX_FILES):

@@ -32,6 +32,7 @@ from salara.config.source import (
     read_file,
     section_name,
 )
+from salara.config.values import destination_problem
 from salara.errors import ConfigError
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "build",
     "build_tokens",
     "check",
+    "check_destinations",
     "is_comment",
     "load",
     "load_tokens",
@@ -65,6 +67,26 @@ def apply_env(raw: RawConfig, environ: Mapping[str, str]) -> None:
                 raw.sections.setdefault(section, {})[key] = value
                 raw.origins[section, key] = Origin(None, None, f"environment {name}")
                 break
+
+
+def check_destinations(raw: RawConfig, report: Report) -> None:
+    """Drop from ``raw`` the ``[general] default`` and ``[route]`` entries that are no destination.
+
+    Each goes to ``report`` as a lenient problem naming its key and
+    file:line (:func:`~salara.config.values.destination_problem` says why):
+    a load logs it and goes on without the entry, ``salara check`` counts it.
+    """
+    general = raw.sections.get("general", {})
+    default = general.get("default", "")
+    reason = destination_problem(default) if default else None
+    if reason is not None:
+        report.lenient(Problem("general", "default", f"{reason} (got {default!r})", _where(raw, "general", "default")))
+        del general["default"]
+    for caller, called in list(raw.routes.items()):
+        reason = destination_problem(called)
+        if reason is not None:
+            report.lenient(Problem("route", caller, f"{reason} (got {called!r})", _where(raw, "route", caller)))
+            del raw.routes[caller]
 
 
 def _where(raw: RawConfig, section: str, key: str | None) -> Origin | None:
@@ -106,6 +128,7 @@ def build(raw: RawConfig, path: Path | None = None) -> Config:
 
 def validate(raw: RawConfig, path: Path | None, report: Report) -> Config | None:
     """:func:`build` with problems sent to ``report``: ``None`` when one was an error (a collecting report)."""
+    check_destinations(raw, report)
     values: dict[str, Any] = {}
     for name, model in SECTIONS.items():
         secret = frozenset(key for section, key in SECRET_KEYS if section == name)

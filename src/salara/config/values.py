@@ -2,7 +2,8 @@
 
 Comma lists (``IntList``, ``StrList``), yes/no flags (``Flag``), ``host:port``
 addresses (:class:`HostPort`), rate limits (:class:`Rate`) and destination
-allow-lists (:func:`split_destinations`). Pure: no file, no section.
+allow-lists (:func:`split_destinations`), routing destinations
+(:func:`destination_problem`). Pure: no file, no section.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import BeforeValidator
+
+from salara import fields
 
 
 def split_list(value: object) -> object:
@@ -118,3 +121,19 @@ def split_destinations(value: object) -> object:
             current.append(char)
     entries.append("".join(current))
     return tuple(entry for entry in entries if entry)
+
+
+def destination_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a routing destination (``[general] default``, a ``[route]`` entry), or ``None``.
+
+    The rule of the CRM's routing answer, :func:`salara.fields.extension`:
+    digits, letters and ``* # + . _ -`` (no leading ``_``, a pattern), at most
+    :data:`~salara.fields.MAX_EXTENSION` bytes, none of Asterisk's
+    :data:`~salara.fields.SPECIAL_EXTENSIONS`. Nothing else (``9001,2``,
+    ``${...}``, ``8001&PJSIP/x``) may reach a ``Goto``.
+    """
+    try:
+        fields.extension("destination", value)
+    except fields.FieldError as exc:
+        return exc.reason
+    return None

@@ -16,7 +16,9 @@ class RouteTable:
 
     The config's files are watched: the main file, every file it includes
     and the directories its ``#include`` lines look in (a new file matching a
-    glob), as they were at the last read.
+    glob), as they were at the last read. An entry that is no destination
+    (:func:`salara.config.check_destinations`) is logged and left out, as
+    when the service started.
     """
 
     def __init__(self, path: Path | None, routes: dict[str, str]) -> None:
@@ -42,6 +44,7 @@ class RouteTable:
             except ConfigError as exc:
                 log.error("route table not reloaded (keeping the old one): %s", exc)
                 return self._routes
+            config.check_destinations(raw, config.Report())
             self._routes = raw.routes
             self._watched = raw.watched
             self._stamp = config.stamp(self._watched)
