@@ -245,14 +245,20 @@ class AMIConnection:
         text = buffer[:start].decode("utf-8", "replace")
         del buffer[:stop]
         parts = text.split("\r\n\r\n") if crlf_only else _TEXT_TERMINATOR.split(text)
-        deliver = self._deliver
+        deliver, ready, lists = self._deliver, self._ready, self._lists
+        collecting = lists.collecting
         for part in parts:  # the loop of _part, inlined: events are the bulk of the stream
             if part.startswith("Event: "):
                 newline = part.find("\n")
                 name = part[7:] if newline < 0 else part[7:newline].removesuffix("\r")
-                deliver(Event(name, text=part), part)
+                if collecting:  # it may be a list's item
+                    deliver(Event(name, text=part), part)
+                    collecting = lists.collecting
+                else:
+                    ready.append(Event(name, text=part))
             elif part and (message := parse_message(part)).headers:
                 deliver(message, part)
+                collecting = lists.collecting
 
     def _part(self, text: str) -> None:
         """Deliver one message's text (its closing blank line left out); line ends alone are no message."""
