@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,24 +25,34 @@ def create_app(
     *,
     hub: EventHub | None = None,
     metrics: Metrics | None = None,
+    outbox: object | None = None,
 ) -> FastAPI:
     """Build the FastAPI app serving ``control`` (and through it, its PBX and call model).
 
-    Routes: ``GET /health`` (process alive), ``GET /ready`` (AMI logged in
-    and Asterisk booted; 503 otherwise), ``GET /metrics`` (Prometheus),
-    ``/v1`` (:mod:`salara.api.v1` over ``control`` and ``hub``), and the
-    compat endpoint (GET/POST on any other path). Every route but ``/health``
-    needs authentication (:mod:`salara.api.security`). Without ``hub`` or
-    ``metrics`` (tests), fresh ones are made (not fed by AMI).
+    Routes: ``GET /health`` (process alive, nothing more), ``GET /ready``
+    (200 when AMI is logged in and Asterisk booted, 503 otherwise; the
+    details only for the ``state`` right, :func:`readiness`), ``GET
+    /metrics`` (Prometheus), ``/docs``, ``/redoc``, ``/openapi.json`` (the
+    ``/v1`` description), ``/v1`` (:mod:`salara.api.v1` over ``control`` and
+    ``hub``), and the compat endpoint (GET/POST on any other path). Every
+    route but ``/health`` needs authentication (:mod:`salara.api.security`);
+    ``/metrics`` and the description need the ``state`` right. ``outbox`` is
+    the event store whose ``recovered_from`` ``/ready`` shows (default:
+    ``metrics.sources.outbox``). Without ``hub`` or ``metrics`` (tests),
+    fresh ones are made (not fed by AMI).
     """
     config = control.config
     hub = hub if hub is not None else EventHub()
     metrics = metrics if metrics is not None else Metrics(Sources(ami=control.pbx.ami, control=control, hub=hub))
+    store = outbox if outbox is not None else metrics.sources.outbox
     app = FastAPI(
         title="salara",
         version=salara.__version__,
         description="Asterisk call control for CRMs: `/v1` (calls as resources, states, messages, live events). "
         "The compat API of the old module answers on every other path and is not described here.",
+        docs_url=None,  # served below, behind the state right
+        redoc_url=None,
+        openapi_url=None,
     )
     # Middleware added first runs innermost: this one after metrics and security,
     # before routing. Starlette builds the stack at the first request, when
@@ -51,17 +62,40 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
     v1.install_error_handlers(app)
     admin = [Depends(security.require("admin"))]
+    state = [Depends(security.require("state"))]
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:
+        """The process is alive (open to every client; says nothing else)."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"], responses={503: {"description": "AMI not logged in or not booted"}})
-    async def ready() -> JSONResponse:
-        ami = control.pbx.ami
-        if ami.ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "unready", "reason": ami.last_error or "AMI not connected"}, 503)
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        responses={503: {"description": "AMI not logged in or not booted"}},
+    )
+    async def ready(request: Request) -> JSONResponse:
+        """``{"status": "ready"}`` (200) or ``{"status": "unready"}`` (503); the ``state`` right sees the details."""
+        body = readiness(control, store, detailed="state" in security.principal(request).rights)
+        return JSONResponse(body, 200 if control.pbx.ami.ready else 503)
+
+    @app.get(OPENAPI_PATH, include_in_schema=False, dependencies=state)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=state)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=OPENAPI_PATH, title=f"{app.title} - Swagger UI", oauth2_redirect_url=OAUTH2_REDIRECT_PATH
+        )
+
+    @app.get(OAUTH2_REDIRECT_PATH, include_in_schema=False, dependencies=state)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False, dependencies=state)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=OPENAPI_PATH, title=f"{app.title} - ReDoc")
 
     tracker = control.tracker
 
@@ -96,7 +130,7 @@ def create_app(
         tags=["operations"],
         response_class=Response,
         responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
-        dependencies=[Depends(security.require("state"))],
+        dependencies=state,
     )
     async def metrics_endpoint() -> Response:
         """salara's metrics in the Prometheus text format (see :mod:`salara.metrics`)."""
@@ -113,6 +147,31 @@ def create_app(
 
 
 COMPAT_PATH = "/{path:path}"
+OPENAPI_PATH = "/openapi.json"
+OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
+
+
+def readiness(control: CallControl, outbox: object | None, *, detailed: bool) -> dict[str, object]:
+    """The body of ``GET /ready``: ``{"status": "ready" | "unready"}``, and with ``detailed`` what stands behind it.
+
+    Detailed: ``"reason"`` (why unready, text), ``"ami": {"host": str,
+    "port": int, "last_error": str | None}`` and, when a store is known,
+    ``"outbox": {"recovered_from": str | None}``: the path a damaged store
+    file was moved to when salara started (read with ``getattr``: a store
+    that does not report it shows None). Nothing is raised.
+    """
+    ami = control.pbx.ami
+    body: dict[str, object] = {"status": "ready" if ami.ready else "unready"}
+    if not detailed:
+        return body
+    if not ami.ready:
+        body["reason"] = ami.last_error or "AMI not connected"
+    settings = control.config.ami
+    body["ami"] = {"host": settings.host, "port": settings.port, "last_error": ami.last_error}
+    if outbox is not None:
+        recovered = getattr(outbox, "recovered_from", None)
+        body["outbox"] = {"recovered_from": None if recovered is None else str(recovered)}
+    return body
 
 
 class CompatFastPath:

@@ -10,8 +10,9 @@ Pure: no sockets, no clock (time is an argument). The HTTP side is
   password hash would only make every request slower. Hashes are compared in
   constant time (:func:`hmac.compare_digest`), against every token.
 - Rights: ``call`` (make call), ``message`` (send message), ``state``
-  (extension, peer and channel state), ``admin`` (operations such as
-  ``/v1/tracked-calls``).
+  (extension, peer and channel state, every ``/v1`` read, ``/metrics``, the
+  API description, ``/ready``'s details), ``admin`` (operations such as
+  ``/v1/tracked-calls``). Any valid token may ask ``/ready``'s status.
 - Calls and messages are also checked against the token's contexts and
   destinations, then against its rate (a token bucket: ``10/60`` is a burst of
   10 and one more every 6 seconds).
