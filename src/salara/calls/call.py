@@ -65,6 +65,8 @@ class Channel:
     dialplan_exten: str = ""
     caller_id_num: str = ""
     """``CallerIDNum`` as last reported, raw (``<unknown>`` kept): what a synthesized Hangup says."""
+    ringing_at: float | None = None
+    """When it first reported state Ringing (5): the device it reaches rings."""
 
     @classmethod
     def of_event(cls, uniqueid: str, event: Event, created_at: float) -> Channel:
@@ -117,6 +119,43 @@ class Origin:
     context: str
 
 
+TransferKind = Literal["blind", "attended", "redirect"]
+"""A feature blind transfer (AMI ``BlindTransfer``), an attended one, or salara's own ``Redirect``."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Transfer:
+    """One transfer of a call: ``channel`` went to ``target`` (in ``context``) at ``at``."""
+
+    kind: TransferKind
+    at: float
+    channel: Channel | None
+    """The channel moved, as the call model knows it (its name follows ``Rename``)."""
+    name: str
+    """Its name as the transfer reported it (when the model does not know the channel)."""
+    target: str
+    context: str = ""
+    transferer: Channel | None = None
+
+    @property
+    def channel_name(self) -> str:
+        """The moved channel's name now (after a masquerade, the one Asterisk reports since)."""
+        return self.channel.name if self.channel is not None and self.channel.name else self.name
+
+
+@dataclass(slots=True)
+class Told:
+    """Which lifecycle events of a call were decided already (:mod:`salara.calls.lifecycle`)."""
+
+    started: bool = False
+    ringing: set[str] = field(default_factory=set)
+    """Uniqueids of the channels whose ringing was told."""
+    operator_answered: bool = False
+    answered: bool = False
+    transfers: int = 0
+    ended: bool = False
+
+
 class ListedChannel(NamedTuple):
     """A channel Asterisk has now: one ``CoreShowChannel`` item (or a channel a store kept)."""
 
@@ -167,6 +206,22 @@ class Call:
     """Who placed it through salara (a token's name), else empty."""
     contexts: set[str] = field(default_factory=set)
     """Every dialplan context a channel of the call was reported in (and a placed call's own)."""
+    client_state: str | None = None
+    """What the CRM asked to have echoed on the call's lifecycle events."""
+    routed_to: str | None = None
+    """The destination salara routed the call to (FastAGI), else None."""
+    start_unseen: bool = False
+    """The call was first known from a channel list (a resync, or a restart), not from its events."""
+    end_unseen: bool = False
+    """The call ended while salara was not looking: a resync found its channels gone."""
+    hung_up_by: str | None = None
+    """Whose hangup ended it: ``operator``, ``caller``, ``called`` or ``salara`` (:mod:`salara.calls.details`)."""
+    left_behind: set[str] = field(default_factory=set)
+    """Uniqueids of channels a transfer left behind: their hangups do not say who ended the call."""
+    queue: str | None = None
+    agent: str | None = None
+    transfers: list[Transfer] = field(default_factory=list)
+    told: Told = field(default_factory=Told, repr=False, compare=False)
 
     @property
     def state(self) -> CallState:

@@ -18,6 +18,12 @@ for durations and expiry; wall time steps with NTP).
   so they exist from the moment the ``Originate`` leaves, carry their two
   parties, and end with the ``OriginateResponse`` ``Reason``
   (:meth:`CallRegistry.originate_result`) when no channel ever appeared.
+- ``Rename``, hangup requests, queues and transfers are folded by
+  :mod:`salara.calls.details`.
+- Observers (:mod:`salara.calls.lifecycle`) set :attr:`CallRegistry.touched`
+  and learn which calls changed; :attr:`CallRegistry.on_touch` tells them of
+  changes made outside the fold of an AMI event (an ``OriginateResponse``,
+  salara's own transfer).
 
 Bounded: at most ``max_channels`` live channels (the oldest call is dropped
 beyond it, counted in :attr:`CallRegistry.evicted`) and at most ``max_ended``
@@ -27,33 +33,27 @@ ended calls, each kept ``ended_ttl_s`` seconds.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from salara.ami.messages import Event
-from salara.calls.call import UP, Call, Channel, ListedChannel, Origin, int_or, known
+from salara.calls.call import UP, Call, Channel, ListedChannel, Origin, Transfer, int_or, known
+from salara.calls.details import DETAIL_EVENTS, add_transfer, fold_detail, note_hangup
+from salara.calls.listing import Resync, fold_list
 from salara.calls.outcome import outcome_of
 
-HANDLED_EVENTS: Final = frozenset(
-    {"Newchannel", "Newstate", "NewCallerid", "NewConnectedLine", "Hangup", "Newexten", "VarSet", "DialEnd"}
+RINGING: Final = 5
+"""Channel state code ``Ringing``: the device the channel reaches rings."""
+HANDLED_EVENTS: Final = (
+    frozenset({"Newchannel", "Newstate", "NewCallerid", "NewConnectedLine", "Hangup", "Newexten", "VarSet", "DialEnd"})
+    | DETAIL_EVENTS
 )
+_UNTOUCHING: Final = frozenset({"NewCallerid", "NewConnectedLine", "VarSet"})
+"""Events that change nothing an observer of calls hears of (a ``VarSet`` of ``DIALSTATUS`` does)."""
 
 MAX_CHANNELS: Final = 50_000
 MAX_ENDED: Final = 1_000
 ENDED_TTL_S: Final = 3_600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Resync:
-    """What one :meth:`CallRegistry.resync` found."""
-
-    missed: list[Channel] = field(default_factory=list)
-    """Channels that were gone from Asterisk unseen (their Hangup was missed), as last known."""
-    changed: list[str] = field(default_factory=list)
-    """Uniqueids of channels the list added or whose name, state or Linkedid it changed."""
-    ended: list[str] = field(default_factory=list)
-    """Ids of the calls that ended because of it."""
 
 
 class CallRegistry:
@@ -86,7 +86,22 @@ class CallRegistry:
         """Calls dropped because :attr:`max_channels` was reached."""
         self.resyncs = 0
         """Completed :meth:`resync` runs."""
+        self.touched: dict[str, None] | None = None
+        """Ids of the calls changed since an observer last took them (in order); None: nobody observes."""
+        self.on_touch: Callable[[], None] | None = None
+        """Called when a call changes outside :meth:`on_event` (to have :attr:`touched` taken soon)."""
         self._resync: tuple[set[str], set[str]] | None = None
+
+    def _touch(self, call_id: str | None) -> None:
+        if self.touched is not None and call_id:
+            self.touched[call_id] = None
+
+    def _touch_now(self, call_id: str) -> None:
+        """A change outside the fold of an AMI event: tell the observer."""
+        if self.touched is not None:
+            self.touched[call_id] = None
+            if self.on_touch is not None:
+                self.on_touch()
 
     # -- lookups ----------------------------------------------------------------
 
@@ -109,16 +124,27 @@ class CallRegistry:
 
     # -- calls salara places --------------------------------------------------
 
-    def originated(self, call_id: str, from_: str, to: str, context: str, wall: float, owner: str = "") -> Call:
+    def originated(
+        self,
+        call_id: str,
+        from_: str,
+        to: str,
+        context: str,
+        wall: float,
+        owner: str = "",
+        client_state: str | None = None,
+    ) -> Call:
         """Announce a call salara is about to originate with ``ChannelId`` ``call_id`` (for ``owner``)."""
         call = self.calls.get(call_id)
         if call is None:
             call = self.calls[call_id] = Call(call_id, wall)
         call.origin = Origin(from_, to, context)
         call.owner = owner
+        call.client_state = client_state
         call.contexts.add(context)
         call.originate_pending = True
         self.originated_count += 1
+        self._touch_now(call_id)
         return call
 
     def forget(self, call_id: str) -> None:
@@ -150,6 +176,7 @@ class CallRegistry:
         call.originate_response = response
         call.originate_reason = reason
         call.originate_error = error
+        self._touch_now(call_id)
         if call.ended_at is not None:
             previous = call.outcome
             call.outcome = outcome_of(call)
@@ -159,12 +186,30 @@ class CallRegistry:
         elif not call.channels:
             self._end(call, wall, mono)
 
+    def hangup_requested(self, call_id: str) -> None:
+        """salara itself hangs the call up (AMI ``Hangup`` of its channels): so says who hung up."""
+        call = self.calls.get(call_id)
+        if call is not None and call.hung_up_by is None:
+            call.hung_up_by = "salara"
+
+    def redirected(self, call_id: str, name: str, target: str, context: str, wall: float) -> None:
+        """salara redirected the call's channel ``name`` to ``target@context`` (a blind transfer)."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        moved = next((c for c in call.channels.values() if c.name == name), None)
+        add_transfer(call, Transfer("redirect", wall, moved, name, target, context))
+        self._touch_now(call_id)
+
     # -- events -------------------------------------------------------------------
 
     def on_event(self, event: Event, wall: float, mono: float) -> None:
         """Fold one AMI event received at ``wall`` / ``mono``."""
         name = event.name
         if name not in HANDLED_EVENTS:
+            return
+        if name in DETAIL_EVENTS:
+            self._touch(fold_detail(self, event, wall))
             return
         uniqueid = event.get("Uniqueid")
         if not uniqueid:
@@ -177,9 +222,12 @@ class CallRegistry:
         channel = self.channels.get(uniqueid)
         if name == "Hangup":
             self._hangup(uniqueid, channel, event, wall, mono)
-        elif channel is None:
             return
-        elif name == "Newstate":
+        if channel is None:
+            return
+        if name not in _UNTOUCHING or event.get("Variable") == "DIALSTATUS":
+            self._touch(channel.linkedid)
+        if name == "Newstate":
             self._set_state(channel, int_or(event.get("ChannelState"), channel.state), wall)
             channel.name = event.get("Channel") or channel.name
             self._position(channel, event)
@@ -193,6 +241,9 @@ class CallRegistry:
         else:
             if name == "Newexten":
                 self._in_context(channel.linkedid, event.get("Context") or "")
+                call = self.calls.get(channel.linkedid)
+                if call is not None and event.get("Application") == "Hangup":
+                    note_hangup(call, channel, "dialplan")
             self._called_side(channel, event, wall)
 
     def _position(self, channel: Channel, event: Event) -> None:
@@ -229,7 +280,8 @@ class CallRegistry:
             if status == "ANSWER":
                 call.called_answered(wall, "Dial ANSWER")
 
-    def _add(self, channel: Channel, wall: float, mono: float) -> None:
+    def _add(self, channel: Channel, wall: float, mono: float, *, unseen: bool = False) -> None:
+        """Add a live channel; ``unseen``: known from a list, its call's start (if new) was not seen."""
         call = self.calls.get(channel.linkedid)
         if call is None:
             call = self.ended.pop(channel.linkedid, None)  # a late channel revives its call
@@ -237,8 +289,9 @@ class CallRegistry:
                 self.outcomes[call.outcome.result if call.outcome else "unknown"] -= 1
                 call.ended_at = call.ended_mono = call.outcome = None
             else:
-                call = Call(channel.linkedid, channel.created_at)
+                call = Call(channel.linkedid, channel.created_at, start_unseen=unseen)
             self.calls[channel.linkedid] = call
+        self._touch(call.id)
         old = self.channels.pop(channel.uniqueid, None)
         if old is not None:
             self.calls.get(old.linkedid, call).channels.pop(old.uniqueid, None)
@@ -264,6 +317,8 @@ class CallRegistry:
 
     def _set_state(self, channel: Channel, state: int, wall: float) -> None:
         channel.state = state
+        if state == RINGING and channel.ringing_at is None:
+            channel.ringing_at = wall
         if state == UP and channel.answered_at is None:
             channel.answered_at = wall
             call = self.calls.get(channel.linkedid)
@@ -282,14 +337,17 @@ class CallRegistry:
         call = self.calls.get(linkedid)
         if call is None:
             return
+        self._touch(call.id)
         call.record_cause(uniqueid, int_or(event.get("Cause"), -1), event.get("Cause-txt"))
         if channel is not None:
+            note_hangup(call, channel, "hangup")
             del self.channels[uniqueid]
             call.channels.pop(uniqueid, None)
         if not call.channels and not call.originate_pending:
             self._end(call, wall, mono)
 
     def _end(self, call: Call, wall: float, mono: float) -> None:
+        self._touch(call.id)
         self.calls.pop(call.id, None)
         call.ended_at = wall
         call.ended_mono = mono
@@ -316,7 +374,7 @@ class CallRegistry:
         """Add channels a store kept over a restart (their Hangups may have been missed: see :meth:`resync`)."""
         for item in listed:
             if item.uniqueid and item.uniqueid not in self.channels:
-                self._add(Channel.of_listed(item, wall), wall, mono)
+                self._add(Channel.of_listed(item, wall), wall, mono, unseen=True)
 
     def begin_resync(self) -> None:
         """Call right before sending ``CoreShowChannels``: changes from now on win over its list."""
@@ -335,51 +393,6 @@ class CallRegistry:
         """
         born, dead = self._resync or (set(), set())
         self._resync = None
-        items = {item.uniqueid: item for item in listed if item.uniqueid}
-        result = Resync()
-        touched: set[str] = set()
-        for uniqueid, channel in list(self.channels.items()):
-            if uniqueid in items or uniqueid in born:
-                continue
-            del self.channels[uniqueid]
-            result.missed.append(channel)
-            call = self.calls.get(channel.linkedid)
-            if call is not None:
-                call.channels.pop(uniqueid, None)
-                touched.add(call.id)
-        for uniqueid, item in items.items():
-            if uniqueid in dead:
-                continue
-            current = self.channels.get(uniqueid)
-            if current is None:
-                self._add(Channel.of_listed(item, wall - item.duration_s), wall, mono)
-                result.changed.append(uniqueid)
-                continue
-            channel = current
-            changed = (channel.name, channel.state, channel.linkedid) != (item.name, item.state, item.linkedid)
-            if channel.linkedid != item.linkedid:
-                self._move(channel, item.linkedid, wall, mono)
-            self._set_state(channel, item.state, wall)
-            channel.name = item.name or channel.name
-            channel.caller_number = known(item.caller) or channel.caller_number
-            channel.caller_id_num = item.caller or channel.caller_id_num
-            channel.dialplan_exten = item.exten or channel.dialplan_exten
-            channel.dialplan_context = item.context or channel.dialplan_context
-            self._in_context(channel.linkedid, channel.dialplan_context)
-            if changed:
-                result.changed.append(uniqueid)
-        for call_id in touched:
-            call = self.calls.get(call_id)
-            if call is not None and not call.channels and not call.originate_pending:
-                self._end(call, wall, mono)
-                result.ended.append(call_id)
+        result = fold_list(self, listed, born, dead, wall, mono)
         self.resyncs += 1
         return result
-
-    def _move(self, channel: Channel, linkedid: str, wall: float, mono: float) -> None:
-        old = self.calls.get(channel.linkedid)
-        if old is not None:
-            old.channels.pop(channel.uniqueid, None)
-        del self.channels[channel.uniqueid]
-        channel.linkedid = linkedid
-        self._add(channel, wall, mono)

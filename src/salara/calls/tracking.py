@@ -21,8 +21,9 @@ would have been emitted (``[event] hangup`` mode 1: channels of tracked calls,
 2: every channel), then ends tracking of calls left without channels.
 
 Durability: what a restart must not forget (tracked calls, and the live
-channels a synthesized Hangup would need: those of tracked calls, or every
-channel with ``hangup = 2``) is handed out as :class:`TrackingChanges` by
+channels a synthesized Hangup or a reconciled ``call.ended`` would need:
+those of tracked calls, or every channel with ``hangup = 2`` or with
+lifecycle events posted to the CRM) is handed out as :class:`TrackingChanges` by
 :meth:`CallTracker.take_changes`, for the caller to store in the same
 transaction as the events of the same AMI read, and loaded back with
 :meth:`CallTracker.restore`.
@@ -31,11 +32,11 @@ transaction as the events of the same AMI read, and loaded back with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from salara.ami.messages import Event
-from salara.calls.call import Channel, ListedChannel
+from salara.calls.call import Channel, ListedChannel, Origin
 from salara.calls.events import (
     CrmEvent,
     agent_connect_event,
@@ -43,56 +44,13 @@ from salara.calls.events import (
     newexten_event,
     synthesized_hangup,
 )
-from salara.calls.registry import CallRegistry, Resync
+from salara.calls.listing import Resync
+from salara.calls.registry import CallRegistry
+from salara.calls.rows import CallRow, ChannelRow, TrackedCall, TrackingChanges
 from salara.config import Event as EventModes
 
 MAX_TRACKED: Final = 10_000
 """Most calls tracked at once; beyond it the oldest is forgotten (and logged by the caller)."""
-
-
-@dataclass(slots=True)
-class TrackedCall:
-    """A call salara placed or routed: who it is between; its channels are the registry's."""
-
-    linkedid: str
-    caller: str
-    exten: str
-    source: str
-    """``makecall`` or ``route``."""
-    started_at: float
-    """Unix seconds."""
-    started_mono: float
-    registry: CallRegistry = field(repr=False, compare=False)
-    seen_channel: bool = False
-
-    @property
-    def channels(self) -> set[str]:
-        """Uniqueids of the call's channels that have not hung up yet."""
-        return set(self.registry.live_channels(self.linkedid))
-
-
-CallRow = tuple[str, str, str, str, float]
-"""A tracked call to store: ``(linkedid, caller, exten, source, started_at)``, ``started_at`` Unix seconds."""
-ChannelRow = tuple[str, str, str, int, str, str]
-"""A live channel to store: ``(uniqueid, linkedid, name, state, caller, exten)``."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrackingChanges:
-    """Tracking to store (or, from :meth:`CallTracker.restore`'s point of view, stored).
-
-    ``calls`` and ``channels`` are rows to write (insert or replace), ``ended``
-    Linkedids of calls no longer tracked and ``removed`` Uniqueids of channels
-    no longer kept, both to delete.
-    """
-
-    calls: list[CallRow] = field(default_factory=list)
-    ended: list[str] = field(default_factory=list)
-    channels: list[ChannelRow] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.calls or self.ended or self.channels or self.removed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +81,8 @@ class CallTracker:
         """Hangups synthesized for channels gone unseen."""
         self.on_change: Callable[[], None] | None = None
         """Called when tracking to store changes first after :meth:`take_changes` (to schedule a write)."""
-        self._keep_all = modes.hangup == 2
-        """Store every live channel, not only those of tracked calls: Hangups are wanted for all."""
+        self._keep_all = modes.hangup == 2 or (modes.lifecycle and modes.payload == "extended")
+        """Store every live channel, not only those of tracked calls: Hangups (or ``call.ended``) are wanted for all."""
         self._dirty = False
         self._dirty_calls: set[str] = set()
         self._dirty_channels: set[str] = set()
@@ -144,11 +102,24 @@ class CallTracker:
 
     # -- tracking ---------------------------------------------------------------
 
-    def track(self, linkedid: str, caller: str, exten: str, source: str, wall: float, mono: float) -> TrackedCall:
+    def track(
+        self,
+        linkedid: str,
+        caller: str,
+        exten: str,
+        source: str,
+        wall: float,
+        mono: float,
+        *,
+        client_state: str | None = None,
+    ) -> TrackedCall:
         """Start tracking the call ``linkedid`` between ``caller`` and ``exten`` (at ``wall`` / ``mono``).
 
-        Tracking again updates the parties (a routed call re-routed keeps its channels).
+        Tracking again updates the parties (a routed call re-routed keeps its
+        channels). A routed call (``source`` ``route``) is marked so in the
+        registry, with its destination and ``client_state`` (when given).
         """
+        self._mark(linkedid, source, exten, client_state)
         call = self.calls.get(linkedid)
         if call is not None:
             call.caller, call.exten, call.source = caller, exten, source
@@ -163,6 +134,14 @@ class CallTracker:
         self._call_changed(linkedid)
         self._dirty_channels.update(live)  # now worth storing
         return call
+
+    def _mark(self, linkedid: str, source: str, exten: str, client_state: str | None) -> None:
+        call = self.registry.calls.get(linkedid)
+        if call is None or source != "route":
+            return
+        call.routed_to = exten
+        if client_state is not None:
+            call.client_state = client_state
 
     def forget(self, linkedid: str) -> bool:
         """Stop tracking a call; True if it was tracked."""
@@ -187,7 +166,7 @@ class CallTracker:
         if name == "Newchannel":
             registry.on_event(event, wall, mono)
             return self._newchannel(event)
-        if name == "Newstate":
+        if name in ("Newstate", "Rename"):
             self._newstate(event, wall, mono)
             return None
         if name == "Hangup":
@@ -218,6 +197,7 @@ class CallTracker:
         return channel_event(self.modes, event, call)
 
     def _newstate(self, event: Event, wall: float, mono: float) -> None:
+        """A ``Newstate`` or ``Rename``: a stored channel row changes with the channel's name or state."""
         channel = self.registry.channels.get(event.get("Uniqueid") or "")
         before = (channel.name, channel.state) if channel is not None else None
         self.registry.on_event(event, wall, mono)
@@ -362,12 +342,24 @@ class CallTracker:
             self.calls[linkedid] = TrackedCall(
                 linkedid, caller, exten, source, started_at, started_mono, self.registry, live
             )
+            self._restored(linkedid, caller, exten, source, started_at)
         if not self._keep_all:
             channels = self.registry.channels
             stale = [uid for uid in self._stored if uid in channels and channels[uid].linkedid not in self.calls]
             if stale:
                 self._dirty_channels.update(stale)
                 self._changed()
+
+    def _restored(self, linkedid: str, caller: str, exten: str, source: str, started_at: float) -> None:
+        """What a stored tracked call tells the registry's restored call: who placed or routed it, and when."""
+        call = self.registry.calls.get(linkedid)
+        if call is None:
+            return
+        call.created_at = min(call.created_at, started_at)
+        if source == "makecall" and call.origin is None:
+            call.origin = Origin(caller, exten, "")
+        elif source == "route":
+            call.routed_to = exten
 
     def _changed(self) -> None:
         if not self._dirty:
@@ -389,3 +381,6 @@ class CallTracker:
             self._stored.discard(uniqueid)
             self._removed.add(uniqueid)
             self._changed()
+
+
+__all__ = ["CallRow", "CallTracker", "ChannelRow", "Sweep", "TrackedCall", "TrackingChanges"]

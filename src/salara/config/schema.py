@@ -69,6 +69,19 @@ class Event(_Section):
     payload: Literal["compat", "extended"] = "compat"
     sweep_interval: float = Field(60.0, gt=0)
     """Seconds between checks of tracked calls against Asterisk's live channels."""
+    lifecycle: Flag = False
+    """Also post the call lifecycle events (``call.started`` ... ``call.ended``) to ``dest_url_event``.
+
+    They always go to the live stream; to the webhook only with ``payload =
+    extended``, so a CRM of the old module's format never sees a new type."""
+
+    @model_validator(mode="after")
+    def _lifecycle_needs_extended(self) -> Event:
+        if self.lifecycle and self.payload != "extended":
+            raise PydanticCustomError(
+                "lifecycle_needs_extended", "lifecycle = yes needs payload = extended (compat bodies stay as they are)"
+            )
+        return self
 
 
 def _webhook_secret(value: str) -> str:
@@ -252,6 +265,13 @@ def _check_contexts(entries: tuple[str, ...]) -> tuple[str, ...]:
     return entries
 
 
+class Calls(_Section):
+    """``[calls]``: what the call model takes from the dialplan."""
+
+    inbound_contexts: Annotated[StrList, AfterValidator(_check_contexts)] = ()
+    """Dialplan contexts where calls from outside enter (a trunk's): a call in one is ``inbound``."""
+
+
 class Token(_Section):
     """``[token NAME]``: one API client, what it may do and how often.
 
@@ -279,6 +299,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "ami": Ami,
     "agi": Agi,
     "routing": Routing,
+    "calls": Calls,
     "outbox": Outbox,
     "api": Api,
 }
@@ -300,6 +321,7 @@ class Config:
     ami: Ami = Ami()
     agi: Agi = Agi()
     routing: Routing = Routing()
+    calls: Calls = Calls()
     outbox: Outbox = Outbox()
     api: Api = Api()
     routes: Mapping[str, str] = field(default_factory=dict)
