@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+
 import httpx
+import pytest
 
 from salara.api.security import tokens as auth
 from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, SalaraProcess
@@ -59,3 +65,67 @@ def test_ready_details_and_the_api_description_need_the_state_right(salara_facto
         assert httpx.get(salara.url + path, headers=bearer(tokens.monitor)).status_code == 200, path
         assert httpx.get(salara.url + path).status_code == 401, path
     assert httpx.get(salara.url + "/health").json() == {"status": "ok"}
+
+
+# -- 8: a readable 413 -------------------------------------------------------------------------
+
+
+def recv_all(sock: socket.socket, timeout_s: float) -> bytes:
+    """What the server sent until it closed (or ``timeout_s`` of silence); a reset ends it too."""
+    sock.settimeout(timeout_s)
+    data = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+BIG = 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@pytest.mark.parametrize("path", ["/", "/v1/calls"])
+def test_a_big_body_sent_at_once_reads_its_413(salara_factory: SalaraFactory, framing: str, path: str) -> None:
+    # No Expect: 100-continue: the whole body is on its way before any answer can be read.
+    salara = salara_factory()
+    body = b'{"exten":"' + b"9" * BIG + b'"}'
+    if framing == "chunked":
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:65536], body[65536:])) + b"0\r\n\r\n"
+        head = b"Transfer-Encoding: chunked\r\n"
+    else:
+        framed, head = body, b"Content-Length: %d\r\n" % len(body)
+    request = b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + head + b"\r\n"
+    with socket.create_connection(("127.0.0.1", salara.port)) as sock:
+        sock.sendall(request + framed)  # as most clients do: the whole request, then read (no reset meanwhile)
+        answer = recv_all(sock, 10)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"connection: close" in answer.lower()
+    assert (b'"result":-2' if path == "/" else b'"payload_too_large"') in answer
+    assert salara.post({"exten": "9001"}).status_code == 200
+
+
+def test_the_rest_of_a_refused_body_is_drained_for_a_bounded_time_only(salara_factory: SalaraFactory) -> None:
+    salara = salara_factory()
+    sock = socket.create_connection(("127.0.0.1", salara.port))
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n")
+    cut: list[float] = []
+
+    def keep_sending() -> None:  # a client that never stops: 1 MB every 0.05 s, until salara cuts it
+        try:
+            while time.monotonic() - started < 20:
+                sock.sendall(b"9" * 1_000_000)
+                time.sleep(0.05)
+        except OSError:
+            cut.append(time.monotonic() - started)
+
+    started = time.monotonic()
+    sender = threading.Thread(target=keep_sending, daemon=True)
+    sender.start()
+    try:
+        answer = recv_all(sock, 15)  # the answer, then the end of salara's side of the stream
+        sender.join(20)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert cut and cut[0] < 7, cut  # drained for a bounded time and size, whatever the client does
+    assert salara.post({"exten": "9001"}).status_code == 200

@@ -6,7 +6,9 @@
   size cap on request headers, which uvicorn itself does not have, and a cap
   on the connections one client address holds open (:class:`ClientConnections`).
   It also offers each request a way to drop its connection at once
-  (:data:`ABORT_EXTENSION`).
+  (:data:`ABORT_EXTENSION`), and closes a connection whose request body was
+  refused before it all arrived (413) only after a bounded drain of the rest
+  (:data:`LINGER_S`, :data:`LINGER_BYTES`), so the client can read the answer.
 
 Its refusals answer in the compat shape, ``{"result": -2, "text": "Error: ..."}``.
 """
@@ -30,6 +32,39 @@ ABORT_EXTENSION = "salara.abort"
 For a response whose client stopped reading: closing would wait for the
 unread bytes to leave, which they never do (:class:`salara.api.v1.stream.EventStreamResponse`).
 """
+
+LINGER_S = 5.0
+"""Longest time the rest of a refused request body is read and dropped before the connection is closed."""
+LINGER_BYTES = 16 * 1024 * 1024
+"""Most bytes of a refused request body read and dropped so; the connection is closed beyond."""
+
+
+class _RequestTransport:
+    """The transport as one request's uvicorn cycle sees it: its ``close`` is a lingering close.
+
+    uvicorn closes the connection as soon as an answer with ``Connection:
+    close`` is sent. When the client is still sending the request body (a
+    413 for a body it sent without ``Expect: 100-continue``), closing with
+    unread bytes makes the kernel reset the connection: the client gets a
+    reset while sending instead of the answer. So the protocol drains first.
+    """
+
+    def __init__(self, protocol: Any, cycle: Any) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+        self._transport: asyncio.Transport = protocol.transport
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._protocol.close_after_answer(self._cycle)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def client_key(host: str | None) -> str:
@@ -137,6 +172,9 @@ def http_protocol(
         _header_bytes = 0
         _header_timer: asyncio.TimerHandle | None = None
         _counted = False
+        _linger_timer: asyncio.TimerHandle | None = None
+        _linger_left = -1
+        """Bytes still to drop before closing; -1 while not lingering."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -150,12 +188,20 @@ def http_protocol(
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._linger_timer is not None:
+                self._linger_timer.cancel()
+                self._linger_timer = None
             if self._counted:
                 self._counted = False
                 clients.closed(self.client[0] if self.client else None)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if self._linger_left >= 0:  # the rest of a refused request: dropped unread
+                self._linger_left -= len(data)
+                if self._linger_left < 0:
+                    self._end_linger()
+                return
             super().data_received(data)
             if self._awaiting_headers and not self.transport.is_closing():
                 self._header_bytes += len(data)
@@ -172,6 +218,27 @@ def http_protocol(
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+            if self.cycle is not None and not isinstance(self.cycle.transport, _RequestTransport):
+                self.cycle.transport = _RequestTransport(self, self.cycle)  # type: ignore[assignment]
+
+        def close_after_answer(self, cycle: Any) -> None:
+            """Close once ``cycle``'s answer is sent: at once, or after draining its unread body (bounded)."""
+            if self.transport.is_closing() or self._linger_left >= 0:
+                return
+            if cycle is not self.cycle or not cycle.more_body:
+                self.transport.close()
+                return
+            self._linger_left = LINGER_BYTES
+            self._linger_timer = self.loop.call_later(LINGER_S, self._end_linger)
+            if self.transport.can_write_eof():  # the answer, then end of stream: the client stops sending
+                self.transport.write_eof()
+            self.flow.resume_reading()
+
+        def _end_linger(self) -> None:
+            if self._linger_timer is not None:
+                self._linger_timer.cancel()
+                self._linger_timer = None
+            self.transport.close()
 
         def _arm(self) -> None:
             self._awaiting_headers = True
