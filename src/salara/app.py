@@ -33,6 +33,7 @@ from salara.ami.client import AMIClient, AMISettings
 from salara.api.app import create_app
 from salara.api.security.connections import uvicorn_options
 from salara.api.security.tokens import exposure_problem
+from salara.calls.lifecycle import CallLifecycle
 from salara.calls.tracking import CallTracker
 from salara.config import Config
 from salara.control import CallControl
@@ -129,6 +130,9 @@ class Services:
         hub = EventHub()
         outbox = delivery = None
         extended = config.event.payload == "extended"
+        # call.started ... call.ended: to the live stream always, to the webhook when [event] lifecycle says so
+        lifecycle = CallLifecycle(tracker.registry, inbound_contexts=config.calls.inbound_contexts)
+        to_crm = extended and config.event.lifecycle
         if config.url.dest_url_event:
             outbox = Outbox(config.outbox.path, max_rows=config.outbox.max_rows)
             delivery = DeliveryWorker(
@@ -141,12 +145,20 @@ class Services:
                 retry_max_s=config.outbox.retry_max,
             )
             pipeline = EventPipeline(
-                tracker, outbox, extended=extended, notify=delivery.notify, live_listeners=[hub.publish]
+                tracker,
+                outbox,
+                extended=extended,
+                notify=delivery.notify,
+                live_listeners=[hub.publish],
+                lifecycle=lifecycle,
+                lifecycle_webhook=to_crm,
             )
             pipeline.restore(outbox.load_tracking())  # calls tracked before a restart; checked at AMI login
         else:
             log.warning("no [url] dest_url_event: call events go to the live stream (/v1/events) only")
-            pipeline = EventPipeline(tracker, NoStore(), extended=extended, live_listeners=[hub.publish])
+            pipeline = EventPipeline(
+                tracker, NoStore(), extended=extended, live_listeners=[hub.publish], lifecycle=lifecycle
+            )
         resync = Resynchronizer(
             pipeline, ami, interval_s=config.event.sweep_interval, grace_s=config.event.timeout_makecall + 60
         )

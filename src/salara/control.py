@@ -57,6 +57,8 @@ class PlaceCall:
     """Ring timeout of the operator's device, seconds (default ``[event] timeout_makecall``)."""
     owner: str = ""
     """Who asks (a token's name): the call is theirs to see and control."""
+    client_state: str | None = None
+    """Echoed on every lifecycle event of the call (at most 1,024 bytes of UTF-8, checked by the API)."""
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -146,7 +148,9 @@ class CallControl:
         fields += [("Variable", f"{name}={value}") for name, value in request.variables.items()]
         wall, mono = self.clock(), self.monotonic()
         # Known before the Originate leaves, so its first Newchannel counts.
-        call = self.registry.originated(linkedid, operator, phone, context, wall, owner=request.owner)
+        call = self.registry.originated(
+            linkedid, operator, phone, context, wall, owner=request.owner, client_state=request.client_state
+        )
         tracked = config.event.watch_makecall
         if tracked:
             self.tracker.track(linkedid, operator, phone, "makecall", wall, mono)
@@ -224,6 +228,7 @@ class CallControl:
                 sorted(request.variables.items()),
                 request.timeout_s,
             )
+            + ((request.client_state,) if request.client_state is not None else ())  # keys kept before it existed
         )
         return await self.idempotency.run(idempotency_key, fingerprint, self.monotonic(), work, scope=owner)
 
@@ -258,6 +263,7 @@ class CallControl:
         names = [channel.name for channel in call.channels.values()]
         if not names:
             raise Conflict(f"call {call_id} has no channel yet", error="call_not_connected")
+        self.registry.hangup_requested(call.id)
         hung_up = []
         for name in names:
             refused = await self.pbx.hangup(name)
@@ -311,6 +317,7 @@ class CallControl:
                 error="transfer_refused",
                 details={"channel": name, "asterisk": exc.message},
             ) from None
+        self.registry.redirected(call.id, name, exten, context, self.clock())
         log.info("call %s: %s transferred to %s@%s", call_id, name, exten, context)
         return name
 

@@ -21,6 +21,9 @@ An SSE message's ``data`` is the extended webhook body of the event
     id: 5f0c...e1
     event: Hangup
     data: {"event":"Hangup","chan":"PJSIP/8001-00000004","caller":"8001","exten":"9002","state":"UP",...}
+
+A lifecycle event's is its one body (:func:`salara.events.payload.lifecycle_body`),
+its ``event`` field the type (``call.ended``...).
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from salara.calls.events import CrmEvent
+from salara.calls.lifecycle import LIFECYCLE_TYPES, LifecycleEvent
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES: Final = ("Newchannel", "Newexten", "Hangup", "AgentConnect")
-"""The call event types salara emits (SPEC §2)."""
+EVENT_TYPES: Final = ("Newchannel", "Newexten", "Hangup", "AgentConnect", *LIFECYCLE_TYPES)
+"""The call event types salara emits: SPEC §2's, then the lifecycle events (:mod:`salara.calls.lifecycle`)."""
 
 QUEUE_SIZE: Final = 1_000
 MAX_SUBSCRIBERS: Final = 32
@@ -123,7 +127,7 @@ class EventHub:
         self.dropped_subscribers = 0
         """Streams ended because their client fell behind or stopped reading."""
 
-    def publish(self, crm_event: CrmEvent, event_id: str, data: bytes) -> None:
+    def publish(self, crm_event: CrmEvent | LifecycleEvent, event_id: str, data: bytes) -> None:
         """The pipeline's live listener: ``data`` is the event's extended JSON body; offer it, never wait."""
         self.published += 1
         event = LiveEvent(event_id, crm_event.name, crm_event.linkedid, sse_message(event_id, crm_event.name, data))

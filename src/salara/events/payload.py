@@ -11,25 +11,49 @@ The *extended* body is the SPEC §2 object plus what correlates it::
 The live stream's ``data`` is always the extended body of the same event,
 whatever ``[event] payload`` says, so a stream and a webhook of one event
 carry the same id, Asterisk's timestamp and ``synthesized``.
+
+A lifecycle event (:mod:`salara.calls.lifecycle`) has one body only, flat,
+``type`` and ``id`` first::
+
+    {"type": "call.ringing", "id": "9b1e...04", "call_id": "salara-80e54b6ae6dc",
+     "direction": "outbound", "from": "8001", "to": "9001", "operator": "8001",
+     "leg": "operator", "channel": "PJSIP/8001-00000010", "endpoint": "PJSIP/8001",
+     "timestamp": "2026-11-29T16:41:43.012Z", "client_state": "lead-4711"}
+
+It never has a compat form: it goes to the live stream, and to the webhook
+only with the extended payload.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 from salara.ami.messages import Event
 from salara.calls.events import CrmEvent
+from salara.calls.lifecycle import LifecycleEvent
 from salara.utc import utc_timestamp
 
 
-def event_timestamp(event: Event, received_wall: float) -> str:
-    """ISO 8601 UTC time of an event: Asterisk's ``Timestamp`` header if sent, else receipt time (Unix s)."""
+def event_time(event: Event, received_wall: float) -> float:
+    """When an event happened (Unix s): Asterisk's ``Timestamp`` header if sent, else its receipt time.
+
+    >>> event_time(Event("Hangup", (("Timestamp", "1795962301.134400"),)), 1795962302.0)
+    1795962301.1344
+    >>> event_time(Event("Hangup", ()), 1795962302.0)
+    1795962302.0
+    """
     raw = event.get("Timestamp") if "Timestamp" in event else None
     try:
         seconds = float(raw) if raw else received_wall
     except ValueError:
-        seconds = received_wall
-    return utc_timestamp(seconds)
+        return received_wall
+    return seconds if math.isfinite(seconds) and seconds > 0 else received_wall  # nonsense: receipt time
+
+
+def event_timestamp(event: Event, received_wall: float) -> str:
+    """ISO 8601 UTC time of an event: Asterisk's ``Timestamp`` header if sent, else receipt time (Unix s)."""
+    return utc_timestamp(event_time(event, received_wall))
 
 
 def _json(data: object) -> bytes:
@@ -54,3 +78,8 @@ def extended_body(crm_event: CrmEvent, event_id: str, timestamp: str) -> bytes:
     if crm_event.synthesized:
         data["synthesized"] = True
     return _json(data)
+
+
+def lifecycle_body(event: LifecycleEvent, event_id: str) -> bytes:
+    """The JSON body of a lifecycle event: ``type``, ``id``, then its flat fields."""
+    return _json({"type": event.name, "id": event_id, **event.body})

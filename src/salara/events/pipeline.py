@@ -7,6 +7,19 @@ the store in one transaction per AMI read, with the call tracking that read
 changed, before anything else happens to them; then delivery is woken and the
 live listeners (``/v1/events``) are told. Synthesized Hangups from a
 resynchronisation (:mod:`salara.events.resync`) go the same way.
+
+Times: an event's fold, bodies and lifecycle times are Asterisk's
+``Timestamp`` when it sends one (``timestampevents = yes``), else the time
+salara read it.
+
+Lifecycle events (with a :class:`~salara.calls.lifecycle.CallLifecycle` on
+the tracker's registry) are decided after each event is folded, from the
+calls it changed, and after changes made outside the fold (an
+``OriginateResponse``, a resynchronisation) when the batch is written. They
+go to the live listeners always, and into the same transaction as the compat
+events of the same read (same call key, so ordered with them per call; same
+ids) only with ``lifecycle_webhook`` (``payload = extended`` and ``[event]
+lifecycle = yes``): the store's events go to ``dest_url_event``.
 """
 
 from __future__ import annotations
@@ -19,15 +32,17 @@ from typing import Protocol
 
 from salara.ami.messages import Event
 from salara.calls.events import CrmEvent
+from salara.calls.lifecycle import CallLifecycle, LifecycleEvent
 from salara.calls.tracking import CallTracker, TrackingChanges
-from salara.events.payload import compat_body, event_timestamp, extended_body
+from salara.events.payload import compat_body, event_time, extended_body, lifecycle_body
 from salara.store.interface import StoreError
 from salara.store.records import new_event_id
+from salara.utc import utc_timestamp
 
 log = logging.getLogger(__name__)
 
-LiveListener = Callable[[CrmEvent, str, bytes], None]
-"""Told of every stored event: ``(event, id, extended JSON body)``."""
+LiveListener = Callable[[CrmEvent | LifecycleEvent, str, bytes], None]
+"""Told of every event once its batch is stored: ``(event, id, extended JSON body)`` (a lifecycle event's one body)."""
 
 
 class EventStore(Protocol):
@@ -60,6 +75,8 @@ class EventPipeline:
         live_listeners: Sequence[LiveListener] = (),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        lifecycle: CallLifecycle | None = None,
+        lifecycle_webhook: bool = False,
     ) -> None:
         self.tracker = tracker
         self.store = store
@@ -70,17 +87,24 @@ class EventPipeline:
         self.monotonic = monotonic
         self._batch: list[tuple[str, bytes]] = []
         self._ids: list[str] = []
-        self._told: list[tuple[CrmEvent, str, bytes]] = []
+        self._told: list[tuple[CrmEvent | LifecycleEvent, str, bytes]] = []
         """Events of the pending batch for the live listeners, told once the batch is stored."""
         self._flush_scheduled = False
         self.emitted = 0
         self.lost = 0
         """Events the store refused (disk full, unwritable file): counted, logged."""
         tracker.on_change = self._schedule_flush  # tracking changed by the API or routing is stored too
+        self.lifecycle = lifecycle
+        self.lifecycle_webhook = lifecycle_webhook and extended
+        """Lifecycle events are stored (for ``dest_url_event``), not only told to the live listeners."""
+        if lifecycle is not None:
+            lifecycle.registry.on_touch = self._schedule_flush  # calls changed by the API decide events too
 
     def restore(self, stored: TrackingChanges) -> None:
         """Load the tracking an earlier run stored, before AMI starts."""
         self.tracker.restore(stored, self.clock(), self.monotonic())
+        if self.lifecycle is not None:
+            self.lifecycle.adopt()  # what they did was told before the restart; how they end is to come
         if stored.calls or stored.channels:
             log.info(
                 "call tracking restored: %d tracked calls, %d live channels; checked against Asterisk at login",
@@ -89,11 +113,11 @@ class EventPipeline:
             )
 
     def on_event(self, event: Event) -> None:
-        wall = self.clock()
+        wall = event_time(event, self.clock())
         crm_event = self.tracker.on_event(event, wall, self.monotonic())
-        if crm_event is None:
-            return
-        self.append(crm_event, event_timestamp(event, wall) if self.extended or self.live_listeners else "")
+        if crm_event is not None:
+            self.append(crm_event, utc_timestamp(wall) if self.extended or self.live_listeners else "")
+        self._take_lifecycle()
 
     def append(self, crm_event: CrmEvent, timestamp: str) -> None:
         """Queue one CRM event (``timestamp`` ISO 8601) for the next :meth:`flush`, which runs soon."""
@@ -104,6 +128,25 @@ class EventPipeline:
         self._ids.append(event_id)
         if self.live_listeners:
             self._told.append((crm_event, event_id, extended))
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    def _take_lifecycle(self) -> None:
+        if self.lifecycle is not None:
+            for event in self.lifecycle.take():
+                self.append_lifecycle(event)
+
+    def append_lifecycle(self, event: LifecycleEvent) -> None:
+        """Queue one lifecycle event for the next :meth:`flush`: stored with ``lifecycle_webhook``, always told."""
+        if not self.lifecycle_webhook and not self.live_listeners:
+            return
+        event_id = new_event_id()
+        body = lifecycle_body(event, event_id)
+        if self.lifecycle_webhook:
+            self._batch.append((event.linkedid, body))
+            self._ids.append(event_id)
+        if self.live_listeners:
+            self._told.append((event, event_id, body))
         if not self._flush_scheduled:
             self._schedule_flush()
 
@@ -122,6 +165,7 @@ class EventPipeline:
 
         Then wake delivery and tell the live listeners about the batch's events.
         """
+        self._take_lifecycle()  # calls changed outside the fold of an event (the API, a resync)
         self._flush_scheduled = False
         tracker = self.tracker
         changes = tracker.take_changes() if tracker.dirty else None

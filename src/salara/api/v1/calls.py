@@ -59,8 +59,10 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         Follows the compat API's rules: `from`'s extension state must be good,
         else 409 `operator_unavailable` and nothing is placed. Answers 201 with
         the call (state `dialing`) and its `Location`; its outcome is known
-        from `GET /v1/calls/{id}` once it ended. Asterisk: `ExtensionState`,
-        then `Originate` (Async, ChannelId = the call's id).
+        from `GET /v1/calls/{id}` once it ended, and from its `call.ended`
+        lifecycle event (which, like every lifecycle event of the call,
+        carries `client_state`). Asterisk: `ExtensionState`, then `Originate`
+        (Async, ChannelId = the call's id).
         """
         refused = variable_problems(body.variables, config.api.variable_prefix)
         if refused:
@@ -75,7 +77,14 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         ctx.require_ami()
         owner = access.owner(request)
         wanted = PlaceCall(
-            body.from_, body.to, context, body.caller_id_name, dict(body.variables), body.timeout_s, owner=owner
+            body.from_,
+            body.to,
+            context,
+            body.caller_id_name,
+            dict(body.variables),
+            body.timeout_s,
+            owner=owner,
+            client_state=body.client_state,
         )
         call, replayed = await ctx.run(
             control.place(wanted, idempotency_key, owner=owner, admit=lambda: access.spend(request, "call"))

@@ -11,9 +11,9 @@ error body is :class:`salara.api.v1.errors.ErrorBody`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from salara.api.v1.fieldtypes import (
     CallerIdName,
@@ -28,6 +28,17 @@ from salara.calls.call import Call, Channel
 from salara.calls.outcome import originate_reason_text
 from salara.states import channel_state_name
 from salara.utc import utc_datetime
+
+CLIENT_STATE_MAX_BYTES = 1024
+
+
+def _client_state(value: str) -> str:
+    if len(value.encode()) > CLIENT_STATE_MAX_BYTES:
+        raise ValueError(f"at most {CLIENT_STATE_MAX_BYTES} bytes of UTF-8")
+    return value
+
+
+ClientState = Annotated[str, AfterValidator(_client_state)]
 
 
 class CallCreate(BaseModel):
@@ -56,6 +67,12 @@ class CallCreate(BaseModel):
     )
     timeout_s: int | None = Field(
         None, ge=1, le=600, description="Seconds `from` rings before the call fails; default [event] timeout_makecall."
+    )
+    client_state: ClientState | None = Field(
+        None,
+        description="Any string of yours (at most 1,024 bytes of UTF-8), kept with the call and echoed on every "
+        "lifecycle event of it (call.started ... call.ended), also on a reconciled call.ended.",
+        examples=["lead-4711"],
     )
 
 
@@ -161,6 +178,7 @@ class CallView(BaseModel):
     ended_at: datetime | None
     channels: list[ChannelView] = Field(description="Live channels (none once ended).")
     outcome: OutcomeView | None = Field(description="Set once the call ended.")
+    client_state: str | None = Field(None, description="The client_state the call was placed (or routed) with.")
 
 
 class CallList(BaseModel):
@@ -272,4 +290,5 @@ def call_view(call: Call) -> CallView:
         ended_at=_utc(call.ended_at),
         channels=[channel_view(channel) for channel in call.channels.values()],
         outcome=outcome,
+        client_state=call.client_state,
     )
