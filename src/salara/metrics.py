@@ -23,6 +23,8 @@ Metrics (all prefixed ``salara_``):
 - ``events_emitted_total`` (call events for the CRM), ``events_lost_total``;
   ``live_subscribers``, ``live_events_total``, ``live_subscribers_dropped_total``;
 - ``outbox_depth``, ``outbox_events{status}``, ``outbox_dropped_total``,
+  ``outbox_recovered_total`` (1 when the outbox file was found damaged at
+  start and set aside),
   ``webhook_deliveries_total{outcome}`` (delivered, retried, gone);
 - ``routing_decisions_total{source}``;
 - ``tracked_calls``.
@@ -224,6 +226,11 @@ def _calls(control: CallControl) -> Iterator[Metric]:
 
 
 def _outbox(outbox: Outbox) -> Iterator[Metric]:
+    yield CounterMetricFamily(
+        "salara_outbox_recovered",
+        "Damaged outbox files set aside at start (a fresh outbox started; see the ERROR log line)",
+        int(outbox.recovered_from is not None),
+    )
     try:
         counts = outbox.counts()
     except StoreError as exc:

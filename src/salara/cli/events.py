@@ -19,6 +19,7 @@ from urllib.parse import quote
 import click
 
 from salara.cli.common import load_config, main, show
+from salara.store.interface import StoreError
 from salara.store.records import Status
 from salara.store.sqlite import Outbox
 
@@ -31,14 +32,21 @@ def events() -> None:
 def _outbox(ctx: click.Context, *, readonly: bool) -> Outbox:
     """The outbox, opened beside a service that may be delivering from it.
 
-    Never with the service's recovery (events in flight due again, trimming):
-    that would send again what is in flight. ``readonly`` writes nothing at all.
+    Never with the service's recovery (events in flight due again, trimming,
+    a damaged file set aside): that would send again what is in flight.
+    ``readonly`` writes nothing at all. Raises :class:`click.ClickException`
+    when there is no file or it cannot be opened (damaged, locked, newer).
     """
     config = load_config(ctx)
     path = Path(config.outbox.path)
     if not path.exists():
         raise click.ClickException(f"no outbox at {path}")
-    return Outbox(path, max_rows=config.outbox.max_rows, recover=False, readonly=readonly)
+    try:
+        return Outbox(path, max_rows=config.outbox.max_rows, recover=False, readonly=readonly)
+    except StoreError as exc:
+        raise click.ClickException(
+            f"cannot open the outbox {path}: {exc} (salara serve sets a damaged file aside when it starts)"
+        ) from None
 
 
 @events.command("list")

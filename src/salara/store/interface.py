@@ -76,6 +76,8 @@ class Store(Protocol):
 
     dropped: int
     """Undelivered events dropped because the store was full, since opening."""
+    recovered_from: str | None
+    """Where the store's damaged file was moved when the service opened it (a fresh one started), else None."""
 
     @property
     def name(self) -> str:

@@ -6,6 +6,9 @@ version is refused. The version counts changes older code cannot live with
 (a column it reads changed, a row it writes means something else); a table
 older code never reads (``idempotency_keys``) does not raise it, so going
 back to an older salara keeps the file.
+
+A file SQLite finds damaged (:func:`is_damaged`) can be moved out of the
+way with :func:`set_aside`, kept for inspection, so that a fresh one starts.
 """
 
 from __future__ import annotations
@@ -13,12 +16,19 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
+
+DAMAGED_CODES: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+"""SQLite's primary result codes for a file that is not a database or whose content is corrupt."""
+SIDE_FILES: Final = ("-wal", "-shm")
+"""What SQLite keeps beside the database file in WAL mode (the name plus these suffixes)."""
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (
@@ -147,14 +157,39 @@ def statements(script: str) -> list[str]:
     return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
-def connect(path: Path, *, readonly: bool, busy_timeout_s: float) -> sqlite3.Connection:
+class DamagedFile(sqlite3.DatabaseError):
+    """The database file was damaged and :func:`connect` moved it aside to ``aside``; ``reason`` is SQLite's."""
+
+    def __init__(self, path: Path, aside: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}; moved aside to {aside}")
+        self.path = path
+        self.aside = aside
+        self.reason = reason
+
+
+def connect(
+    path: Path,
+    *,
+    readonly: bool,
+    busy_timeout_s: float,
+    check: Callable[[sqlite3.Connection], None] | None = None,
+    set_aside_damaged: bool = False,
+) -> sqlite3.Connection:
     """The outbox file at ``path``, open in autocommit mode (transactions are the caller's).
 
     Unless ``readonly``, the file is created if missing (mode 0600, its
     directory 0700), put in WAL mode and given the tables of this version.
-    ``readonly`` writes nothing; the file must exist. Raises
-    :class:`sqlite3.Error` when the file cannot be opened, is not an outbox,
-    or its schema is newer than this salara's.
+    ``readonly`` writes nothing; the file must exist. ``check(db)`` then
+    runs on the open database (the caller's first reads); what it raises
+    closes the database and goes on. Raises :class:`sqlite3.Error` when the
+    file cannot be opened, is not an outbox, or its schema is newer than
+    this salara's.
+
+    With ``set_aside_damaged``, a file SQLite finds damaged while opening or
+    checking (:func:`is_damaged`) is moved aside with :func:`set_aside`
+    before the database is closed (closing would delete its ``-wal`` and
+    ``-shm``), and :class:`DamagedFile` is raised; OSError when it cannot be
+    moved.
     """
     if readonly:
         uri = f"{path.resolve().as_uri()}?mode=ro"
@@ -167,8 +202,17 @@ def connect(path: Path, *, readonly: bool, busy_timeout_s: float) -> sqlite3.Con
         db = sqlite3.connect(path, isolation_level=None, cached_statements=64)
     try:
         _setup(db, path, readonly=readonly, busy_timeout_s=busy_timeout_s)
-    except BaseException:
-        db.close()
+        if check is not None:
+            check(db)
+    except BaseException as exc:
+        aside = None
+        try:
+            if set_aside_damaged and is_damaged(exc):
+                aside = set_aside(path)
+        finally:
+            db.close()
+        if aside is not None:
+            raise DamagedFile(path, aside, str(exc)) from exc
         raise
     return db
 
@@ -198,3 +242,37 @@ def _check_version(db: sqlite3.Connection, path: Path) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"{path}: outbox schema {version} is newer than this salara's")
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """True when ``exc`` is SQLite saying the file is not a database, or is corrupt (NOTADB, CORRUPT).
+
+    A file that cannot be opened for another reason (permissions, a full
+    disk, a newer schema, a lock) is not damaged.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and isinstance(code, int) and code & 0xFF in DAMAGED_CODES
+
+
+def set_aside(path: Path) -> Path:
+    """Move the database file at ``path`` and its ``-wal``/``-shm`` files aside; return the new path.
+
+    The new name is ``<name>.corrupt-<UTC time, YYYYMMDDTHHMMSSZ>`` in the
+    same directory (``outbox.db.corrupt-20261201T101500Z``, with its
+    ``-wal`` and ``-shm`` beside it), with ``-2``, ``-3``... added if that
+    name is taken; nothing is overwritten or deleted. The side files go
+    first, so that a stale WAL is never applied to the fresh file made at
+    ``path`` afterwards. Call it while the damaged database is still open
+    (SQLite deletes the side files when it closes one). Raises OSError when
+    a file cannot be moved (those moved stay moved).
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time()))
+    base = f"{path}.corrupt-{stamp}"
+    aside, n = base, 1
+    while any(os.path.lexists(aside + suffix) for suffix in ("", *SIDE_FILES)):
+        n += 1
+        aside = f"{base}-{n}"
+    for suffix in (*SIDE_FILES, ""):
+        if os.path.lexists(f"{path}{suffix}"):
+            os.rename(f"{path}{suffix}", aside + suffix)
+    return Path(aside)

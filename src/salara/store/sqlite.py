@@ -64,6 +64,13 @@ class Outbox(Store):
     must exist). Another writer (the command line) may hold the file for up
     to ``busy_timeout_s``. Raises :class:`sqlite3.Error` when the file cannot
     be opened or is not an outbox.
+
+    The service's opening (``recover=True``, not ``readonly``) of a file
+    SQLite finds damaged (not a database, or corrupt) does not fail: the
+    file is moved aside with :func:`~salara.store.schema.set_aside` (kept),
+    an ERROR names both paths, :attr:`recovered_from` is the path it went
+    to, and a fresh outbox starts. The other openings raise, leaving the
+    file where it is.
     """
 
     def __init__(
@@ -89,19 +96,41 @@ class Outbox(Store):
         self._drops_unlogged = 0
         self._drops_logged_at = float("-inf")
         self._rows = 0
-        self._db = schema.connect(self.path, readonly=readonly, busy_timeout_s=busy_timeout_s)
+        self.recovered_from: str | None = None
+        """Where a damaged file found at opening was moved (the service only), else None."""
+        service = recover and not readonly
         try:
-            self._rows = self._count_rows()
-        except BaseException:
-            self._db.close()
-            raise
-        if recover and not readonly:
-            self._recover()
+            self._open(busy_timeout_s, recover=service, set_aside_damaged=service)
+        except schema.DamagedFile as exc:
+            self.recovered_from = str(exc.aside)
+            log.error(
+                "outbox %s is damaged (%s): moved it aside to %s (kept, with its -wal and -shm) and started"
+                " an empty outbox; the events it held are not delivered",
+                self.path,
+                exc.reason,
+                exc.aside,
+            )
+            self._open(busy_timeout_s, recover=True, set_aside_damaged=False)
 
     @property
     def name(self) -> str:
         """The file's path, for log messages."""
         return str(self.path)
+
+    def _open(self, busy_timeout_s: float, *, recover: bool, set_aside_damaged: bool) -> None:
+        def check(db: sqlite3.Connection) -> None:
+            self._db = db
+            self._rows = self._count_rows()
+            if recover:
+                self._recover()
+
+        schema.connect(
+            self.path,
+            readonly=self.readonly,
+            busy_timeout_s=busy_timeout_s,
+            check=check,
+            set_aside_damaged=set_aside_damaged,
+        )
 
     def _recover(self) -> None:
         with self._write():
