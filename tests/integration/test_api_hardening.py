@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from salara.api.security import tokens as auth
-from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, SalaraProcess
+from testpbx import pbx
+from tests.amiwatch import EventWatch
+from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, SalaraProcess, free_port
 
 
 def token_section(name: str, token: str, **values: str) -> str:
@@ -129,3 +131,66 @@ def test_the_rest_of_a_refused_body_is_drained_for_a_bounded_time_only(salara_fa
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert cut and cut[0] < 7, cut  # drained for a bounded time and size, whatever the client does
     assert salara.post({"exten": "9001"}).status_code == 200
+
+
+# -- 12: the old module's answers as its code gave them ----------------------------------------
+
+MODULE_ERROR = b'{"result":-2,"text":"Error"}'
+
+
+def live_local_channel(ami_events: EventWatch) -> str:
+    reply = pbx.ami_command(
+        "Action: Originate", "Channel: Local/9999@sim", "Application: Wait", "Data: 30", "Async: true"
+    )
+    assert "Success" in reply
+    up = ami_events.wait_for(
+        lambda e: (
+            e.get("Event") == "Newstate"
+            and e.get("Channel", "").startswith("Local/9999@sim-")
+            and e.get("ChannelStateDesc") == "Up"
+        )
+    )
+    return str(up["Channel"])
+
+
+def test_answers_module_sends_the_module_s_channel_states_and_errors(
+    salara_factory: SalaraFactory, ami_events: EventWatch
+) -> None:
+    salara = salara_factory(SALARA_GENERAL_ANSWERS="module")
+    channel = live_local_channel(ami_events)
+    try:
+        up = salara.post({"chan": channel})
+        assert (up.status_code, up.content) == (200, b'{"result":6,"text":"UP"}')
+    finally:
+        pbx.hangup_all()
+    gone = salara.post({"chan": channel})
+    assert (gone.status_code, gone.content) == (200, b'{"result":-1,"text":"Channel not present"}')
+    assert salara.post({"peer": "nosuchpeer"}).content == b'{"result":-1,"text":"Error"}'
+    for answer, status in (
+        (httpx.post(salara.url + "/", json={"foo": "bar"}), 400),
+        (httpx.post(salara.url + "/", json={"exten": "9001\r\nAction: Originate"}), 400),
+        (httpx.get(salara.url + "/?exten=9001%0D%0A"), 400),
+        (httpx.put(salara.url + "/", json={"exten": "9001"}), 405),
+        (httpx.post(salara.url + "/", content=b"9" * 100_000), 413),
+        (httpx.post(salara.url + "/", json={"exten": "9001"}, headers={"x-forwarded-for": "203.0.113.9"}), 403),
+    ):
+        assert (answer.status_code, answer.content) == (status, MODULE_ERROR), answer.request
+
+
+def test_answers_readme_keeps_the_documented_channel_state(
+    salara_factory: SalaraFactory, ami_events: EventWatch
+) -> None:
+    salara = salara_factory()
+    channel = live_local_channel(ami_events)
+    try:
+        assert salara.post({"chan": channel}).json() == {"result": 0, "text": "Up (6)"}
+    finally:
+        pbx.hangup_all()
+    assert salara.post({"foo": "bar"}).json()["text"].startswith("Error: unknown request")
+
+
+def test_answers_module_while_ami_is_down(salara_factory: SalaraFactory) -> None:
+    salara = salara_factory(start=False, SALARA_AMI_PORT=str(free_port()), SALARA_GENERAL_ANSWERS="module")
+    salara.start(wait_ready=False)
+    answer = salara.post({"exten": "9001"})
+    assert (answer.status_code, answer.content) == (503, MODULE_ERROR)

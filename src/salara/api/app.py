@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import salara
 from salara.api import v1
 from salara.api.compat import endpoint as compat
+from salara.api.compat.module import ModuleErrors
 from salara.api.security import access as security
 from salara.api.security.tokens import Security
 from salara.control import CallControl
@@ -59,6 +60,8 @@ def create_app(
     # app.routes holds every route.
     app.add_middleware(CompatFastPath, control=control, routes=app.routes)
     security.install(app, Security(config))
+    if config.general.answers == "module":  # every compat error as the old module's code sent it
+        app.add_middleware(ModuleErrors)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
     v1.install_error_handlers(app)
     admin = [Depends(security.require("admin"))]

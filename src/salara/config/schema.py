@@ -53,6 +53,10 @@ class General(_Section):
     """Dialplan context when a request names none."""
     operator_technology: str = Field("PJSIP", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     """Channel technology of the operator's device for make call (``PJSIP/8001``)."""
+    answers: Annotated[Literal["readme", "module"], BeforeValidator(_lower)] = "readme"
+    """Compat bodies: ``readme`` as the old module's README documents them (errors say why), or
+    ``module`` byte for byte as its code sent them (channel state ``{"result":6,"text":"UP"}``,
+    every error ``{"result":-2,"text":"Error"}``). HTTP statuses are salara's either way."""
 
 
 class Event(_Section):

@@ -15,7 +15,7 @@ from salara.api.compat.request import (
 from salara.control import CallControl, PlaceCall
 from salara.errors import NotFound
 from salara.pbx import ExtensionInfo
-from salara.states import channel_state_name
+from salara.states import channel_state_event_name, channel_state_name
 
 PEER_TEXT = {"reachable": "Reachable", "unreachable": "Unreachable", "unknown": "Unknown"}
 
@@ -46,12 +46,21 @@ async def peer_answer(control: CallControl, peer: str) -> StateAnswer:
 
 
 async def channel_answer(control: CallControl, channel: str) -> StateAnswer:
-    """``0 Up (6)`` from AMI ``Status``; ``-1 Channel not present``."""
+    """The state of a live channel from AMI ``Status``; ``-1 Channel not present`` for none.
+
+    As ``[general] answers`` says: ``readme`` (default) ``0 Up (6)``, the
+    state's name and code as the old module's README documents it;
+    ``module`` ``6 UP``, the code and the capital name as its code sent it.
+    AMI errors propagate (:class:`~salara.errors.AMIError`).
+    """
     try:
         info = await control.pbx.channel(channel)
     except NotFound:
         return StateAnswer(-1, "Channel not present")
-    return StateAnswer(0, f"{channel_state_name(info.state_code)} ({info.state_code})")
+    code = info.state_code
+    if control.config.general.answers == "module":
+        return StateAnswer(code, channel_state_event_name(code))
+    return StateAnswer(0, f"{channel_state_name(code)} ({code})")
 
 
 async def answer(control: CallControl, request: CompatRequest) -> StateAnswer:

@@ -10,7 +10,8 @@
   refused before it all arrived (413) only after a bounded drain of the rest
   (:data:`LINGER_S`, :data:`LINGER_BYTES`), so the client can read the answer.
 
-Its refusals answer in the compat shape, ``{"result": -2, "text": "Error: ..."}``.
+Its refusals answer in the compat shape, ``{"result": -2, "text": "Error: ..."}`` (``{"result":-2,"text":"Error"}``
+with ``[general] answers = module``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import time
 from typing import Any
 
+from salara.api.compat.module import MODULE_ERROR_BODY
 from salara.config import Config
 
 log = logging.getLogger(__name__)
@@ -143,7 +145,7 @@ class ClientConnections:
 
 
 def http_protocol(
-    header_timeout_s: float, max_header_bytes: int, max_connections_per_client: int = 0
+    header_timeout_s: float, max_header_bytes: int, max_connections_per_client: int = 0, *, module_errors: bool = False
 ) -> type[asyncio.Protocol] | None:
     """uvicorn's httptools protocol with a deadline and a size cap on request headers, and a per-client cap.
 
@@ -158,7 +160,9 @@ def http_protocol(
     address (:class:`ClientConnections`; 0: no cap) gets 503 at once and is
     closed, before it can take one of uvicorn's ``limit_concurrency`` slots
     for long. None when httptools is not installed (then uvicorn's h11 limits
-    apply, and no per-client cap).
+    apply, and no per-client cap). With ``module_errors`` (``[general]
+    answers = module``) these refusals carry the old module's body,
+    ``{"result":-2,"text":"Error"}``, instead of the reason.
     """
     try:
         from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -264,7 +268,9 @@ def http_protocol(
             if self.cycle is not None and not self.cycle.response_complete:
                 self.transport.close()  # an answer to an earlier request is under way
                 return
-            body = json.dumps({"result": -2, "text": f"Error: {reason}"}).encode()
+            body = (
+                MODULE_ERROR_BODY if module_errors else json.dumps({"result": -2, "text": f"Error: {reason}"}).encode()
+            )
             head: list[Any] = [
                 STATUS_LINE[status],
                 b"content-type: application/json\r\n",
@@ -295,7 +301,12 @@ def uvicorn_options(config: Config) -> dict[str, Any]:
         "forwarded_allow_ips": ["127.0.0.1", "::1"],
         "server_header": False,
     }
-    protocol = http_protocol(api.request_timeout, api.max_header_bytes, api.max_connections_per_client)
+    protocol = http_protocol(
+        api.request_timeout,
+        api.max_header_bytes,
+        api.max_connections_per_client,
+        module_errors=config.general.answers == "module",
+    )
     if protocol is not None:
         options["http"] = protocol
     if api.tls_cert:
