@@ -20,7 +20,10 @@ variable block (a real Asterisk never waits there, an idle socket does);
 when there is none, the new connection is closed at once (Asterisk then
 carries on with the dialplan rather than wait). Overload, and connections
 dropped for want of a variable block, are logged at WARNING at most once per
-``WARNING_INTERVAL_S`` each, with the count of those held back.
+``WARNING_INTERVAL_S`` each, with the count of those held back. What the
+peer sent (the variable block's values, error texts quoting it) is logged
+through :func:`~salara.logsafe.escape`: a ``%0a`` in the script path or a CR
+in the caller ID cannot forge a log line.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from salara.agi.protocol import CLOSED, DEFAULT_MAX_LINE_BYTES, NEED_DATA, AGICo
 from salara.agi.session import READ_BYTES
 from salara.agi.session import AGISession as AGISession  # re-exported: handlers type their argument with it
 from salara.errors import AGIHangup, ProtocolError, RemoteProtocolError
+from salara.logsafe import escape
 
 log = logging.getLogger(__name__)
 
@@ -193,30 +197,31 @@ class AGIServer:
             self._dropped.warn("FastAGI %s: no variable block within %s s; dropped", peer, self._header_timeout_s)
             return
         except (ProtocolError, OSError) as exc:
-            self._dropped.warn("FastAGI %s: %s; dropped", peer, exc)
+            self._dropped.warn("FastAGI %s: %s; dropped", peer, escape(exc))
             return
         finally:
             self._waiting.pop(task, None)
         if request is None:
             log.info("FastAGI %s: disconnected before the end of its variable block", peer)
             return
+        channel = escape(request.channel)
         log.info(
             "FastAGI %s: %s channel=%s uniqueid=%s callerid=%s",
             peer,
-            request.network_script,
-            request.channel,
-            request.uniqueid,
-            request.callerid,
+            escape(request.network_script),
+            channel,
+            escape(request.uniqueid),
+            escape(request.callerid),
         )
         session = AGISession(request, connection, reader, writer, command_timeout_s=self._command_timeout_s, peer=peer)
         try:
             await self._handler(session)
         except AGIHangup as exc:
-            log.info("FastAGI %s (%s): session ended: %s", peer, request.channel, exc)
+            log.info("FastAGI %s (%s): session ended: %s", peer, channel, escape(exc))
         except ProtocolError as exc:
-            log.warning("FastAGI %s (%s): %s", peer, request.channel, exc)
+            log.warning("FastAGI %s (%s): %s", peer, channel, escape(exc))
         except Exception:
-            log.exception("FastAGI %s (%s): handler failed", peer, request.channel)
+            log.exception("FastAGI %s (%s): handler failed", peer, channel)
 
 
 async def _read_request(connection: AGIConnection, reader: asyncio.StreamReader) -> AGIRequest | None:

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import click
 
 from salara.cli.common import load_config, main, show
+from salara.logsafe import escape
 from salara.store.interface import StoreError
 from salara.store.records import Status
 from salara.store.sqlite import Outbox
@@ -54,7 +55,7 @@ def _outbox(ctx: click.Context, *, readonly: bool) -> Outbox:
 @click.option("--limit", default=50, show_default=True)
 @click.pass_context
 def events_list(ctx: click.Context, failed: bool, limit: int) -> None:
-    """List pending, retrying and failed events, oldest first."""
+    """List pending, retrying and failed events, oldest first (control characters shown escaped)."""
     with _outbox(ctx, readonly=True) as outbox:
         counts = outbox.counts()
         statuses: tuple[Status, ...] = ("gone",) if failed else ("blocked", "ready", "sending", "gone")
@@ -64,10 +65,11 @@ def events_list(ctx: click.Context, failed: bool, limit: int) -> None:
         f"failed {counts.gone}, delivered (not pruned) {counts.delivered}"
     )
     for row in rows:
-        last = f"HTTP {row.last_status}" if row.last_status else (row.last_error or "-")
+        # The call key (AMI's), the CRM's answer and the body (AMI's values) come from outside: one line each.
+        last = row.last_error or (f"HTTP {row.last_status}" if row.last_status else "-")
         click.echo(
-            f"{row.id}  {row.status:<7} call={row.call_key} attempts={row.attempts} last={last} "
-            f"{row.body.decode(errors='replace')}"
+            f"{escape(row.id)}  {row.status:<7} call={escape(row.call_key)} attempts={row.attempts} "
+            f"last={escape(last)} {escape(row.body.decode(errors='replace'))}"
         )
 
 

@@ -3,6 +3,8 @@
 Each opens its own short AMI session (:func:`~salara.cli.common.with_control`)
 with the credentials of the config file; the service need not run.
 ``send post`` posts a test event to the CRM the way events are posted.
+What Asterisk or the CRM answers is printed through
+:func:`~salara.logsafe.escape`: no control character reaches the terminal raw.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from salara.api.compat.answers import channel_answer, extension_answer, peer_ans
 from salara.cli.common import emit, load_config, main, show, with_control
 from salara.control import CallControl
 from salara.crm.delivery import send_test_post
+from salara.logsafe import escape
 
 
 @show.command("info")
@@ -128,7 +131,7 @@ def send_message(ctx: click.Context, operator: str, phone: str, text: str, conte
 @click.argument("command", nargs=-1, required=True)
 @click.pass_context
 def send_command(ctx: click.Context, command: tuple[str, ...]) -> None:
-    """Run an Asterisk CLI COMMAND through AMI and print its output."""
+    """Run an Asterisk CLI COMMAND through AMI and print its output (control characters shown escaped)."""
     line = " ".join(command)
     if any(char in line for char in "\r\n\0"):
         raise click.ClickException("the command may not contain CR, LF or NUL")
@@ -137,7 +140,7 @@ def send_command(ctx: click.Context, command: tuple[str, ...]) -> None:
         return await control.pbx.command(line)
 
     for output in with_control(ctx, work):
-        click.echo(output)
+        click.echo(escape(output))
 
 
 @send.command("post")
@@ -170,5 +173,7 @@ def send_post(ctx: click.Context, body: str | None, url: str | None) -> None:
         raise click.ClickException(f"{shown}: no answer within {config.general.curlopt_timeout:g} s") from None
     except aiohttp.ClientError as exc:
         shown = config_module.mask_url(target)
-        raise click.ClickException(f"{shown}: {type(exc).__name__}: {str(exc).replace(target, shown)}") from None
-    click.echo(f"HTTP {status} {text[:500]}")
+        raise click.ClickException(
+            f"{shown}: {type(exc).__name__}: {escape(str(exc).replace(target, shown))}"
+        ) from None
+    click.echo(f"HTTP {status} {escape(text[:500])}")

@@ -9,6 +9,10 @@ delivered; ``410 Gone`` gone (never retried); any other status, a timeout or
 a connection error: retried later, with exponential backoff and jitter up to
 ``retry_max_s``. It runs on its own task with at most ``concurrency``
 requests in flight, so a slow or dead CRM never holds up whoever adds events.
+
+A refusing answer's text is stored in the attempt log as received and logged
+through :func:`~salara.logsafe.escape` (a CRM's CR/LF or escape sequences
+cannot forge a log line).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import aiohttp
 from salara.config import mask_url
 from salara.crm.client import MAX_ANSWER_BYTES, ClientFactory, make_client, read_limited
 from salara.crm.signing import secret_key, webhook_headers
+from salara.logsafe import escape
 from salara.store.interface import Store, StoreError
 from salara.store.records import Claimed, Result, new_event_id
 
@@ -315,9 +320,11 @@ class DeliveryWorker:
             return Result(event, "gone", at, status, error)
         if not self._failing:
             self._failing = True
-            log.warning("CRM %s did not take event %s (%s); events wait in the outbox", self.shown_url, event.id, error)
+            log.warning(
+                "CRM %s did not take event %s (%s); events wait in the outbox", self.shown_url, event.id, escape(error)
+            )
         else:
-            log.debug("CRM %s did not take event %s: %s", self.shown_url, event.id, error)
+            log.debug("CRM %s did not take event %s: %s", self.shown_url, event.id, escape(error))
         stats.retried += 1
         delay_s = retry_delay_s(event.attempts + 1, self.retry_min_s, self.retry_max_s)
         return Result(event, "retry", at, status, error, at + delay_s)

@@ -32,6 +32,7 @@ from salara.calls.tracking import CallTracker
 from salara.config import Config
 from salara.crm.lookup import CrmLookup, LookupFailed
 from salara.errors import AGIError, AMIError
+from salara.logsafe import escape
 from salara.pbx import PBX
 from salara.routing.breaker import CircuitBreaker
 from salara.routing.cache import AnswerCache
@@ -107,7 +108,7 @@ class Router:
                     self.cache.forget(caller)
                     return None, Source.CRM, error
             except Exception as exc:  # whatever the CRM did, the caller is still routed
-                log.exception("CRM lookup for %s failed unexpectedly", caller)
+                log.exception("CRM lookup for %s failed unexpectedly", escape(caller))
                 error = f"{type(exc).__name__}: {exc}"
             else:
                 healthy = True
@@ -126,7 +127,7 @@ class Router:
         try:
             return (await self.pbx.extension_state(exten, context)).state
         except AMIError as exc:
-            log.warning("extension state of %s@%s unknown: %s", exten, context, exc)
+            log.warning("extension state of %s@%s unknown: %s", escape(exten), escape(context), escape(exc))
             return None
 
     @property
@@ -160,12 +161,12 @@ class Router:
         self.decisions[decision.source] += 1
         log.info(
             "route %s -> %s via %s in %.1f ms (%s)%s",
-            caller or "<unknown>",
-            decision.exten or "(stays)",
+            escape(caller) or "<unknown>",
+            escape(decision.exten or "(stays)"),
             decision.source,
             elapsed * 1000,
-            decision.reason,
-            f"; CRM: {crm_error}" if crm_error else "",
+            escape(decision.reason),
+            f"; CRM: {escape(crm_error)}" if crm_error else "",
         )
         return Routed(decision, elapsed, crm_error)
 
@@ -175,21 +176,23 @@ class Router:
         request = session.request
         script = request.network_script.strip("/")
         if script != "route":
-            log.warning("FastAGI script %r is not known (use /route); call left alone", script)
-            await session.verbose(f"salara: unknown script {script}")
+            log.warning("FastAGI script '%s' is not known (use /route); call left alone", escape(script))
+            await session.verbose(f"salara: unknown script {escape(script)}")
             return
         context = request.query.get("context") or self.config.general.default_context
         try:
             fields.context("context", context)
         except fields.FieldError as exc:
-            log.warning("FastAGI route: %s; call left alone", exc)
+            log.warning("FastAGI route: %s; call left alone", escape(exc))
             return
         caller = request.callerid if request.callerid not in ("", "unknown") else ""
         verdict = await self._check(request, caller)
         if not verdict.ok:
             self.refused += 1
             log.warning(
-                "FastAGI %s: not a live channel as AMI reports it (%s); not routed", session.peer, verdict.reason
+                "FastAGI %s: not a live channel as AMI reports it (%s); not routed",
+                session.peer,
+                escape(verdict.reason),
             )
             return
         if verdict.linkedid is None:
@@ -197,14 +200,14 @@ class Router:
             log.warning(
                 "FastAGI %s (%s): %s; routing without tracking (no call events for it)",
                 session.peer,
-                request.channel,
-                verdict.reason,
+                escape(request.channel),
+                escape(verdict.reason),
             )
         try:
             routed = await self.decide(caller, context, started=started)
         except Exception:
             # A bug must not leave the caller unrouted: fall back without the CRM.
-            log.exception("routing %s failed; using the table and default", caller)
+            log.exception("routing %s failed; using the table and default", escape(caller))
             options = candidates(caller, None, Source.CRM, self.table.current(), self.config.general.default)
             routed = Routed(choose(options, {}, self.config.url.good_status), 0.0, "routing failed")
         decision = routed.decision
@@ -218,7 +221,7 @@ class Router:
             if request.query.get("goto", "yes").lower() not in ("no", "0", "false"):
                 await session.exec("Goto", f"{context},{decision.exten},1")
         except AGIError as exc:
-            log.warning("route of %s not applied: %s", request.channel, exc)
+            log.warning("route of %s not applied: %s", escape(request.channel), escape(exc))
 
     async def _check(self, request: AGIRequest, caller: str) -> Verdict:
         if self.channels is None:
@@ -226,5 +229,5 @@ class Router:
         try:
             return await self.channels.check(request, caller, self.channel_wait_s)
         except Exception:
-            log.exception("checking FastAGI request %s failed; routing it untracked", request.channel)
+            log.exception("checking FastAGI request %s failed; routing it untracked", escape(request.channel))
             return Verdict(True, None, "the check failed")
