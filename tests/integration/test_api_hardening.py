@@ -194,3 +194,69 @@ def test_answers_module_while_ami_is_down(salara_factory: SalaraFactory) -> None
     salara.start(wait_ready=False)
     answer = salara.post({"exten": "9001"})
     assert (answer.status_code, answer.content) == (503, MODULE_ERROR)
+
+
+# -- 13: behind a reverse proxy ------------------------------------------------------------------
+
+
+def read_answer(sock: socket.socket, timeout_s: float) -> bytes:
+    """The status line and headers of one answer on a kept-alive connection (b"" if none came in time)."""
+    sock.settimeout(timeout_s)
+    data = b""
+    with contextlib.suppress(OSError):
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def relayed(token: str, client: str, method: str = "GET /ready", extra: str = "") -> bytes:
+    return (
+        f"{method} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Forwarded-For: {client}\r\n{extra}\r\n"
+    ).encode()
+
+
+def test_a_reverse_proxy_is_not_one_client_its_clients_are(salara_factory: SalaraFactory) -> None:
+    tokens = Tokens()
+    salara = start(salara_factory, tokens, SALARA_API_MAX_CONNECTIONS_PER_CLIENT="4", SALARA_API_REQUEST_TIMEOUT="30")
+    relay = {**bearer(tokens.monitor), "x-forwarded-for": "203.0.113.1"}
+    assert httpx.get(salara.url + "/ready", headers=relay).status_code == 200  # the proxy on loopback relays
+    opened: list[socket.socket] = []
+    try:
+        for n in range(10):  # a busy proxy: more connections than one client may hold, all kept alive
+            sock = socket.create_connection(("127.0.0.1", salara.port))
+            opened.append(sock)
+            sock.sendall(relayed(tokens.monitor, f"203.0.113.{10 + n}"))
+            assert read_answer(sock, 5).startswith(b"HTTP/1.1 200 "), n
+        # One client behind the proxy is capped by its X-Forwarded-For: 4 requests in progress at most.
+        waiting = []
+        for _ in range(6):
+            sock = socket.create_connection(("127.0.0.1", salara.port))
+            opened.append(sock)
+            sock.sendall(relayed(tokens.monitor, "198.51.100.7", "POST /", "Content-Length: 20\r\n"))
+            waiting.append(sock)
+        answers = [read_answer(sock, 1) for sock in waiting]
+        assert answers[:4] == [b""] * 4  # waiting for their bodies
+        assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in answers[4:]), answers[4:]
+        assert all(b"retry-after: 5" in answer for answer in answers[4:])
+        other = socket.create_connection(("127.0.0.1", salara.port))
+        opened.append(other)
+        other.sendall(relayed(tokens.monitor, "198.51.100.8"))
+        assert read_answer(other, 5).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in opened:
+            sock.close()
+    time.sleep(0.3)
+    again = {**bearer(tokens.monitor), "x-forwarded-for": "198.51.100.7"}
+    assert httpx.get(salara.url + "/ready", headers=again).status_code == 200
+    assert "more than 4 open connections from 198.51.100.7" in salara.log()
+
+
+def test_trusted_proxies_is_whose_x_forwarded_for_counts(salara_factory: SalaraFactory) -> None:
+    salara = salara_factory(SALARA_API_TRUSTED_PROXIES="")
+    relayed_for = {"x-forwarded-for": "203.0.113.9"}
+    # Nobody's header is trusted: the request is loopback's (by default it would be 203.0.113.9's: 403).
+    assert httpx.get(salara.url + "/ready", headers=relayed_for).json()["status"] == "ready"
+    assert salara.post({"exten": "9001"}).status_code == 200

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -212,6 +213,17 @@ def _variable_prefix(value: str) -> str:
     return value
 
 
+def _trusted_proxies(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        if entry == "*":
+            raise ValueError("'*' would trust every client's X-Forwarded-For: any client could claim to be local")
+        try:
+            ipaddress.ip_network(entry) if "/" in entry else ipaddress.ip_address(entry)
+        except ValueError:
+            raise ValueError(f"{entry!r} is neither an IP address nor a network (names are not looked up)") from None
+    return entries
+
+
 class Api(_Section):
     """``[api]``: HTTPS, who may use the API without a token, and what a client may send."""
 
@@ -234,6 +246,9 @@ class Api(_Section):
     """Open connections (and requests in progress) before new requests get 503."""
     max_connections_per_client: int = Field(64, ge=0, le=100_000)
     """Open connections of one client address (an IPv6 client: its /64); more are closed at once. 0: no cap."""
+    trusted_proxies: Annotated[StrList, AfterValidator(_trusted_proxies)] = ("127.0.0.1", "::1")
+    """Reverse proxies (IP addresses, networks) whose ``X-Forwarded-For`` names the client; once one relays,
+    its connections are not capped as one client's, its clients are (by that header). Empty: none."""
     variable_prefix: Annotated[str, AfterValidator(_variable_prefix)] = "CRM_"
     """``/v1`` call ``variables`` must start with it: Asterisk's own variables stay out of reach."""
 

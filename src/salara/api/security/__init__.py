@@ -11,7 +11,9 @@
 - :mod:`~salara.api.security.limits`: limits on the decoded request (JSON
   depth, number and length of fields).
 - :mod:`~salara.api.security.connections`: uvicorn's side: connections per
-  client address, request header deadline and size, :func:`uvicorn_options`.
+  client address (through trusted reverse proxies too), request header
+  deadline and size, :func:`uvicorn_options`.
+- :mod:`~salara.api.security.linger`: the lingering close after a refused body.
 
 Import from the module that defines a name; nothing is re-exported here.
 """

@@ -8,7 +8,9 @@
   It also offers each request a way to drop its connection at once
   (:data:`ABORT_EXTENSION`), and closes a connection whose request body was
   refused before it all arrived (413) only after a bounded drain of the rest
-  (:data:`LINGER_S`, :data:`LINGER_BYTES`), so the client can read the answer.
+  (:mod:`~salara.api.security.linger`), so the client can read the answer.
+  Behind a reverse proxy in ``[api] trusted_proxies``, the proxy is not one
+  client: its clients are counted by ``X-Forwarded-For``, request by request.
 
 Its refusals answer in the compat shape, ``{"result": -2, "text": "Error: ..."}`` (``{"result":-2,"text":"Error"}``
 with ``[general] answers = module``).
@@ -24,6 +26,7 @@ import time
 from typing import Any
 
 from salara.api.compat.module import MODULE_ERROR_BODY
+from salara.api.security.linger import LINGER_BYTES, LINGER_S, RequestTransport
 from salara.config import Config
 
 log = logging.getLogger(__name__)
@@ -34,39 +37,12 @@ ABORT_EXTENSION = "salara.abort"
 For a response whose client stopped reading: closing would wait for the
 unread bytes to leave, which they never do (:class:`salara.api.v1.stream.EventStreamResponse`).
 """
+OVER_CAP_EXTENSION = "salara.over_cap"
+"""ASGI scope extension set on a relayed request whose client (by ``X-Forwarded-For``) is over its cap.
 
-LINGER_S = 5.0
-"""Longest time the rest of a refused request body is read and dropped before the connection is closed."""
-LINGER_BYTES = 16 * 1024 * 1024
-"""Most bytes of a refused request body read and dropped so; the connection is closed beyond."""
-
-
-class _RequestTransport:
-    """The transport as one request's uvicorn cycle sees it: its ``close`` is a lingering close.
-
-    uvicorn closes the connection as soon as an answer with ``Connection:
-    close`` is sent. When the client is still sending the request body (a
-    413 for a body it sent without ``Expect: 100-continue``), closing with
-    unread bytes makes the kernel reset the connection: the client gets a
-    reset while sending instead of the answer. So the protocol drains first.
-    """
-
-    def __init__(self, protocol: Any, cycle: Any) -> None:
-        self._protocol = protocol
-        self._cycle = cycle
-        self._transport: asyncio.Transport = protocol.transport
-
-    def write(self, data: bytes) -> None:
-        self._transport.write(data)
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def close(self) -> None:
-        self._protocol.close_after_answer(self._cycle)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+The protocol only reads the headers; :class:`~salara.api.security.middleware.SecurityMiddleware`
+answers such a request 503 (``Retry-After``, the connection closed) before anything else.
+"""
 
 
 def client_key(host: str | None) -> str:
@@ -145,7 +121,12 @@ class ClientConnections:
 
 
 def http_protocol(
-    header_timeout_s: float, max_header_bytes: int, max_connections_per_client: int = 0, *, module_errors: bool = False
+    header_timeout_s: float,
+    max_header_bytes: int,
+    max_connections_per_client: int = 0,
+    *,
+    module_errors: bool = False,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> type[asyncio.Protocol] | None:
     """uvicorn's httptools protocol with a deadline and a size cap on request headers, and a per-client cap.
 
@@ -163,13 +144,26 @@ def http_protocol(
     apply, and no per-client cap). With ``module_errors`` (``[general]
     answers = module``) these refusals carry the old module's body,
     ``{"result":-2,"text":"Error"}``, instead of the reason.
+
+    ``trusted_proxies`` (addresses, networks: ``[api] trusted_proxies``) are
+    reverse proxies. Once one has relayed a request (sent ``X-Forwarded-For``),
+    its connections are no longer counted as its own: each of their requests
+    counts for its client, as uvicorn reads it from that header, from its
+    headers to its answer (over the cap: :data:`OVER_CAP_EXTENSION`, 503),
+    and a connection whose headers are still arriving counts for the proxy
+    (so a proxy address that trickles headers is capped still). Before it
+    relays, a trusted address is capped as any client.
     """
     try:
+        from uvicorn.middleware.proxy_headers import _TrustedHosts
         from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
     except ImportError:  # pragma: no cover - httptools comes with uvicorn[standard]
         return None
 
     clients = ClientConnections(max_connections_per_client)
+    trusted = _TrustedHosts(list(trusted_proxies))  # what uvicorn's ProxyHeadersMiddleware trusts
+    relaying: set[str] = set()
+    """Trusted addresses that have relayed a request: their connections are not capped as theirs."""
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _awaiting_headers = True
@@ -179,25 +173,45 @@ def http_protocol(
         _linger_timer: asyncio.TimerHandle | None = None
         _linger_left = -1
         """Bytes still to drop before closing; -1 while not lingering."""
+        _trusted = False
+        _exempt = False
+        """A relaying proxy's connection: its requests are counted, by client, not the connection."""
+        _pending = False
+        """An exempt connection whose headers are arriving, counted for the proxy meanwhile."""
+        _requests: dict[Any, str]
+        """Requests of an exempt connection in progress (uvicorn's cycles): the client each counts for."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            host = self.client[0] if self.client else None
-            if not clients.opened(host):
-                clients.log_refusal(host, time.monotonic())
-                self._refuse(503, "too many open connections from this address", log_it=False, retry_after_s=5)
-                return
-            self._counted = True
+            self._requests = {}
+            host = self._host()
+            self._trusted = host in trusted
+            self._exempt = self._trusted and host in relaying
+            if not self._exempt:
+                if not clients.opened(host):
+                    self._over_cap(host)
+                    return
+                self._counted = True
             self._arm()
+
+        def _host(self) -> str | None:
+            return self.client[0] if self.client else None
+
+        def _over_cap(self, key: str | None) -> None:
+            clients.log_refusal(key, time.monotonic())
+            self._refuse(503, "too many open connections from this address", log_it=False, retry_after_s=5)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             if self._linger_timer is not None:
                 self._linger_timer.cancel()
                 self._linger_timer = None
-            if self._counted:
-                self._counted = False
-                clients.closed(self.client[0] if self.client else None)
+            if self._counted or self._pending:
+                self._counted = self._pending = False
+                clients.closed(self._host())
+            for client in self._requests.values():
+                clients.closed(client)
+            self._requests.clear()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -211,6 +225,11 @@ def http_protocol(
                 self._header_bytes += len(data)
                 if self._header_bytes > max_header_bytes:
                     self._refuse(431, f"request headers larger than {max_header_bytes} bytes")
+                elif self._exempt and not self._pending:  # a proxy's headers still arriving: the proxy's
+                    if not clients.opened(self._host()):
+                        self._over_cap(self._host())
+                        return
+                    self._pending = True
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -221,9 +240,48 @@ def http_protocol(
 
         def on_headers_complete(self) -> None:
             self._disarm()
+            client = self._relayed_client()
             super().on_headers_complete()
-            if self.cycle is not None and not isinstance(self.cycle.transport, _RequestTransport):
-                self.cycle.transport = _RequestTransport(self, self.cycle)  # type: ignore[assignment]
+            cycle = self.cycle
+            if cycle is None or isinstance(cycle.transport, RequestTransport):
+                return
+            cycle.transport = RequestTransport(self, cycle)  # type: ignore[assignment]
+            if client is None:
+                return
+            if not clients.opened(client):
+                clients.log_refusal(client, time.monotonic())
+                self.scope["extensions"][OVER_CAP_EXTENSION] = {"retry_after_s": 5}
+                return
+            self._requests[cycle] = client
+            answered = cycle.on_response
+
+            def over() -> None:
+                clients.closed(self._requests.pop(cycle, None) or "")
+                answered()
+
+            cycle.on_response = over
+
+        def _relayed_client(self) -> str | None:
+            """The client a trusted proxy's request counts for, or None (not relayed: its connection counts)."""
+            if not self._trusted:
+                return None
+            host = self._host() or ""
+            forwarded = b", ".join(value for name, value in self.headers if name == b"x-forwarded-for")
+            if forwarded:
+                if len(relaying) < 4096:
+                    relaying.add(host)
+                if self._counted:  # this connection is a proxy's from now on
+                    clients.closed(host)
+                    self._counted, self._exempt = False, True
+            if not self._exempt:
+                return None
+            if self._pending:
+                clients.closed(host)
+                self._pending = False
+            if not forwarded:
+                return host
+            relayed_for, _ = trusted.get_trusted_client_address(forwarded.decode("latin1"))
+            return str(relayed_for) or host
 
         def close_after_answer(self, cycle: Any) -> None:
             """Close once ``cycle``'s answer is sent: at once, or after draining its unread body (bounded)."""
@@ -288,9 +346,11 @@ def http_protocol(
 def uvicorn_options(config: Config) -> dict[str, Any]:
     """uvicorn settings from ``[api]``: HTTPS, connection limits, header limits, trusted proxies.
 
-    ``X-Forwarded-For`` is trusted from loopback only (a reverse proxy on this
-    machine), whatever ``FORWARDED_ALLOW_IPS`` says: the loopback rule must
-    not be fooled by a header from elsewhere.
+    ``X-Forwarded-For`` is trusted from ``[api] trusted_proxies`` only
+    (default loopback: a reverse proxy on this machine), whatever
+    ``FORWARDED_ALLOW_IPS`` says: the loopback rule must not be fooled by a
+    header from elsewhere. The same addresses are the proxies the
+    per-client cap counts through (:func:`http_protocol`).
     """
     api = config.api
     options: dict[str, Any] = {
@@ -298,7 +358,7 @@ def uvicorn_options(config: Config) -> dict[str, Any]:
         "timeout_keep_alive": 5,
         "h11_max_incomplete_event_size": api.max_header_bytes,
         "proxy_headers": True,
-        "forwarded_allow_ips": ["127.0.0.1", "::1"],
+        "forwarded_allow_ips": list(api.trusted_proxies),
         "server_header": False,
     }
     protocol = http_protocol(
@@ -306,6 +366,7 @@ def uvicorn_options(config: Config) -> dict[str, Any]:
         api.max_header_bytes,
         api.max_connections_per_client,
         module_errors=config.general.answers == "module",
+        trusted_proxies=api.trusted_proxies,
     )
     if protocol is not None:
         options["http"] = protocol

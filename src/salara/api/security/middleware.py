@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from salara.api.security.connections import OVER_CAP_EXTENSION
 from salara.api.security.denials import denial_headers, error_body, log_denial
 from salara.api.security.tokens import Denial, Principal, Security, credential_from
 from salara.config import load_tokens
@@ -97,6 +98,11 @@ class SecurityMiddleware:
         method: str = scope.get("method", "")
         client = scope.get("client")
         host = client[0] if client else None
+        over_cap = scope.get("extensions", {}).get(OVER_CAP_EXTENSION)
+        if over_cap is not None:  # relayed by a proxy for a client over its cap (logged by the protocol)
+            denial = Denial(503, "too many open connections from this address", over_cap.get("retry_after_s"))
+            await self._refuse(scope, receive, send, denial, close=True)
+            return
         headers = Headers(scope=scope)
         principal: Principal | None = None
         self.reloader.poll(time.monotonic())
