@@ -69,6 +69,20 @@ def test_ready_details_and_the_api_description_need_the_state_right(salara_facto
     assert httpx.get(salara.url + "/health").json() == {"status": "ok"}
 
 
+def test_ready_tells_the_state_right_where_a_damaged_outbox_went(salara_factory: SalaraFactory) -> None:
+    tokens = Tokens()
+    salara = salara_factory(tokens.config(), start=False)
+    salara.headers = bearer(tokens.monitor)
+    salara.secrets |= {tokens.monitor, tokens.caller}
+    (salara.workdir / "outbox.db").write_bytes(b"\x00 not a database \xff" * 100)
+    salara.start()
+    aside = [p for p in salara.workdir.iterdir() if p.name.startswith("outbox.db.corrupt-")]
+    assert len(aside) == 1
+    detailed = httpx.get(salara.url + "/ready", headers=bearer(tokens.monitor))
+    assert detailed.status_code == 200 and detailed.json()["outbox"] == {"recovered_from": str(aside[0])}
+    assert httpx.get(salara.url + "/ready", headers=bearer(tokens.caller)).json() == {"status": "ready"}
+
+
 # -- 8: a readable 413 -------------------------------------------------------------------------
 
 
