@@ -14,6 +14,7 @@ import salara
 from salara.api import v1
 from salara.api.compat import endpoint as compat
 from salara.api.compat.module import ModuleErrors
+from salara.api.openapi import install_openapi
 from salara.api.security import access as security
 from salara.api.security.tokens import Security
 from salara.control import CallControl
@@ -64,6 +65,7 @@ def create_app(
         app.add_middleware(ModuleErrors)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
     v1.install_error_handlers(app)
+    install_openapi(app)  # the document's security, ids, errors, examples, webhooks (salara.api.openapi)
     admin = [Depends(security.require("admin"))]
     state = [Depends(security.require("state"))]
 

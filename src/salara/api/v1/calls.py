@@ -26,6 +26,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
     @router.post(
         "/calls",
         tags=["calls"],
+        operation_id="placeCall",
         status_code=201,
         response_model=CallView,
         responses={
@@ -94,7 +95,9 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
             response.headers["Idempotent-Replayed"] = "true"
         return call_view(call)
 
-    @router.get("/calls", tags=["calls"], response_model=CallList, responses={503: AMI_ERRORS[503]})
+    @router.get(
+        "/calls", tags=["calls"], operation_id="listCalls", response_model=CallList, responses={503: AMI_ERRORS[503]}
+    )
     async def list_calls(request: Request) -> CallList:
         """The active calls the token sees: live channels grouped by Linkedid, oldest call first.
 
@@ -109,7 +112,11 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         return CallList(calls=[call_view(call) for call in control.calls(access.viewer(request))])
 
     @router.get(
-        "/calls/{call_id}", tags=["calls"], response_model=CallView, responses={**NOT_FOUND, 503: AMI_ERRORS[503]}
+        "/calls/{call_id}",
+        tags=["calls"],
+        operation_id="getCall",
+        response_model=CallView,
+        responses={**NOT_FOUND, 503: AMI_ERRORS[503]},
     )
     async def get_call(request: Request, call_id: CALL_ID) -> CallView:
         """One live or recently ended call (ended ones are kept an hour, the last 1000).
@@ -128,6 +135,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
     @router.delete(
         "/calls/{call_id}",
         tags=["calls"],
+        operation_id="hangUpCall",
         status_code=204,
         response_class=Response,
         responses={
@@ -151,6 +159,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
     @router.post(
         "/calls/{call_id}/transfer",
         tags=["calls"],
+        operation_id="transferCall",
         status_code=202,
         response_model=TransferView,
         responses={**NOT_FOUND, **CONFLICT, **AMI_ERRORS},

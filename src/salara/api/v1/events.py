@@ -22,11 +22,12 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
     @router.get(
         "/events",
         tags=["events"],
+        operation_id="streamEvents",
         response_class=StreamingResponse,
         responses={
             200: {
                 "description": "Server-Sent Events: `id`, `event` (the type) and `data` (one JSON object: the "
-                "CRM event's fields plus id, uniqueid, linkedid, tracked, timestamp); a `: heartbeat` comment "
+                "event's extended webhook body, described under `webhooks`); a `: heartbeat` comment "
                 "every 15 s; a final `event: dropped` if the client fell behind.",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },

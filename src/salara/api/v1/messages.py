@@ -13,7 +13,13 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
     """Add ``POST /v1/messages`` to ``router``."""
     control = ctx.control
 
-    @router.post("/messages", tags=["messages"], response_model=MessageResult, responses={**CONFLICT, **AMI_ERRORS})
+    @router.post(
+        "/messages",
+        tags=["messages"],
+        operation_id="sendMessage",
+        response_model=MessageResult,
+        responses={**CONFLICT, **AMI_ERRORS},
+    )
     async def send_message(request: Request, body: MessageCreate) -> MessageResult:
         """Send a SIP MESSAGE to `to`'s endpoint, shown as from `from`, and say whether Asterisk took it.
 

@@ -21,6 +21,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
     @router.get(
         "/extensions/{exten}",
         tags=["states"],
+        operation_id="getExtensionState",
         response_model=ExtensionView,
         responses={**NOT_FOUND, **AMI_ERRORS},
     )
@@ -40,6 +41,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
     @router.get(
         "/endpoints/{name}",
         tags=["states"],
+        operation_id="getEndpoint",
         response_model=EndpointView,
         responses={**NOT_FOUND, **AMI_ERRORS},
     )
@@ -55,6 +57,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
     @router.get(
         "/channels/{tech}/{resource:path}",
         tags=["states"],
+        operation_id="getChannel",
         response_model=ChannelInfo,  # control's record, served as it is
         responses={**NOT_FOUND, **AMI_ERRORS},
     )
