@@ -148,7 +148,7 @@ def send_command(ctx: click.Context, command: tuple[str, ...]) -> None:
 @click.option("--url", help="Where to POST (default: [url] dest_url_event).")
 @click.pass_context
 def send_post(ctx: click.Context, body: str | None, url: str | None) -> None:
-    """POST a test event to the CRM the way events are posted (signed if a secret is set)."""
+    """POST a test event to the CRM the way events are posted (signed if a secret is set; never to salara's API)."""
     config = load_config(ctx)
     target = url or config.url.dest_url_event
     if not target:
@@ -166,6 +166,7 @@ def send_post(ctx: click.Context, body: str | None, url: str | None) -> None:
                 secret=config.url.webhook_secret,
                 timeout_s=config.general.curlopt_timeout,
                 tls_verify=config.url.tls_verify,
+                api_listen=config.url.rest_server,
             )
         )
     except TimeoutError:

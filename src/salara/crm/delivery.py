@@ -27,7 +27,7 @@ from typing import Final
 
 import aiohttp
 
-from salara.config import mask_url
+from salara.config import HostPort, mask_url
 from salara.crm.client import MAX_ANSWER_BYTES, ClientFactory, make_client, read_limited
 from salara.crm.signing import secret_key, webhook_headers
 from salara.logsafe import escape
@@ -50,11 +50,14 @@ async def send_test_post(
     timeout_s: float = 3.0,
     client: aiohttp.ClientSession | None = None,
     tls_verify: bool = True,
+    api_listen: HostPort | None = None,
 ) -> tuple[int, str]:
     """POST ``body`` once the way events are posted (SPEC §5 ``send post``): (status, answer text).
 
     The request gets a fresh ``webhook-id`` and, with a secret, a signature.
-    Raises :class:`aiohttp.ClientError` when the CRM cannot be reached,
+    Without ``client``, a session of its own is made, refusing salara's own
+    API at ``api_listen`` (:class:`~salara.crm.client.SelfLoopGuard`).
+    Raises :class:`aiohttp.ClientError` when the CRM cannot be reached (or is salara's own API),
     TimeoutError when the whole exchange takes over ``timeout_s`` seconds,
     ValueError for a malformed ``whsec_`` secret.
     """
@@ -62,7 +65,9 @@ async def send_test_post(
     headers = webhook_headers(key, new_event_id(), int(time.time()), body)
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
-            client = await stack.enter_async_context(make_client(tls_verify=tls_verify, concurrency=1))
+            client = await stack.enter_async_context(
+                make_client(tls_verify=tls_verify, concurrency=1, api_listen=api_listen)
+            )
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         async with client.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as response:
             answer = await read_limited(response, MAX_ANSWER_BYTES)
