@@ -12,6 +12,7 @@ CORE = (
     "salara.fields",
     "salara.states",
     "salara.utc",
+    "salara.backoff",
     "salara.sansio",
     "salara.ami.headers",
     "salara.ami.messages",

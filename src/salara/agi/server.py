@@ -41,6 +41,7 @@ from salara.agi.session import READ_BYTES
 from salara.agi.session import AGISession as AGISession  # re-exported: handlers type their argument with it
 from salara.errors import AGIHangup, ProtocolError, RemoteProtocolError
 from salara.logsafe import escape
+from salara.ratelog import RateLimitedWarning
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ class AGIServer:
         """Sessions still reading their variable block (peer name), oldest first."""
         self._dropping: set[asyncio.Task[None]] = set()
         """Sessions cancelled to make room, not yet unwound."""
-        self._overload = _RateLimitedWarning()
-        self._dropped = _RateLimitedWarning()
+        self._overload = RateLimitedWarning(log, WARNING_INTERVAL_S)
+        self._dropped = RateLimitedWarning(log, WARNING_INTERVAL_S)
         self.refused = 0
         """Connections closed at once because every session was taken."""
         self.displaced = 0
@@ -153,6 +154,7 @@ class AGIServer:
         if self.active_sessions >= self._max_sessions and not self._make_room(peer):
             self.refused += 1
             self._overload.warn(
+                time.monotonic(),
                 "FastAGI %s refused: %d sessions already running, all past their variable block "
                 "(raise [agi] max_sessions if real calls meet this)",
                 peer,
@@ -177,6 +179,7 @@ class AGIServer:
             oldest.cancel()
             self.displaced += 1
             self._overload.warn(
+                time.monotonic(),
                 "FastAGI: all %d sessions taken; %s, still without its variable block, dropped for %s",
                 self._max_sessions,
                 oldest_peer,
@@ -194,10 +197,12 @@ class AGIServer:
             async with asyncio.timeout(self._header_timeout_s):
                 request = await _read_request(connection, reader)
         except TimeoutError:
-            self._dropped.warn("FastAGI %s: no variable block within %s s; dropped", peer, self._header_timeout_s)
+            self._dropped.warn(
+                time.monotonic(), "FastAGI %s: no variable block within %s s; dropped", peer, self._header_timeout_s
+            )
             return
         except (ProtocolError, OSError) as exc:
-            self._dropped.warn("FastAGI %s: %s; dropped", peer, escape(exc))
+            self._dropped.warn(time.monotonic(), "FastAGI %s: %s; dropped", peer, escape(exc))
             return
         finally:
             self._waiting.pop(task, None)
@@ -245,26 +250,6 @@ async def _close(writer: asyncio.StreamWriter) -> None:
             await writer.wait_closed()
     except (TimeoutError, OSError):
         writer.transport.abort()
-
-
-class _RateLimitedWarning:
-    """WARNING log lines of one kind, at most one per ``interval_s``; the ones held back are counted."""
-
-    def __init__(self, interval_s: float = WARNING_INTERVAL_S) -> None:
-        self.interval_s = interval_s
-        self._last: float | None = None
-        self._held = 0
-
-    def warn(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if self._last is not None and now - self._last < self.interval_s:
-            self._held += 1
-            return
-        if self._held:
-            message += " (and %d more like it in the last %.0f s)"
-            args = (*args, self._held, now - self._last if self._last is not None else 0.0)
-        self._last, self._held = now, 0
-        log.warning(message, *args)
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from salara.api.compat.module import MODULE_ERROR_BODY
 from salara.api.security.linger import LINGER_BYTES, LINGER_S, RequestTransport
 from salara.config import Config
+from salara.ratelog import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ClientConnections:
         self.open_by_client: dict[str, int] = {}
         self.refused = 0
         self._unlogged = 0
-        self._logged_at = float("-inf")
+        self._throttle = Throttle(log_interval_s)
 
     def count(self, host: str | None) -> int:
         return self.open_by_client.get(client_key(host), 0)
@@ -107,7 +108,7 @@ class ClientConnections:
 
     def log_refusal(self, host: str | None, now: float) -> None:
         self._unlogged += 1
-        if now - self._logged_at < self.log_interval_s:
+        if self._throttle.due(now) is None:
             return
         log.warning(
             "API connection from %s closed (503): more than %d open connections from %s (%d refused so)",
@@ -116,7 +117,6 @@ class ClientConnections:
             client_key(host),
             self._unlogged,
         )
-        self._logged_at = now
         self._unlogged = 0
 
 
