@@ -269,6 +269,7 @@ async def serve(config: Config) -> None:
         header_timeout_s=config.agi.header_timeout,
         max_sessions=config.agi.max_sessions,
     )
+    services.metrics.sources.agi = agi  # FastAGI sessions on /metrics
     try:
         await agi.start()
     except OSError as exc:

@@ -1,13 +1,19 @@
 """Prometheus metrics: ``GET /metrics`` in the text exposition format.
 
 Everything is read from the parts' own counters at scrape time (a collector),
-except two histograms fed as things happen: AMI action latency (through
-:meth:`AMIClient.add_action_listener <salara.ami.client.AMIClient.add_action_listener>`)
-and API request duration (:class:`MetricsMiddleware`). Nothing here runs in
-the AMI protocol core; the per-event cost is one dict increment.
+except the histograms fed as things happen: AMI action latency (through
+:meth:`AMIClient.add_action_listener <salara.ami.client.AMIClient.add_action_listener>`),
+API request duration (:class:`MetricsMiddleware`), webhook POST duration
+(``DeliveryWorker.on_attempt``) and CRM lookup duration (``Router.on_lookup``),
+both hooked up by :class:`Metrics` from its :class:`Sources`. Nothing here runs
+in the AMI protocol core; the per-event cost is one dict increment. The
+process collector of prometheus_client (``process_cpu_seconds_total``,
+``process_resident_memory_bytes``, ``process_open_fds``...) is in the same
+registry.
 
 Metrics (all prefixed ``salara_``):
 
+- ``build_info{version,python}`` (always 1);
 - ``ami_up`` (1 logged in and booted), ``ami_logins_total``,
   ``ami_disconnects_total`` (each one is followed by a reconnect attempt),
   ``ami_actions_total``;
@@ -26,13 +32,20 @@ Metrics (all prefixed ``salara_``):
   ``outbox_recovered_total`` (1 when the outbox file was found damaged at
   start and set aside),
   ``webhook_deliveries_total{outcome}`` (delivered, retried, gone);
-- ``routing_decisions_total{source}``;
+  ``outbox_oldest_pending_age_seconds`` (the oldest event not delivered yet; 0 when none),
+  ``webhook_delivery_seconds{outcome}`` histogram (one POST to the CRM until its answer);
+- ``routing_decisions_total{source}``; ``crm_lookup_seconds{outcome}`` histogram
+  (outcome ``answered``, or ``failed``: no answer in time, an error), ``crm_breaker_open``
+  (1 while the circuit breaker skips lookups), ``crm_breaker_failures`` (consecutive failures);
+- ``fastagi_sessions`` (being served), ``fastagi_refused_total`` (every session taken),
+  ``fastagi_displaced_total`` (dropped without a variable block to make room);
 - ``tracked_calls``.
 """
 
 from __future__ import annotations
 
 import logging
+import platform
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -43,6 +56,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -51,10 +65,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import salara
 from salara.ami.messages import Event
 from salara.store.interface import StoreError
+from salara.store.records import OPEN_STATUSES
 
 if TYPE_CHECKING:
+    from salara.agi.server import AGIServer
     from salara.ami.client import AMIClient
     from salara.calls.tracking import CallTracker
     from salara.control import CallControl
@@ -62,16 +79,20 @@ if TYPE_CHECKING:
     from salara.events.hub import EventHub
     from salara.events.pipeline import EventPipeline
     from salara.routing.script import Router
+    from salara.store.records import Result
     from salara.store.sqlite import Outbox
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+BUILD_LABELS: Final = ("version", "python")
 ACTION_BUCKETS_S: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUEST_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STREAMING_ROUTES: Final = frozenset({"/v1/events"})
 """Routes whose requests last as long as the client stays: counted, not timed."""
+DELIVERY_OUTCOMES: Final = {"delivered": "delivered", "retry": "retried", "gone": "gone"}
+"""A delivery attempt's outcome as the store records it -> its label (as ``webhook_deliveries_total``'s)."""
 
 
 @dataclass
@@ -86,10 +107,15 @@ class Sources:
     delivery: DeliveryWorker | None = None
     router: Router | None = None
     tracker: CallTracker | None = None
+    agi: AGIServer | None = None
 
 
 class Metrics:
-    """salara's metrics in their own registry (one per app, so tests can build several)."""
+    """salara's metrics in their own registry (one per app, so tests can build several).
+
+    The delivery worker's ``on_attempt`` and the router's ``on_lookup`` of
+    ``sources`` are set to feed the latency histograms.
+    """
 
     def __init__(self, sources: Sources | None = None) -> None:
         # No *_created series: they double the output and nobody graphs them.
@@ -124,7 +150,30 @@ class Metrics:
             buckets=REQUEST_BUCKETS_S,
             registry=self.registry,
         )
+        self.delivery_seconds = Histogram(
+            "salara_webhook_delivery_seconds",
+            "Time from POSTing an event to the CRM to its answer or failure, by outcome, seconds",
+            ["outcome"],
+            buckets=REQUEST_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.lookup_seconds = Histogram(
+            "salara_crm_lookup_seconds",
+            "CRM routing lookups tried, by outcome (answered, failed), seconds",
+            ["outcome"],
+            buckets=REQUEST_BUCKETS_S,
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
         self.registry.register(_Collector(self))
+        if self.sources.delivery is not None:
+            for outcome in DELIVERY_OUTCOMES.values():
+                self.delivery_seconds.labels(outcome)
+            self.sources.delivery.on_attempt = self.observe_delivery
+        if self.sources.router is not None:
+            for outcome in ("answered", "failed"):
+                self.lookup_seconds.labels(outcome)
+            self.sources.router.on_lookup = self.observe_lookup
 
     def count_event(self, event: Event) -> None:
         self.events[event.name] += 1
@@ -133,6 +182,12 @@ class Metrics:
         self.action_seconds.labels(name).observe(seconds)
         if outcome != "success":
             self.action_failures.labels(name, outcome).inc()
+
+    def observe_delivery(self, result: Result, seconds: float) -> None:
+        self.delivery_seconds.labels(DELIVERY_OUTCOMES.get(result.outcome, result.outcome)).observe(seconds)
+
+    def observe_lookup(self, answered: bool, seconds: float) -> None:
+        self.lookup_seconds.labels("answered" if answered else "failed").observe(seconds)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else "OTHER"
@@ -157,6 +212,9 @@ class _Collector(Collector):
     def collect(self) -> Iterator[Metric]:
         metrics = self.metrics
         sources = metrics.sources
+        build = GaugeMetricFamily("salara_build_info", "salara's version and Python's (always 1)", labels=BUILD_LABELS)
+        build.add_metric([salara.__version__, platform.python_version()], 1)
+        yield build
         events = CounterMetricFamily("salara_ami_events", "AMI events received, by type", labels=["event"])
         for name, count in sorted(metrics.events.items()):
             events.add_metric([name], count)
@@ -195,6 +253,28 @@ class _Collector(Collector):
             for source, count in sorted(sources.router.decisions.items()):
                 decisions.add_metric([str(source)], count)
             yield decisions
+            breaker = sources.router.breaker
+            yield GaugeMetricFamily(
+                "salara_crm_breaker_open",
+                "1 while the CRM circuit breaker skips lookups (open or half-open)",
+                int(breaker.open),
+            )
+            yield GaugeMetricFamily(
+                "salara_crm_breaker_failures",
+                "Consecutive CRM lookup failures (the breaker opens at [routing] breaker_failures)",
+                breaker.consecutive,
+            )
+        if sources.agi is not None:
+            agi = sources.agi
+            yield GaugeMetricFamily("salara_fastagi_sessions", "FastAGI sessions being served", agi.active_sessions)
+            yield CounterMetricFamily(
+                "salara_fastagi_refused", "FastAGI connections refused: every session taken", agi.refused
+            )
+            yield CounterMetricFamily(
+                "salara_fastagi_displaced",
+                "FastAGI connections without a variable block dropped to make room",
+                agi.displaced,
+            )
         if sources.tracker is not None:
             yield GaugeMetricFamily("salara_tracked_calls", "Calls tracked for events", len(sources.tracker.calls))
 
@@ -243,6 +323,17 @@ def _outbox(outbox: Outbox) -> Iterator[Metric]:
         by_status.add_metric([status], getattr(counts, status))
     yield by_status
     yield CounterMetricFamily("salara_outbox_dropped", "Undelivered events dropped at the size bound", outbox.dropped)
+    try:
+        oldest = outbox.list_events(OPEN_STATUSES, limit=1)
+    except StoreError as exc:
+        log.warning("outbox metrics unavailable: %s", exc)
+        return
+    age_s = max(0.0, time.time() - oldest[0].created_at) if oldest else 0.0
+    yield GaugeMetricFamily(
+        "salara_outbox_oldest_pending_age_seconds",
+        "Age of the oldest event not delivered yet (0: none), seconds",
+        age_s,
+    )
 
 
 class MetricsMiddleware:

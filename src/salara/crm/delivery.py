@@ -22,6 +22,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -154,6 +155,8 @@ class DeliveryWorker:
         self.keep_attempts_s = keep_attempts_s
         self.prune_interval_s = prune_interval_s
         self.stats = DeliveryStats()
+        self.on_attempt: Callable[[Result, float], None] | None = None
+        """Told each attempt's result and duration in seconds (:mod:`salara.metrics`' histogram)."""
         self._client_option = client
         self._key = secret_key(secret) if secret else None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -282,7 +285,7 @@ class DeliveryWorker:
                 self._wake.set()
 
     async def _attempt(self, client: aiohttp.ClientSession, event: Claimed) -> Result:
-        at = time.time()
+        at, started = time.time(), time.monotonic()
         status: int | None = None
         error = ""
         try:
@@ -303,7 +306,10 @@ class DeliveryWorker:
         except Exception as exc:  # a bug must not leave the event in flight for good
             log.exception("webhook %s: unexpected failure", event.id)
             error = f"{type(exc).__name__}: {exc}"
-        return self._classify(event, at, status, error)
+        result = self._classify(event, at, status, error)
+        if self.on_attempt is not None:
+            self.on_attempt(result, time.monotonic() - started)
+        return result
 
     def _classify(self, event: Claimed, at: float, status: int | None, error: str) -> Result:
         stats = self.stats

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from salara import fields
@@ -77,6 +78,8 @@ class Router:
         self.cache = AnswerCache(routing.cache_max_age, routing.cache_size)
         self.decisions: Counter[str] = Counter()
         """Routing decisions by source, for metrics."""
+        self.on_lookup: Callable[[bool, float], None] | None = None
+        """Told each CRM lookup tried (answered or not) and its duration in seconds (:mod:`salara.metrics`)."""
         self.refused = 0
         """FastAGI requests that were not a live channel (not routed)."""
         self.untracked = 0
@@ -120,6 +123,8 @@ class Router:
                     self.breaker.success()
                 else:
                     self.breaker.failure(time.monotonic())
+                if self.on_lookup is not None:
+                    self.on_lookup(healthy, time.monotonic() - now)
         cached = self.cache.get(caller, time.monotonic())
         return (cached, Source.CACHE, error) if cached else (None, Source.CRM, error)
 
