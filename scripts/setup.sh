@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything salara and its tests need on Debian 12, as root; idempotent.
 #   - Debian packages: python3 (3.11+) with venv, debootstrap, curl
-#   - .venv with salara and its development tools
+#   - .venv with salara and its development tools (and promtool, from Debian's prometheus package)
 #   - the test PBX (Asterisk 22 + a SIP phone in a Debian sid chroot, .testpbx/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +36,6 @@ if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip 
   exit 1
 fi
 
+./docs/prometheus/promtool.sh >/dev/null  # promtool checks the alert rules and the metrics (tests)
 .venv/bin/python -m testpbx build
 echo "setup: done"
