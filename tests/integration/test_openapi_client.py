@@ -7,6 +7,10 @@ from 8001 to 9001 in context phones (8001 is the baresip phone, which
 answers; 9001 answers and waits 5 s), follows it to ``up``, hangs it up and
 reads its outcome, every step through the generated code. The running
 salara's ``/openapi.json`` is the committed document too.
+
+The same running salara's ``/metrics`` (what Prometheus scrapes) has every
+metric the Grafana dashboard and the alert rules use, FastAGI's included,
+and passes ``promtool check metrics`` (see tests/unit/test_metrics_rules.py).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import pytest
 
 from salara.api.security import tokens as auth
 from testpbx import pbx
-from tests.conftest import EXAMPLE_CONFIG, SalaraFactory
+from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, free_port
+from tests.unit.test_metrics_rules import dashboard_expressions, exported, metric_names, require_promtool, rules
 
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENT = REPO / "docs" / "openapi.json"
@@ -168,3 +173,29 @@ def test_a_generated_client_places_a_call_and_hangs_it_up(salara_factory: Salara
         if call_id is not None:  # whatever failed above, the call does not outlive the test
             httpx.delete(f"{salara.url}/v1/calls/{call_id}", headers=salara.headers, timeout=10)
         wait_for("8001 idle again", operator_idle)
+
+
+def test_the_running_salaras_metrics_have_what_the_dashboard_and_the_rules_use(
+    salara_factory: SalaraFactory,
+) -> None:
+    promtool = require_promtool()
+    token = auth.new_token()
+    config = EXAMPLE_CONFIG.read_text() + f"\n[token prometheus]\nhash = {auth.hash_token(token)}\nrights = state\n"
+    nowhere = f"http://127.0.0.1:{free_port()}"  # a CRM that is not there: events wait, lookups fail
+    salara = salara_factory(
+        config, start=False, SALARA_URL_DEST_URL_EVENT=f"{nowhere}/events", SALARA_URL_DEST_URL=f"{nowhere}/lookup?p="
+    )
+    salara.headers = {"authorization": f"Bearer {token}"}
+    salara.secrets.add(token)
+    salara.start()
+    scrape = httpx.get(f"{salara.url}/metrics", headers=salara.headers, timeout=10)
+    assert scrape.status_code == 200
+    have = exported(scrape.text)
+    used = {name for rule in rules() for name in metric_names(rule["expr"])}
+    used |= {name for expr in dashboard_expressions() for name in metric_names(expr)}
+    assert sorted(used - have) == []
+    assert "salara_fastagi_sessions 0.0" in scrape.text and "salara_ami_up 1.0" in scrape.text
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=scrape.text, capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

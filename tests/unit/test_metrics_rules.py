@@ -87,8 +87,7 @@ def promtool() -> str | None:
     return shutil.which("promtool") or (str(local) if local.exists() else None)
 
 
-@pytest.fixture
-def promtool_path() -> str:
+def require_promtool() -> str:
     """promtool; in CI fetched first (docs/prometheus/promtool.sh), elsewhere the test is skipped without it."""
     if promtool() is None and os.environ.get("CI") == "true":
         fetch = subprocess.run(["bash", str(PROMTOOL_SCRIPT)], capture_output=True, text=True, timeout=300)
@@ -170,8 +169,8 @@ def test_the_dashboard_is_well_formed() -> None:
             assert 'instance=~"$instance"' in target["expr"], panel["title"]
 
 
-def test_promtool_checks_the_rules_and_the_scrape(scrape: str, promtool_path: str) -> None:
-    tool = promtool_path
+def test_promtool_checks_the_rules_and_the_scrape(scrape: str) -> None:
+    tool = require_promtool()
     rules_check = subprocess.run([tool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert rules_check.returncode == 0, rules_check.stdout + rules_check.stderr
     metrics_check = subprocess.run([tool, "check", "metrics"], input=scrape, capture_output=True, text=True, timeout=60)
