@@ -303,3 +303,27 @@ def test_a_call_that_ends_while_salara_is_killed_gets_one_reconciled_call_ended(
     assert killed_at - 1 <= unix(ended["ended_at"]) <= restarted_at + 5, "within the outage (at most its end)"
     assert (ended["direction"], ended["from"], ended["to"], ended["operator"]) == ("outbound", "8001", "9999", "8001")
     assert [b["type"] for b in got].count("call.started") == 1, "nothing told again after the restart"
+
+
+def test_a_transfer_shows_in_call_transferred_and_in_the_summarys_chain(lifecycle: Lifecycle) -> None:
+    call_id = lifecycle.place("9999")  # answers and waits until hung up
+    lifecycle.crm.wait_for(
+        lambda _: any(b.get("leg") == "called" and b["type"] == "call.answered" for b in lifecycle.events(call_id)),
+        15,
+    )
+    moved = httpx.post(
+        f"{lifecycle.salara.url}/v1/calls/{call_id}/transfer", json={"to": "9002", "context": "sim"}, timeout=15
+    )
+    assert moved.status_code == 202, moved.text
+    channel = moved.json()["channel"]
+    got = lifecycle.ended(call_id)  # 9002 answers, waits 5 s and hangs up
+    [transferred] = [b for b in got if b["type"] == "call.transferred"]
+    assert {k: transferred[k] for k in ("transfer", "channel", "target", "target_context")} == {
+        "transfer": "redirect",
+        "channel": channel,
+        "target": "9002",
+        "target_context": "sim",
+    }
+    ended = got[-1]
+    assert [(t["transfer"], t["channel"], t["target"]) for t in ended["transfers"]] == [("redirect", channel, "9002")]
+    assert ended["result"] == "answered", ended
