@@ -12,6 +12,7 @@ CORE = (
     "salara.fields",
     "salara.states",
     "salara.utc",
+    "salara.logsafe",
     "salara.backoff",
     "salara.sansio",
     "salara.ami.headers",
