@@ -175,3 +175,27 @@ def test_a_message_at_and_over_the_limit_whole_or_cut(size: int, end: bytes) -> 
 def test_a_partial_message_left_after_complete_ones_is_bounded_too() -> None:
     out = feed([b"Asterisk Call Manager/11.0.0\r\nEvent: A\r\n\r\n" + b"x" * (MAX_MESSAGE_BYTES + 1)])
     assert isinstance(out[-1], RemoteProtocolError)
+
+
+# -- header lookup without a full parse ---------------------------------------------
+
+LOOKED_UP = ["Uniqueid", "Linkedid", "Timestamp", "Channel", "Value", "Event", "event", "UNIQUEID"]
+HEADER_NAMES = st.sampled_from(["Uniqueid", "uniqueid", "UniqueID", "Linkedid", "Timestamp", "Value", "Event", "K\u212a"])
+PIECES = st.sampled_from([": ", ":", "::", " ", "\r", "\n", "\r\n", "x", "1.2", "\u00e9", "\u0130", ""])
+LINES = st.one_of(
+    st.tuples(HEADER_NAMES, st.sampled_from([": ", ":", ":: ", " : "]), st.lists(PIECES, max_size=3).map("".join)).map(
+        "".join
+    ),
+    st.lists(st.one_of(HEADER_NAMES, PIECES), max_size=6).map("".join),
+)
+
+
+@FUZZ
+@given(st.lists(LINES, max_size=8), st.sampled_from(LOOKED_UP))
+def test_a_header_found_in_the_text_is_the_one_a_full_parse_finds(lines: list[str], name: str) -> None:
+    text = "\r\n".join(["Event: Newstate", *lines])
+    lazy = Event("Newstate", text=text)
+    parsed = Event("Newstate", text=text)
+    parsed.headers  # noqa: B018 -- parse all: get() then reads the index
+    assert lazy.get(name) == parsed.get(name)
+    assert (name in lazy) == (name in parsed)

@@ -47,6 +47,34 @@ def parse_headers(text: str) -> Headers:
     return tuple(_split_header(line) for line in lines if line)
 
 
+UNSURE: Final = object()
+"""What :func:`find_header` answers when only a full parse can tell."""
+
+
+def find_header(text: str, lowered: str, name: str) -> str | None | object:
+    """The first value of header ``name`` in one message's ``text``, found without parsing every line.
+
+    ``lowered`` is ``text.lower()``. Answers exactly what looking ``name`` up
+    (any case, first wins) in :func:`parse_headers` of ``text`` answers,
+    where it can be sure: the value, None when no line is ``name``, or
+    :data:`UNSURE` (a line spells the name in another case or without the
+    space, or lowering changed the text's length): then parse. The first
+    line is not looked at: ``name`` must not be the message's first header
+    (``Event``).
+    """
+    lname = "\n" + name.lower() + ":"
+    first = lowered.find(lname)
+    if first < 0:
+        return None  # no line's name lowers to name: absent, in any case
+    if text.find("\n" + name + ": ") != first or len(lowered) != len(text):
+        return UNSURE
+    start = first + len(lname) + 1
+    end = text.find("\n", start)
+    if end < 0:
+        return text[start:]  # the last line: no line end after it
+    return text[start : end - 1] if end > start and text[end - 1] == "\r" else text[start:end]
+
+
 def follows_headers(text: str) -> Headers:
     """The headers of an old-style ``Response: Follows`` Command answer (Asterisk before 14).
 

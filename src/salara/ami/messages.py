@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from salara.ami.headers import Headers, parse_headers
+from salara.ami.headers import UNSURE, Headers, find_header, parse_headers
 from salara.errors import AMIListOverflow
 
 
@@ -87,22 +87,48 @@ class Action:
 class Event(_HeaderLookup):
     """An AMI event (``Event: <name>`` first). ``name`` is the event's name.
 
-    Built from wire text, an event parses its headers only when first asked:
-    a busy PBX sends thousands of events a second and most are never read
-    past their name. Immutable; equal when name and headers are equal.
+    Built from wire text (which starts ``Event: <name>``), an event parses
+    its headers only when they are all asked for: a busy PBX sends thousands
+    of events a second, most are never read past their name and the rest
+    for a few headers, which :meth:`get` finds in the text
+    (:func:`~salara.ami.headers.find_header`). Immutable; equal when name and
+    headers are equal.
     """
 
-    __slots__ = ("_cache", "_headers", "_text", "name")
+    __slots__ = ("_cache", "_headers", "_lowered", "_text", "name")
     name: str
     _headers: Headers | None
     _text: str | None
+    _lowered: str | None
     _cache: dict[str, str] | None
 
     def __init__(self, name: str, headers: Headers | None = None, *, text: str | None = None) -> None:
         if headers is None and text is None:
             headers = ()
-        for slot, value in (("name", name), ("_headers", headers), ("_text", text), ("_cache", None)):
+        for slot, value in (("name", name), ("_headers", headers), ("_text", text), ("_lowered", None), ("_cache", None)):
             object.__setattr__(self, slot, value)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header ``name`` (any case), or ``default``."""
+        text = self._text
+        if text is not None and (len(name) != 5 or name.lower() != "event"):  # the first line: the index
+            lowered = self._lowered
+            if lowered is None:
+                lowered = text.lower()
+                object.__setattr__(self, "_lowered", lowered)
+            value = find_header(text, lowered, name)
+            if value is not UNSURE:
+                return default if value is None else value  # type: ignore[return-value]
+        return self._index().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Event is immutable")
@@ -114,6 +140,7 @@ class Event(_HeaderLookup):
             headers = parse_headers(self._text or "")
             object.__setattr__(self, "_headers", headers)
             object.__setattr__(self, "_text", None)
+            object.__setattr__(self, "_lowered", None)
         return headers
 
     @property

@@ -45,9 +45,12 @@ from salara.calls.events import (
     synthesized_hangup,
 )
 from salara.calls.listing import Resync
-from salara.calls.registry import CallRegistry
+from salara.calls.registry import HANDLED_EVENTS, CallRegistry
 from salara.calls.rows import CallRow, ChannelRow, TrackedCall, TrackingChanges
 from salara.config import Event as EventModes
+
+FOLDED_EVENTS: Final = HANDLED_EVENTS | {"AgentConnect"}
+"""Every AMI event :meth:`CallTracker.on_event` reads; the rest need not reach it (nor have a header parsed)."""
 
 MAX_TRACKED: Final = 10_000
 """Most calls tracked at once; beyond it the oldest is forgotten (and logged by the caller)."""

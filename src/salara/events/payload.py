@@ -43,7 +43,7 @@ def event_time(event: Event, received_wall: float) -> float:
     >>> event_time(Event("Hangup", ()), 1795962302.0)
     1795962302.0
     """
-    raw = event.get("Timestamp") if "Timestamp" in event else None
+    raw = event.get("Timestamp")
     try:
         seconds = float(raw) if raw else received_wall
     except ValueError:
