@@ -50,6 +50,18 @@ def parse_headers(text: str) -> Headers:
 UNSURE: Final = object()
 """What :func:`find_header` answers when only a full parse can tell."""
 
+_NEEDLES: dict[str, tuple[str, str] | None] = {}
+"""Header name -> what starts its line as written and lowered (None: the first header, never looked for)."""
+_MAX_NEEDLES: Final = 512  # names come from code; a bound all the same
+
+
+def _needles(name: str) -> tuple[str, str] | None:
+    lowered = name.lower()
+    needles = None if lowered == "event" else ("\n" + name + ": ", "\n" + lowered + ":")
+    if len(_NEEDLES) < _MAX_NEEDLES:
+        _NEEDLES[name] = needles
+    return needles
+
 
 def find_header(text: str, lowered: str, name: str) -> str | None | object:
     """The first value of header ``name`` in one message's ``text``, found without parsing every line.
@@ -57,18 +69,23 @@ def find_header(text: str, lowered: str, name: str) -> str | None | object:
     ``lowered`` is ``text.lower()``. Answers exactly what looking ``name`` up
     (any case, first wins) in :func:`parse_headers` of ``text`` answers,
     where it can be sure: the value, None when no line is ``name``, or
-    :data:`UNSURE` (a line spells the name in another case or without the
-    space, or lowering changed the text's length): then parse. The first
-    line is not looked at: ``name`` must not be the message's first header
-    (``Event``).
+    :data:`UNSURE` (a line before spells the name in another case or without
+    the space, lowering changed the text's length, or ``name`` is ``Event``,
+    which an event's first line holds): then parse.
     """
-    lname = "\n" + name.lower() + ":"
-    first = lowered.find(lname)
-    if first < 0:
-        return None  # no line's name lowers to name: absent, in any case
-    if text.find("\n" + name + ": ") != first or len(lowered) != len(text):
+    needles = _NEEDLES.get(name, UNSURE)
+    if needles is UNSURE:
+        needles = _needles(name)
+    if needles is None:
         return UNSURE
-    start = first + len(lname) + 1
+    exact, any_case = needles  # type: ignore[misc]
+    at = text.find(exact)
+    if at < 0:
+        # No line's name lowers to name: absent, in any case. Else a spelling parse must read.
+        return None if lowered.find(any_case) < 0 else UNSURE
+    if lowered.find(any_case, 0, at + len(any_case)) != at or len(lowered) != len(text):
+        return UNSURE
+    start = at + len(exact)
     end = text.find("\n", start)
     if end < 0:
         return text[start:]  # the last line: no line end after it

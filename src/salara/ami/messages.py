@@ -95,28 +95,41 @@ class Event(_HeaderLookup):
     headers are equal.
     """
 
-    __slots__ = ("_cache", "_headers", "_lowered", "_text", "name")
+    __slots__ = ("_cache", "_found", "_headers", "_lowered", "_text", "name")
     name: str
     _headers: Headers | None
     _text: str | None
     _lowered: str | None
+    _found: dict[str, str | None] | None
     _cache: dict[str, str] | None
 
     def __init__(self, name: str, headers: Headers | None = None, *, text: str | None = None) -> None:
         if headers is None and text is None:
             headers = ()
-        for slot, value in (("name", name), ("_headers", headers), ("_text", text), ("_lowered", None), ("_cache", None)):
-            object.__setattr__(self, slot, value)
+        init = object.__setattr__  # immutable: its own __setattr__ refuses
+        init(self, "name", name)
+        init(self, "_headers", headers)
+        init(self, "_text", text)
+        init(self, "_lowered", None)
+        init(self, "_found", None)
+        init(self, "_cache", None)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (any case), or ``default``."""
         text = self._text
-        if text is not None and (len(name) != 5 or name.lower() != "event"):  # the first line: the index
-            lowered = self._lowered
-            if lowered is None:
-                lowered = text.lower()
-                object.__setattr__(self, "_lowered", lowered)
-            value = find_header(text, lowered, name)
+        if text is not None:
+            found = self._found
+            if found is None:
+                found = {}
+                object.__setattr__(self, "_found", found)
+                object.__setattr__(self, "_lowered", text.lower())
+                value = UNSURE
+            else:
+                value = found.get(name, UNSURE)  # the call model asks for Uniqueid and Linkedid more than once
+            if value is UNSURE:
+                value = find_header(text, self._lowered or "", name)
+                if value is not UNSURE:
+                    found[name] = value  # type: ignore[assignment]
             if value is not UNSURE:
                 return default if value is None else value  # type: ignore[return-value]
         return self._index().get(name.lower(), default)
@@ -141,6 +154,7 @@ class Event(_HeaderLookup):
             object.__setattr__(self, "_headers", headers)
             object.__setattr__(self, "_text", None)
             object.__setattr__(self, "_lowered", None)
+            object.__setattr__(self, "_found", None)
         return headers
 
     @property
