@@ -180,7 +180,9 @@ def test_a_partial_message_left_after_complete_ones_is_bounded_too() -> None:
 # -- header lookup without a full parse ---------------------------------------------
 
 LOOKED_UP = ["Uniqueid", "Linkedid", "Timestamp", "Channel", "Value", "Event", "event", "UNIQUEID"]
-HEADER_NAMES = st.sampled_from(["Uniqueid", "uniqueid", "UniqueID", "Linkedid", "Timestamp", "Value", "Event", "K\u212a"])
+HEADER_NAMES = st.sampled_from(
+    ["Uniqueid", "uniqueid", "UniqueID", "Linkedid", "Timestamp", "Value", "Event", "K\u212a"]
+)
 PIECES = st.sampled_from([": ", ":", "::", " ", "\r", "\n", "\r\n", "x", "1.2", "\u00e9", "\u0130", ""])
 LINES = st.one_of(
     st.tuples(HEADER_NAMES, st.sampled_from([": ", ":", ":: ", " : "]), st.lists(PIECES, max_size=3).map("".join)).map(

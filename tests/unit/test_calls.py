@@ -8,9 +8,10 @@ from salara.ami.messages import Event
 from salara.ami.protocol import AMIConnection
 from salara.calls.call import ListedChannel
 from salara.calls.events import agent_number
-from salara.calls.tracking import CallTracker, TrackingChanges
+from salara.calls.tracking import CallTracker, TrackingChanges, folds
 from salara.config import Event as Modes
 from tests.transcript import received
+from tests.unit.test_ami_protocol import AMI_TRANSCRIPTS
 
 QUEUE_CALL = "1795962405.0"  # inbound_ua_to_queue.txt: 8001 dials queue 710, agent1 answers
 DIAL_CALL = "1795962280.24"  # originate_dial_pjsip.txt: Local/8001 dials the phone
@@ -372,3 +373,30 @@ def test_a_call_tracked_mid_way_ends_with_its_last_channel() -> None:
         "PJSIP/8001-00000000",
     ]
     assert tracker.calls == {} and tracker.live == {}
+
+
+@pytest.mark.parametrize("dropped", ["", "DialEnd"])  # without DialEnd, the VarSet of DIALSTATUS tells the dial status
+@pytest.mark.parametrize("name", [name for name in AMI_TRANSCRIPTS if events(name)])
+def test_what_folds_leaves_out_changes_nothing(name: str, dropped: str) -> None:
+    everything, only_folded = (
+        CallTracker(modes(newchannel=2, hangup=2, newexten=3, agentcon=3)),
+        CallTracker(modes(newchannel=2, hangup=2, newexten=3, agentcon=3)),
+    )
+    told: tuple[list[object], list[object]] = ([], [])
+    stream = [event for event in events(name) if event.name != dropped]
+    for call_id in {event.get("Linkedid") for event in stream} - {None}:
+        for tracker in (everything, only_folded):  # as if salara placed them: DIALSTATUS then counts
+            tracker.registry.originated(str(call_id), "8001", "9001", "phones", 999.0)
+    left_out = 0
+    for index, event in enumerate(stream):
+        told[0].append(everything.on_event(event, 1000.0 + index, float(index)))
+        if folds(event):
+            told[1].append(only_folded.on_event(event, 1000.0 + index, float(index)))
+        else:
+            left_out += 1
+            told[1].append(None)
+    assert told[0] == told[1]
+    for part in ("calls", "ended", "channels"):
+        assert repr(getattr(everything.registry, part)) == repr(getattr(only_folded.registry, part)), part
+    assert repr(everything.calls) == repr(only_folded.calls)
+    assert left_out  # some of each stream is not read

@@ -9,7 +9,8 @@ anywhere, so that no field can smuggle a second action onto the wire.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from enum import Enum
+from typing import Final, Literal
 
 from salara.errors import LocalProtocolError
 
@@ -47,44 +48,44 @@ def parse_headers(text: str) -> Headers:
     return tuple(_split_header(line) for line in lines if line)
 
 
-UNSURE: Final = object()
+class Lookup(Enum):
+    UNSURE = "UNSURE"
+
+
+UNSURE: Final = Lookup.UNSURE
 """What :func:`find_header` answers when only a full parse can tell."""
 
-_NEEDLES: dict[str, tuple[str, str] | None] = {}
-"""Header name -> what starts its line as written and lowered (None: the first header, never looked for)."""
+_NEEDLES: dict[str, tuple[str, str]] = {}
+"""Header name -> what starts its line as written and lowered (empty: the first header, never looked for)."""
 _MAX_NEEDLES: Final = 512  # names come from code; a bound all the same
 
 
-def _needles(name: str) -> tuple[str, str] | None:
+def _needles(name: str) -> tuple[str, str]:
     lowered = name.lower()
-    needles = None if lowered == "event" else ("\n" + name + ": ", "\n" + lowered + ":")
+    needles = ("", "") if lowered == "event" else ("\n" + name + ": ", "\n" + lowered + ":")
     if len(_NEEDLES) < _MAX_NEEDLES:
         _NEEDLES[name] = needles
     return needles
 
 
-def find_header(text: str, lowered: str, name: str) -> str | None | object:
+def find_header(text: str, lowered: str, name: str) -> str | Literal[Lookup.UNSURE] | None:
     """The first value of header ``name`` in one message's ``text``, found without parsing every line.
 
     ``lowered`` is ``text.lower()``. Answers exactly what looking ``name`` up
     (any case, first wins) in :func:`parse_headers` of ``text`` answers,
     where it can be sure: the value, None when no line is ``name``, or
-    :data:`UNSURE` (a line before spells the name in another case or without
-    the space, lowering changed the text's length, or ``name`` is ``Event``,
-    which an event's first line holds): then parse.
+    :data:`UNSURE` (the first line of that name spells it in another case or
+    without the space, lowering changed the text's length, or ``name`` is
+    ``Event``, which an event's first line holds): then parse.
     """
-    needles = _NEEDLES.get(name, UNSURE)
-    if needles is UNSURE:
-        needles = _needles(name)
-    if needles is None:
+    exact, any_case = _NEEDLES.get(name) or _needles(name)
+    if not exact:
         return UNSURE
-    exact, any_case = needles  # type: ignore[misc]
-    at = text.find(exact)
+    at = lowered.find(any_case)
     if at < 0:
-        # No line's name lowers to name: absent, in any case. Else a spelling parse must read.
-        return None if lowered.find(any_case) < 0 else UNSURE
-    if lowered.find(any_case, 0, at + len(any_case)) != at or len(lowered) != len(text):
-        return UNSURE
+        return None  # no line's name lowers to name: absent, in any case
+    if not text.startswith(exact, at) or len(lowered) != len(text):
+        return UNSURE  # the first line of that name is spelt otherwise: parse reads it
     start = at + len(exact)
     end = text.find("\n", start)
     if end < 0:

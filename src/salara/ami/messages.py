@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from salara.ami.headers import UNSURE, Headers, find_header, parse_headers
+from salara.ami.headers import UNSURE, Headers, Lookup, find_header, parse_headers
 from salara.errors import AMIListOverflow
 
 
@@ -119,6 +119,7 @@ class Event(_HeaderLookup):
         text = self._text
         if text is not None:
             found = self._found
+            value: str | Lookup | None
             if found is None:
                 found = {}
                 object.__setattr__(self, "_found", found)
@@ -128,10 +129,10 @@ class Event(_HeaderLookup):
                 value = found.get(name, UNSURE)  # the call model asks for Uniqueid and Linkedid more than once
             if value is UNSURE:
                 value = find_header(text, self._lowered or "", name)
-                if value is not UNSURE:
-                    found[name] = value  # type: ignore[assignment]
-            if value is not UNSURE:
-                return default if value is None else value  # type: ignore[return-value]
+                if not isinstance(value, Lookup):
+                    found[name] = value
+            if not isinstance(value, Lookup):
+                return default if value is None else value
         return self._index().get(name.lower(), default)
 
     def __getitem__(self, name: str) -> str:

@@ -52,6 +52,17 @@ from salara.config import Event as EventModes
 FOLDED_EVENTS: Final = HANDLED_EVENTS | {"AgentConnect"}
 """Every AMI event :meth:`CallTracker.on_event` reads; the rest need not reach it (nor have a header parsed)."""
 
+
+def folds(event: Event) -> bool:
+    """Whether :meth:`CallTracker.on_event` would read ``event`` at all.
+
+    Its name is in :data:`FOLDED_EVENTS`, and a ``VarSet`` sets ``DIALSTATUS``
+    (the only variable the call model reads; a third of what a busy PBX
+    sends is ``VarSet``).
+    """
+    name = event.name
+    return name in FOLDED_EVENTS and (name != "VarSet" or event.get("Variable") == "DIALSTATUS")
+
 MAX_TRACKED: Final = 10_000
 """Most calls tracked at once; beyond it the oldest is forgotten (and logged by the caller)."""
 

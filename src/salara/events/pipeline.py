@@ -33,7 +33,7 @@ from typing import Protocol
 from salara.ami.messages import Event
 from salara.calls.events import CrmEvent
 from salara.calls.lifecycle import CallLifecycle, LifecycleEvent
-from salara.calls.tracking import FOLDED_EVENTS, CallTracker, TrackingChanges
+from salara.calls.tracking import CallTracker, TrackingChanges, folds
 from salara.events.payload import compat_body, event_time, extended_body, lifecycle_body
 from salara.store.interface import StoreError
 from salara.store.records import new_event_id
@@ -113,8 +113,8 @@ class EventPipeline:
             )
 
     def on_event(self, event: Event) -> None:
-        if event.name not in FOLDED_EVENTS:
-            return  # a third of a busy stream: left unparsed
+        if not folds(event):
+            return  # most of a busy stream: left unparsed
         wall = event_time(event, self.clock())
         crm_event = self.tracker.on_event(event, wall, self.monotonic())
         if crm_event is not None:
