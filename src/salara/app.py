@@ -138,11 +138,8 @@ class Services:
             delivery = DeliveryWorker(
                 outbox,
                 config.url.dest_url_event,
-                client=lambda: make_client(
-                    tls_verify=config.url.tls_verify,
-                    concurrency=config.outbox.concurrency,
-                    api_listen=config.url.rest_server,  # never POST events to salara itself
-                ),
+                tls_verify=config.url.tls_verify,
+                api_listen=config.url.rest_server,  # never POST events to salara itself
                 secret=config.url.webhook_secret,
                 concurrency=config.outbox.concurrency,
                 timeout_s=config.general.curlopt_timeout,

@@ -14,6 +14,7 @@ CORE = (
     "salara.utc",
     "salara.logsafe",
     "salara.backoff",
+    "salara.concurrency",
     "salara.sansio",
     "salara.ami.headers",
     "salara.ami.messages",
@@ -38,7 +39,7 @@ ADAPTERS = {
     "AMI client": ("salara.ami.client", "salara.ami.listeners"),
     "FastAGI server": ("salara.agi.server", "salara.agi.session"),
     "store": ("salara.store.sqlite", "salara.store.schema", "salara.store.queries", "salara.store.volatile"),
-    "CRM HTTP client": ("salara.crm.client", "salara.crm.signing", "salara.crm.lookup"),
+    "CRM HTTP client": ("salara.crm.client", "salara.crm.http1", "salara.crm.signing", "salara.crm.lookup"),
     "HTTP server": ("salara.api",),
 }
 """Each owns one resource; none imports another."""

@@ -102,7 +102,9 @@ class DeliveryWorker:
 
     ``client`` is an :class:`aiohttp.ClientSession` (owned by the caller) or
     a factory called once per :meth:`run`, inside the loop (the worker closes
-    what it made); None makes one with :func:`make_client` (TLS verified).
+    what it made); None makes one with :func:`make_client`, verifying TLS
+    certificates unless ``tls_verify`` is false and, with ``api_listen``,
+    refusing salara's own API.
     ``secret`` signs the requests (see the module doc). ``timeout_s`` bounds
     each request as a whole (connect, send, read the answer); redirects are
     not followed.
@@ -128,6 +130,8 @@ class DeliveryWorker:
         url: str,
         *,
         client: aiohttp.ClientSession | ClientFactory | None = None,
+        tls_verify: bool = True,
+        api_listen: HostPort | None = None,
         secret: str = "",
         concurrency: int = 8,
         timeout_s: float = 3.0,
@@ -158,6 +162,8 @@ class DeliveryWorker:
         self.on_attempt: Callable[[Result, float], None] | None = None
         """Told each attempt's result and duration in seconds (:mod:`salara.metrics`' histogram)."""
         self._client_option = client
+        self._tls_verify = tls_verify
+        self._api_listen = api_listen
         self._key = secret_key(secret) if secret else None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._wake = asyncio.Event()
@@ -214,7 +220,11 @@ class DeliveryWorker:
         option = self._client_option
         if isinstance(option, aiohttp.ClientSession):
             return option
-        made = option() if option is not None else make_client(concurrency=self.concurrency)
+        made = (
+            option()
+            if option is not None
+            else make_client(concurrency=self.concurrency, tls_verify=self._tls_verify, api_listen=self._api_listen)
+        )
         return await stack.enter_async_context(made)
 
     async def _loop(self) -> None:
