@@ -21,9 +21,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from salara.backoff import jittered_backoff_s
 from salara.crm.client import USER_AGENT, make_client
-from salara.crm.delivery import DeliveryWorker, retry_delay_s, send_test_post
+from salara.crm.delivery import DeliveryWorker
 from salara.crm.signing import verify
+from salara.crm.testpost import send_test_post
 from salara.store.records import Counts
 from salara.store.sqlite import Outbox
 from tests.unit.crm_server import SECRET, RecordingCRM, Request, add, calls, fast_worker, running, until
@@ -45,9 +47,9 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
 
 def test_retry_delay_grows_with_jitter_and_is_capped() -> None:
     for failures, ceiling in ((1, 1.0), (2, 2.0), (3, 4.0), (6, 30.0), (500, 30.0)):
-        delays = [retry_delay_s(failures, 1.0, 30.0) for _ in range(200)]
+        delays = [jittered_backoff_s(failures - 1, 1.0, 30.0) for _ in range(200)]
         assert all(1.0 <= delay <= ceiling for delay in delays)
-    assert len({retry_delay_s(5, 1.0, 30.0) for _ in range(20)}) > 1
+    assert len({jittered_backoff_s(4, 1.0, 30.0) for _ in range(20)}) > 1
 
 
 # -- delivery ------------------------------------------------------------------

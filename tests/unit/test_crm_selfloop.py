@@ -21,7 +21,8 @@ import pytest
 
 from salara.config.values import HostPort
 from salara.crm.client import SelfLoopGuard, make_client
-from salara.crm.delivery import DeliveryWorker, send_test_post
+from salara.crm.delivery import DeliveryWorker
+from salara.crm.testpost import send_test_post
 from salara.store.sqlite import Outbox
 from tests.unit.crm_server import RecordingCRM, add, running, until
 

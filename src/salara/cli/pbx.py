@@ -22,7 +22,7 @@ from salara import fields
 from salara.api.compat.answers import channel_answer, extension_answer, peer_answer
 from salara.cli.common import emit, load_config, main, show, with_control
 from salara.control import CallControl
-from salara.crm.delivery import send_test_post
+from salara.crm.testpost import send_test_post
 from salara.logsafe import escape
 
 

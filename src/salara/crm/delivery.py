@@ -1,4 +1,4 @@
-"""Delivery of call events to the CRM: the worker, its retries, and the test post.
+"""Delivery of call events to the CRM: the worker, its retries and how many requests it keeps in flight.
 
 Every event is an HTTP ``POST`` of its JSON body to ``dest_url_event``,
 signed the Standard Webhooks way (:mod:`salara.crm.signing`).
@@ -7,8 +7,12 @@ signed the Standard Webhooks way (:mod:`salara.crm.signing`).
 :class:`~salara.store.sqlite.Outbox`) and classifies each answer: 2xx
 delivered; ``410 Gone`` gone (never retried); any other status, a timeout or
 a connection error: retried later, with exponential backoff and jitter up to
-``retry_max_s``. It runs on its own task with at most ``concurrency``
-requests in flight, so a slow or dead CRM never holds up whoever adds events.
+``retry_max_s``. It runs on its own task, so a slow or dead CRM never holds
+up whoever adds events, with as many requests in flight as
+:class:`~salara.concurrency.AdaptiveLimit` allows (at most ``concurrency``):
+more while the CRM keeps up and events wait, fewer when it times out,
+refuses connections or answers 5xx or 429. One request per call at most: the
+store hands out only the oldest open event of each call.
 
 A refusing answer's text is stored in the attempt log as received and logged
 through :func:`~salara.logsafe.escape` (a CRM's CR/LF or escape sequences
@@ -20,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,62 +31,23 @@ from typing import Final
 
 import aiohttp
 
+from salara.backoff import jittered_backoff_s
+from salara.concurrency import AdaptiveLimit
 from salara.config import HostPort, mask_url
 from salara.crm.client import MAX_ANSWER_BYTES, ClientFactory, make_client, read_limited
 from salara.crm.signing import secret_key, webhook_headers
 from salara.logsafe import escape
 from salara.store.interface import Store, StoreError
-from salara.store.records import Claimed, Result, new_event_id
+from salara.store.records import Claimed, Result
 
 log = logging.getLogger(__name__)
 
 CLAIM_WINDOW: Final = 4
 """Events a worker keeps claimed per sender: one being posted, the rest waiting for a free sender."""
+INITIAL_CONCURRENCY: Final = 8
+"""Requests in flight at the start, before the CRM's answers tell how many it takes."""
 ERROR_TEXT_CHARS: Final = 200
 """How much of a refusing answer's body goes to the attempt log."""
-
-
-async def send_test_post(
-    url: str,
-    body: bytes,
-    *,
-    secret: str = "",
-    timeout_s: float = 3.0,
-    client: aiohttp.ClientSession | None = None,
-    tls_verify: bool = True,
-    api_listen: HostPort | None = None,
-) -> tuple[int, str]:
-    """POST ``body`` once the way events are posted (SPEC §5 ``send post``): (status, answer text).
-
-    The request gets a fresh ``webhook-id`` and, with a secret, a signature.
-    Without ``client``, a session of its own is made, refusing salara's own
-    API at ``api_listen`` (:class:`~salara.crm.client.SelfLoopGuard`).
-    Raises :class:`aiohttp.ClientError` when the CRM cannot be reached (or is salara's own API),
-    TimeoutError when the whole exchange takes over ``timeout_s`` seconds,
-    ValueError for a malformed ``whsec_`` secret.
-    """
-    key = secret_key(secret) if secret else None
-    headers = webhook_headers(key, new_event_id(), int(time.time()), body)
-    async with contextlib.AsyncExitStack() as stack:
-        if client is None:
-            client = await stack.enter_async_context(
-                make_client(tls_verify=tls_verify, concurrency=1, api_listen=api_listen)
-            )
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
-        async with client.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as response:
-            answer = await read_limited(response, MAX_ANSWER_BYTES)
-            return response.status, answer.decode(errors="replace") if answer is not None else "(answer too large)"
-
-
-def retry_delay_s(failures: int, minimum_s: float, maximum_s: float) -> float:
-    """Seconds to wait after the ``failures``-th failure in a row (1, 2, ...).
-
-    Exponential backoff with full jitter: uniform between ``minimum_s`` and
-    ``minimum_s * 2**(failures - 1)`` capped at ``maximum_s``. The floor keeps a
-    dead CRM from being hammered; the jitter spreads the retries out.
-    """
-    ceiling = min(maximum_s, minimum_s * 2 ** min(max(failures - 1, 0), 32))
-    return random.uniform(minimum_s, max(minimum_s, ceiling))
 
 
 @dataclass(slots=True)
@@ -95,6 +59,8 @@ class DeliveryStats:
     """Attempts that failed and will be tried again."""
     gone: int = 0
     last_error: str | None = None
+    peak_in_flight: int = 0
+    """Most requests under way at once so far."""
 
 
 class DeliveryWorker:
@@ -109,12 +75,13 @@ class DeliveryWorker:
     each request as a whole (connect, send, read the answer); redirects are
     not followed.
 
-    ``concurrency`` senders post; the worker keeps up to ``CLAIM_WINDOW - 1``
-    times as many claimed events waiting for them, so a sender goes straight
+    As many senders post as :attr:`limit` allows (``concurrency`` is its
+    ceiling; with ``adaptive`` false, exactly ``concurrency``); the worker
+    keeps up to ``CLAIM_WINDOW - 1`` times as many claimed events waiting for them, so a sender goes straight
     on to the next event (claimed events are in flight for the outbox: a
     crash makes them due again). The worker looks at the outbox when
     :meth:`notify` says events were added, when a request ends and fewer than
-    ``concurrency`` events are left waiting, when the next retry is due, and
+    senders' worth of events are left waiting, when the next retry is due, and
     otherwise every ``idle_poll_s`` (events re-queued by another process);
     each look stores the outcomes so far and claims more in one transaction.
     When the CRM cannot be reached at all (connection refused, timeout), it
@@ -133,7 +100,8 @@ class DeliveryWorker:
         tls_verify: bool = True,
         api_listen: HostPort | None = None,
         secret: str = "",
-        concurrency: int = 8,
+        concurrency: int = 256,
+        adaptive: bool = True,
         timeout_s: float = 3.0,
         retry_min_s: float = 1.0,
         retry_max_s: float = 300.0,
@@ -151,6 +119,8 @@ class DeliveryWorker:
         self.shown_url = mask_url(url)
         """The URL as logged: credentials masked."""
         self.concurrency = concurrency
+        self.limit = AdaptiveLimit(concurrency, INITIAL_CONCURRENCY) if adaptive else None
+        """How many requests may be in flight now; None: always ``concurrency``."""
         self.timeout_s = timeout_s
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
@@ -172,6 +142,8 @@ class DeliveryWorker:
         self._queue: asyncio.Queue[Claimed] = asyncio.Queue()
         self._results: list[Result] = []
         self._posting = 0
+        self._senders: set[asyncio.Task[None]] = set()
+        self._client: aiohttp.ClientSession | None = None
         self._unreachable = 0
         """Consecutive attempts that got no answer at all."""
         self._paused_until = 0.0
@@ -183,6 +155,11 @@ class DeliveryWorker:
         """Requests under way now."""
         return self._posting
 
+    @property
+    def allowed(self) -> int:
+        """Requests allowed in flight now (:attr:`limit`'s value, or ``concurrency``)."""
+        return self.limit.value if self.limit is not None else self.concurrency
+
     def notify(self) -> None:
         """Tell the worker that events were added (cheap; call after each :meth:`Outbox.add`)."""
         self._wake.set()
@@ -190,19 +167,27 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until cancelled. Events claimed but not posted go back to due."""
         async with contextlib.AsyncExitStack() as stack:
-            client = await self._open_client(stack)
-            senders = [
-                asyncio.create_task(self._sender(client), name=f"webhook-sender-{n}") for n in range(self.concurrency)
-            ]
+            self._client = await self._open_client(stack)
+            self._add_senders()
             try:
                 await self._loop()
             finally:
+                senders, self._senders = self._senders, set()
                 for task in senders:
                     task.cancel()
                 # asyncio.wait does not raise the senders' CancelledError, so a
                 # cancellation of run() itself still propagates.
-                await asyncio.wait(senders)
+                if senders:
+                    await asyncio.wait(senders)
+                self._client = None
                 self._stop()
+
+    def _add_senders(self) -> None:
+        """Start senders up to :attr:`allowed` (one over the limit leaves after its request)."""
+        client = self._client
+        while client is not None and len(self._senders) < self.allowed:
+            task = asyncio.create_task(self._sender(client), name=f"webhook-sender-{len(self._senders)}")
+            self._senders.add(task)
 
     def _stop(self) -> None:
         try:
@@ -267,7 +252,7 @@ class DeliveryWorker:
         if self._unreachable:
             # CRM unreachable: one probe at a time, after the pause.
             return 1 - claimed if now >= self._paused_until else 0
-        return CLAIM_WINDOW * self.concurrency - claimed
+        return CLAIM_WINDOW * self.allowed - claimed
 
     def _sleep_s(self, now: float, room_left: int) -> float:
         """How long to wait for a wake-up (a notify or a finished request) before looking again."""
@@ -281,18 +266,23 @@ class DeliveryWorker:
         return min(max(due - now, 0.0), self.idle_poll_s)
 
     async def _sender(self, client: aiohttp.ClientSession) -> None:
-        while True:
+        me = asyncio.current_task()
+        while len(self._senders) <= self.allowed:
             event = await self._queue.get()
             self._posting += 1
+            self.stats.peak_in_flight = max(self.stats.peak_in_flight, self._posting)
             try:
                 result = await self._attempt(client, event)
             finally:
                 self._posting -= 1
             self._results.append(result)
+            self._add_senders()  # the limit may have grown
             # Look again only when the senders may soon run dry: each look
             # is one commit, so the outcomes of busy times go in batches.
-            if self._queue.qsize() < self.concurrency:
+            if self._queue.qsize() < self.allowed:
                 self._wake.set()
+        if me is not None:
+            self._senders.discard(me)  # the limit shrank: one sender fewer
 
     async def _attempt(self, client: aiohttp.ClientSession, event: Claimed) -> Result:
         at, started = time.time(), time.monotonic()
@@ -316,16 +306,29 @@ class DeliveryWorker:
         except Exception as exc:  # a bug must not leave the event in flight for good
             log.exception("webhook %s: unexpected failure", event.id)
             error = f"{type(exc).__name__}: {exc}"
+        latency_s = time.monotonic() - started
         result = self._classify(event, at, status, error)
+        self._adapt(status, latency_s)
         if self.on_attempt is not None:
-            self.on_attempt(result, time.monotonic() - started)
+            self.on_attempt(result, latency_s)
         return result
+
+    def _adapt(self, status: int | None, latency_s: float) -> None:
+        """Tell :attr:`limit` how the CRM took the request: overloaded, or answered within ``latency_s``."""
+        if self.limit is None:
+            return
+        if status is None or status >= 500 or status == 429:
+            self.limit.overloaded(time.monotonic())
+        else:
+            self.limit.answered(latency_s, backlog=not self._queue.empty())
 
     def _classify(self, event: Claimed, at: float, status: int | None, error: str) -> Result:
         stats = self.stats
         if status is None:
             self._unreachable += 1
-            self._paused_until = time.time() + retry_delay_s(self._unreachable, self.retry_min_s, self.retry_max_s)
+            self._paused_until = time.time() + jittered_backoff_s(
+                self._unreachable - 1, self.retry_min_s, self.retry_max_s
+            )
         else:
             self._unreachable = 0
         if status is not None and 200 <= status < 300:
@@ -347,5 +350,5 @@ class DeliveryWorker:
         else:
             log.debug("CRM %s did not take event %s: %s", self.shown_url, event.id, escape(error))
         stats.retried += 1
-        delay_s = retry_delay_s(event.attempts + 1, self.retry_min_s, self.retry_max_s)
+        delay_s = jittered_backoff_s(event.attempts, self.retry_min_s, self.retry_max_s)
         return Result(event, "retry", at, status, error, at + delay_s)
