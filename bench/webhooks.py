@@ -290,7 +290,7 @@ async def outbox_burst(
         fill_s = _fill(outbox, events, batch)
         async with make_client(concurrency=concurrency) as client:
             await _post(client, url, events[0])  # a duplicate: connect before the clock starts
-            worker = DeliveryWorker(outbox, url, client=client, concurrency=concurrency, timeout_s=30)
+            worker = DeliveryWorker(outbox, url, client=client, concurrency=concurrency, adaptive=False, timeout_s=30)
             started = time.perf_counter()
             task = asyncio.create_task(worker.run())
             try:
@@ -308,7 +308,7 @@ async def outbox_paced(
     added_at: dict[str, int] = {}
     with Outbox(workdir / "paced.db", max_rows=len(events) + 1) as outbox:
         async with make_client(concurrency=concurrency) as client:
-            worker = DeliveryWorker(outbox, url, client=client, concurrency=concurrency, timeout_s=30)
+            worker = DeliveryWorker(outbox, url, client=client, concurrency=concurrency, adaptive=False, timeout_s=30)
 
             def submit(batch: Sequence[Event]) -> None:
                 now = time.monotonic_ns()

@@ -65,3 +65,20 @@ def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError):
         AdaptiveLimit(0)
     assert AdaptiveLimit(3, 8).value == 3  # the start is capped by the ceiling
+
+
+def test_a_stuck_request_takes_one_off_and_the_level_is_not_reached_again_for_a_while() -> None:
+    limit = AdaptiveLimit(256, 8)
+    for _ in range(4):
+        limit.answered(0.02, backlog=True, now=1.0)
+    assert limit.value == 12
+    assert limit.stall_after_s == pytest.approx(4 * 0.02 + 0.1)
+    limit.stalled(now=1.2)
+    limit.stalled(now=1.2)
+    assert limit.value == 10 and not limit.slow_start
+    for _ in range(200):
+        limit.answered(0.02, backlog=True, now=2.0)
+    assert limit.value == 10  # below the lowest level it stalled at (12, then 11)
+    for _ in range(200):
+        limit.answered(0.02, backlog=True, now=20.0)  # the probe interval is over
+    assert limit.value > 12

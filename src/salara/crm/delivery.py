@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -143,6 +144,10 @@ class DeliveryWorker:
         self._results: list[Result] = []
         self._posting = 0
         self._senders: set[asyncio.Task[None]] = set()
+        self._started: OrderedDict[int, float] = OrderedDict()
+        """Monotonic start of each request in flight, oldest first, by event seq."""
+        self._stalled: set[int] = set()
+        """Requests in flight judged stuck (each tells the limit once)."""
         self._client: aiohttp.ClientSession | None = None
         self._unreachable = 0
         """Consecutive attempts that got no answer at all."""
@@ -157,8 +162,15 @@ class DeliveryWorker:
 
     @property
     def allowed(self) -> int:
-        """Requests allowed in flight now (:attr:`limit`'s value, or ``concurrency``)."""
-        return self.limit.value if self.limit is not None else self.concurrency
+        """Requests allowed in flight now: :attr:`limit`'s value, or ``concurrency``.
+
+        Requests judged stuck do not count (up to ``concurrency`` in all): they
+        wait for their timeout, and the senders they hold would otherwise
+        leave none for the connections the CRM does answer.
+        """
+        if self.limit is None:
+            return self.concurrency
+        return min(self.concurrency, self.limit.value + len(self._stalled))
 
     def notify(self) -> None:
         """Tell the worker that events were added (cheap; call after each :meth:`Outbox.add`)."""
@@ -256,6 +268,12 @@ class DeliveryWorker:
 
     def _sleep_s(self, now: float, room_left: int) -> float:
         """How long to wait for a wake-up (a notify or a finished request) before looking again."""
+        if self.limit is not None and self._started:
+            self._flag_stalls(time.monotonic())
+            return min(self._sleep_s_by_store(now, room_left), max(self.limit.stall_after_s / 2, 0.05))
+        return self._sleep_s_by_store(now, room_left)
+
+    def _sleep_s_by_store(self, now: float, room_left: int) -> float:
         if self._unreachable and now < self._paused_until:
             return min(self._paused_until - now, self.idle_poll_s)
         if room_left <= 0:
@@ -286,6 +304,7 @@ class DeliveryWorker:
 
     async def _attempt(self, client: aiohttp.ClientSession, event: Claimed) -> Result:
         at, started = time.time(), time.monotonic()
+        self._started[event.seq] = started
         status: int | None = None
         error = ""
         try:
@@ -306,21 +325,51 @@ class DeliveryWorker:
         except Exception as exc:  # a bug must not leave the event in flight for good
             log.exception("webhook %s: unexpected failure", event.id)
             error = f"{type(exc).__name__}: {exc}"
+        finally:
+            del self._started[event.seq]  # also when cancelled
         latency_s = time.monotonic() - started
         result = self._classify(event, at, status, error)
-        self._adapt(status, latency_s)
+        self._adapt(event, status, latency_s)
         if self.on_attempt is not None:
             self.on_attempt(result, latency_s)
         return result
 
-    def _adapt(self, status: int | None, latency_s: float) -> None:
-        """Tell :attr:`limit` how the CRM took the request: overloaded, or answered within ``latency_s``."""
-        if self.limit is None:
+    def _adapt(self, event: Claimed, status: int | None, latency_s: float) -> None:
+        """Tell :attr:`limit` how the CRM took ``event``'s request: overloaded, or answered within ``latency_s``."""
+        limit = self.limit
+        if limit is None:
             return
+        now = time.monotonic()
+        stalled = self._stalled
         if status is None or status >= 500 or status == 429:
-            self.limit.overloaded(time.monotonic())
+            if event.seq not in stalled:  # a stuck request counted when it stalled
+                limit.overloaded(now)
         else:
-            self.limit.answered(latency_s, backlog=not self._queue.empty())
+            oldest = next(iter(self._started.values()), now)
+            limit.answered(latency_s, not self._queue.empty(), now - oldest, now)
+        stalled.discard(event.seq)
+        self._flag_stalls(now)
+
+    def _flag_stalls(self, now: float) -> None:
+        """Requests unanswered for many round trips while others answer: the CRM took more than it serves.
+
+        (A full listen backlog, say.) Their timeout would tell only seconds
+        later; each tells the limit now, once, and stops counting against it.
+        """
+        limit = self.limit
+        if limit is None:
+            return
+        stall_after_s = limit.stall_after_s
+        flagged = False
+        for seq, started in self._started.items():  # oldest first
+            if now - started <= stall_after_s:
+                break
+            if seq not in self._stalled:
+                self._stalled.add(seq)
+                limit.stalled(now)
+                flagged = True
+        if flagged:
+            self._add_senders()  # the stuck ones no longer hold the others back
 
     def _classify(self, event: Claimed, at: float, status: int | None, error: str) -> Result:
         stats = self.stats
