@@ -257,13 +257,17 @@ def measure(scenario: Scenario, concurrency: int | None, workdir: Path) -> Run:
     return Run(label, delivered, seconds, worker_peak, seen.get("peak", 0), seen.get("requests", 0))
 
 
-def run(only: str = "") -> dict[str, tuple[Run, Run, list[Run]]]:
-    """kind -> (defaults, best fixed, every fixed run), for ``bench/__main__.py``."""
+def run(only: str = "", quick: bool = False) -> dict[str, tuple[Run, Run, list[Run]]]:
+    """kind -> (defaults, best fixed, every fixed run), for ``bench/__main__.py``.
+
+    ``quick``: a tenth of the calls and one fixed concurrency (a smoke test).
+    """
     results: dict[str, tuple[Run, Run, list[Run]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for scenario in SCENARIOS:
-            if only and scenario.kind != only:
+        for full in SCENARIOS:
+            if only and full.kind != only:
                 continue
+            scenario = Scenario(full.kind, full.calls // 10, full.per_call, full.fixed[:1]) if quick else full
             adaptive = measure(scenario, None, Path(tmp))
             fixed = [measure(scenario, concurrency, Path(tmp)) for concurrency in scenario.fixed]
             results[scenario.kind] = (adaptive, max(fixed, key=lambda r: r.per_s), fixed)
@@ -274,11 +278,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.slow_crm", description=__doc__.split("\n")[0])
     parser.add_argument("--serve", choices=[s.kind for s in SCENARIOS], help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=[s.kind for s in SCENARIOS], default="")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the calls, one fixed concurrency")
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
         return
-    for kind, (adaptive, _, fixed) in run(args.only).items():
+    for kind, (adaptive, _, fixed) in run(args.only, args.quick).items():
         for result in (adaptive, *fixed):
             print(
                 f"{kind:<11} {result.label:<20} {result.delivered:>6} events in {result.seconds:6.2f} s = "
