@@ -11,8 +11,8 @@ own core and interpreter and is not the bottleneck; it notes when each
 of the machine on Linux) and hands the notes over at ``GET /dump``.
 
 The same events (compat JSON bodies, 5 per call, 100 calls interleaved at a
-time, as a busy PBX produces them) go two ways, with the same aiohttp client
-settings (:func:`salara.crm.client.make_client`), request options, headers and
+time, as a busy PBX produces them) go two ways, with the same client
+(:class:`salara.crm.http1.Http1Client`), request options, headers and
 concurrency:
 
 (a) baseline: ``concurrency`` coroutines posting the bodies straight from
@@ -37,21 +37,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 import aiohttp
 
-from salara.crm.client import make_client
 from salara.crm.delivery import DeliveryWorker
+from salara.crm.http1 import Http1Client
 from salara.crm.signing import webhook_headers
 from salara.store.records import new_event_id
 from salara.store.sqlite import Outbox
@@ -210,21 +211,29 @@ class Figures:
     p99_ms: float
 
 
-_TIMEOUT = aiohttp.ClientTimeout(total=30.0)
+@contextlib.asynccontextmanager
+async def _client(url: str, concurrency: int) -> AsyncIterator[Http1Client]:
+    """The client the worker uses, with its settings (``concurrency`` connections kept alive)."""
+    client = Http1Client(url, max_connections=concurrency)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
-async def _post(client: aiohttp.ClientSession, url: str, event: Event) -> None:
+async def _post(client: Http1Client, url: str, event: Event) -> None:
     """Post one event as the worker does (same headers and request options), no outbox."""
     event_id, _, body = event
     headers = webhook_headers(None, event_id, int(time.time()), body)
-    async with client.post(url, data=body, headers=headers, timeout=_TIMEOUT, allow_redirects=False) as response:
-        await response.read()
-        response.raise_for_status()
+    headers.pop("content-type")  # the client sends it
+    answer = await client.post(body, list(headers.items()), 30.0)
+    if answer.status != 200:
+        raise RuntimeError(f"the CRM answered {answer.status}")
 
 
 async def baseline_burst(url: str, events: Sequence[Event], concurrency: int) -> float:
     """Seconds for ``concurrency`` posters to post every event straight from memory."""
-    async with make_client(concurrency=concurrency) as client:
+    async with _client(url, concurrency) as client:
         await _post(client, url, events[0])  # connect before the clock starts (both ways do)
         queue = iter(events[1:])
 
@@ -241,7 +250,7 @@ async def baseline_paced(url: str, events: Sequence[Event], concurrency: int, ra
     """Queue events at ``rate``; ``concurrency`` posters post them. {id: queued at, ns}."""
     queued_at: dict[str, int] = {}
     queue: asyncio.Queue[Event] = asyncio.Queue()
-    async with make_client(concurrency=concurrency) as client:
+    async with _client(url, concurrency) as client:
 
         async def poster() -> None:
             while True:
@@ -288,9 +297,9 @@ async def outbox_burst(
     """(seconds adding every event, seconds for the worker to deliver them all)."""
     with Outbox(workdir / "burst.db", max_rows=len(events) + 1) as outbox:
         fill_s = _fill(outbox, events, batch)
-        async with make_client(concurrency=concurrency) as client:
+        async with _client(url, concurrency) as client:
             await _post(client, url, events[0])  # a duplicate: connect before the clock starts
-            worker = DeliveryWorker(outbox, url, client=client, concurrency=concurrency, adaptive=False, timeout_s=30)
+            worker = DeliveryWorker(outbox, url, concurrency=concurrency, adaptive=False, timeout_s=30)
             started = time.perf_counter()
             task = asyncio.create_task(worker.run())
             try:
@@ -307,23 +316,22 @@ async def outbox_paced(
     """Add events at ``rate`` while the worker delivers them. {id: added at, ns}."""
     added_at: dict[str, int] = {}
     with Outbox(workdir / "paced.db", max_rows=len(events) + 1) as outbox:
-        async with make_client(concurrency=concurrency) as client:
-            worker = DeliveryWorker(outbox, url, client=client, concurrency=concurrency, adaptive=False, timeout_s=30)
+        worker = DeliveryWorker(outbox, url, concurrency=concurrency, adaptive=False, timeout_s=30)
 
-            def submit(batch: Sequence[Event]) -> None:
-                now = time.monotonic_ns()
-                outbox.add([(key, body) for _, key, body in batch], ids=[event_id for event_id, _, _ in batch])
-                worker.notify()
-                for event_id, _, _ in batch:
-                    added_at[event_id] = now
+        def submit(batch: Sequence[Event]) -> None:
+            now = time.monotonic_ns()
+            outbox.add([(key, body) for _, key, body in batch], ids=[event_id for event_id, _, _ in batch])
+            worker.notify()
+            for event_id, _, _ in batch:
+                added_at[event_id] = now
 
-            task = asyncio.create_task(worker.run())
-            try:
-                await _paced(events, rate, submit)
-                await _until_delivered(worker, len(events))
-            finally:
-                task.cancel()
-                await asyncio.wait([task])
+        task = asyncio.create_task(worker.run())
+        try:
+            await _paced(events, rate, submit)
+            await _until_delivered(worker, len(events))
+        finally:
+            task.cancel()
+            await asyncio.wait([task])
     return added_at
 
 
@@ -370,7 +378,7 @@ async def run(
                 p50, p99 = _latencies_ms(added, await crm.dump(control))
     finally:
         crm.close()
-    baseline = Figures("(a) baseline: aiohttp, no outbox", len(stream), base_rate, base_p50, base_p99)
+    baseline = Figures("(a) baseline: the same client, no outbox", len(stream), base_rate, base_p50, base_p99)
     salara = Figures("(b) salara: outbox + worker", len(stream), len(stream) / deliver_s, p50, p99)
     return baseline, salara, len(stream) / fill_s
 

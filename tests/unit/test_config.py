@@ -309,6 +309,7 @@ def test_variable_prefix_defaults_to_crm_and_refuses_asterisks_own_names() -> No
 
 
 def test_the_delivery_warning_masks_the_crm_url(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from salara.crm.answers import Verdict
     from salara.crm.delivery import DeliveryWorker
     from salara.store.records import Claimed
     from salara.store.sqlite import Outbox
@@ -318,7 +319,8 @@ def test_the_delivery_warning_masks_the_crm_url(tmp_path: Path, caplog: pytest.L
         worker = DeliveryWorker(outbox, "https://crm:hunter2@crm.example/hook?token=abc123secret")
         with caplog.at_level("DEBUG", logger="salara.crm.delivery"):
             for status in (500, 500, 410, 200):
-                worker._classify(Claimed(1, "e1", "c1", b"{}", 0), 0.0, status, f"HTTP {status}")
+                verdict = Verdict(status, status == 200, "" if status == 200 else f"HTTP {status}")
+                worker._classify(Claimed(1, "e1", "c1", b"{}", 0), 0.0, verdict, "")
         assert "did not take event" in caplog.text and "crm.example/hook" in caplog.text
         assert "hunter2" not in caplog.text and "abc123secret" not in caplog.text
     finally:

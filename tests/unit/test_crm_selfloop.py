@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from salara.config.values import HostPort
-from salara.crm.client import SelfLoopGuard, make_client
+from salara.crm.client import SelfLoopGuard
 from salara.crm.delivery import DeliveryWorker
 from salara.crm.testpost import send_test_post
 from salara.store.sqlite import Outbox
@@ -57,7 +57,7 @@ def worker(outbox: Outbox, url: str, listen: HostPort) -> DeliveryWorker:
     return DeliveryWorker(
         outbox,
         url,
-        client=lambda: make_client(concurrency=1, api_listen=listen),
+        api_listen=listen,
         concurrency=1,
         retry_min_s=0.02,
         retry_max_s=0.1,

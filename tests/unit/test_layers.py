@@ -15,6 +15,7 @@ CORE = (
     "salara.logsafe",
     "salara.backoff",
     "salara.concurrency",
+    "salara.crm.inflight",
     "salara.sansio",
     "salara.ami.headers",
     "salara.ami.messages",
@@ -29,6 +30,7 @@ CORE = (
     "salara.config.schema",
     "salara.config.values",
     "salara.config.hosts",
+    "salara.config.changes",
     "salara.pbx.records",
     "salara.api.compat.request",
     "salara.store.records",
@@ -39,8 +41,15 @@ ADAPTERS = {
     "AMI client": ("salara.ami.client", "salara.ami.listeners"),
     "FastAGI server": ("salara.agi.server", "salara.agi.session"),
     "store": ("salara.store.sqlite", "salara.store.schema", "salara.store.queries", "salara.store.volatile"),
-    "CRM HTTP client": ("salara.crm.client", "salara.crm.http1", "salara.crm.signing", "salara.crm.lookup"),
+    "CRM HTTP client": (
+        "salara.crm.client",
+        "salara.crm.http1",
+        "salara.crm.answers",
+        "salara.crm.signing",
+        "salara.crm.lookup",
+    ),
     "HTTP server": ("salara.api",),
+    "systemd notification": ("salara.systemd",),
 }
 """Each owns one resource; none imports another."""
 

@@ -14,6 +14,10 @@ more while the CRM keeps up and events wait, fewer when it times out,
 refuses connections or answers 5xx or 429. One request per call at most: the
 store hands out only the oldest open event of each call.
 
+What an answer means is :func:`salara.crm.answers.judge`'s (an old CRM's
+bare JSON answer without a status line takes the event); the requests go
+over :class:`~salara.crm.http1.Http1Client`, kept alive.
+
 A refusing answer's text is stored in the attempt log as received and logged
 through :func:`~salara.logsafe.escape` (a CRM's CR/LF or escape sequences
 cannot forge a log line).
@@ -25,17 +29,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-import aiohttp
-
 from salara.backoff import jittered_backoff_s
 from salara.concurrency import AdaptiveLimit
 from salara.config import HostPort, mask_url
-from salara.crm.client import MAX_ANSWER_BYTES, ClientFactory, make_client, read_limited
+from salara.crm.answers import Verdict, judge
+from salara.crm.http1 import Http1Client
+from salara.crm.inflight import InFlight
 from salara.crm.signing import secret_key, webhook_headers
 from salara.logsafe import escape
 from salara.store.interface import Store, StoreError
@@ -45,10 +48,6 @@ log = logging.getLogger(__name__)
 
 CLAIM_WINDOW: Final = 4
 """Events a worker keeps claimed per sender: one being posted, the rest waiting for a free sender."""
-INITIAL_CONCURRENCY: Final = 8
-"""Requests in flight at the start, before the CRM's answers tell how many it takes."""
-ERROR_TEXT_CHARS: Final = 200
-"""How much of a refusing answer's body goes to the attempt log."""
 
 
 @dataclass(slots=True)
@@ -67,18 +66,18 @@ class DeliveryStats:
 class DeliveryWorker:
     """Posts the outbox's due events to ``url``. Run :meth:`run` as a task; cancel it to stop.
 
-    ``client`` is an :class:`aiohttp.ClientSession` (owned by the caller) or
-    a factory called once per :meth:`run`, inside the loop (the worker closes
-    what it made); None makes one with :func:`make_client`, verifying TLS
-    certificates unless ``tls_verify`` is false and, with ``api_listen``,
-    refusing salara's own API.
+    The worker makes its :class:`~salara.crm.http1.Http1Client` to ``url``
+    for each :meth:`run` (and closes it), verifying TLS certificates unless
+    ``tls_verify`` is false and, with ``api_listen``, refusing salara's own
+    API.
     ``secret`` signs the requests (see the module doc). ``timeout_s`` bounds
     each request as a whole (connect, send, read the answer); redirects are
     not followed.
 
     As many senders post as :attr:`limit` allows (``concurrency`` is its
-    ceiling; with ``adaptive`` false, exactly ``concurrency``); the worker
-    keeps up to ``CLAIM_WINDOW - 1`` times as many claimed events waiting for them, so a sender goes straight
+    ceiling; with ``adaptive`` false, exactly ``concurrency``;
+    :class:`~salara.crm.inflight.InFlight`); the worker keeps up to
+    ``CLAIM_WINDOW - 1`` times as many claimed events waiting for them, so a sender goes straight
     on to the next event (claimed events are in flight for the outbox: a
     crash makes them due again). The worker looks at the outbox when
     :meth:`notify` says events were added, when a request ends and fewer than
@@ -97,7 +96,6 @@ class DeliveryWorker:
         outbox: Store,
         url: str,
         *,
-        client: aiohttp.ClientSession | ClientFactory | None = None,
         tls_verify: bool = True,
         api_listen: HostPort | None = None,
         secret: str = "",
@@ -120,8 +118,7 @@ class DeliveryWorker:
         self.shown_url = mask_url(url)
         """The URL as logged: credentials masked."""
         self.concurrency = concurrency
-        self.limit = AdaptiveLimit(concurrency, INITIAL_CONCURRENCY) if adaptive else None
-        """How many requests may be in flight now; None: always ``concurrency``."""
+        self.inflight = InFlight(concurrency, adaptive)
         self.timeout_s = timeout_s
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
@@ -132,23 +129,17 @@ class DeliveryWorker:
         self.stats = DeliveryStats()
         self.on_attempt: Callable[[Result, float], None] | None = None
         """Told each attempt's result and duration in seconds (:mod:`salara.metrics`' histogram)."""
-        self._client_option = client
         self._tls_verify = tls_verify
         self._api_listen = api_listen
         self._key = secret_key(secret) if secret else None
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._wake = asyncio.Event()
         self._claimed: dict[int, Claimed] = {}
         """Every event claimed and not yet recorded: queued, being posted, or with a result."""
         self._queue: asyncio.Queue[Claimed] = asyncio.Queue()
         self._results: list[Result] = []
-        self._posting = 0
         self._senders: set[asyncio.Task[None]] = set()
-        self._started: OrderedDict[int, float] = OrderedDict()
-        """Monotonic start of each request in flight, oldest first, by event seq."""
-        self._stalled: set[int] = set()
-        """Requests in flight judged stuck (each tells the limit once)."""
-        self._client: aiohttp.ClientSession | None = None
+        self._client: Http1Client | None = None
+        self._legacy_told = False
         self._unreachable = 0
         """Consecutive attempts that got no answer at all."""
         self._paused_until = 0.0
@@ -158,19 +149,17 @@ class DeliveryWorker:
     @property
     def in_flight(self) -> int:
         """Requests under way now."""
-        return self._posting
+        return len(self.inflight)
+
+    @property
+    def limit(self) -> AdaptiveLimit | None:
+        """How many requests may be in flight now; None: always ``concurrency``."""
+        return self.inflight.limit
 
     @property
     def allowed(self) -> int:
-        """Requests allowed in flight now: :attr:`limit`'s value, or ``concurrency``.
-
-        Requests judged stuck do not count (up to ``concurrency`` in all): they
-        wait for their timeout, and the senders they hold would otherwise
-        leave none for the connections the CRM does answer.
-        """
-        if self.limit is None:
-            return self.concurrency
-        return min(self.concurrency, self.limit.value + len(self._stalled))
+        """Requests allowed in flight now (:attr:`InFlight.allowed`)."""
+        return self.inflight.allowed
 
     def notify(self) -> None:
         """Tell the worker that events were added (cheap; call after each :meth:`Outbox.add`)."""
@@ -178,21 +167,24 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Deliver until cancelled. Events claimed but not posted go back to due."""
-        async with contextlib.AsyncExitStack() as stack:
-            self._client = await self._open_client(stack)
-            self._add_senders()
-            try:
-                await self._loop()
-            finally:
-                senders, self._senders = self._senders, set()
-                for task in senders:
-                    task.cancel()
-                # asyncio.wait does not raise the senders' CancelledError, so a
-                # cancellation of run() itself still propagates.
-                if senders:
-                    await asyncio.wait(senders)
-                self._client = None
-                self._stop()
+        client = Http1Client(
+            self.url, max_connections=self.concurrency, tls_verify=self._tls_verify, api_listen=self._api_listen
+        )
+        self._client = client
+        self._add_senders()
+        try:
+            await self._loop()
+        finally:
+            senders, self._senders = self._senders, set()
+            for task in senders:
+                task.cancel()
+            # asyncio.wait does not raise the senders' CancelledError, so a
+            # cancellation of run() itself still propagates.
+            if senders:
+                await asyncio.wait(senders)
+            self._client = None
+            self._stop()
+            await client.aclose()
 
     def _add_senders(self) -> None:
         """Start senders up to :attr:`allowed` (one over the limit leaves after its request)."""
@@ -212,17 +204,6 @@ class DeliveryWorker:
         self._results.clear()
         self._claimed.clear()
         self._queue = asyncio.Queue()
-
-    async def _open_client(self, stack: contextlib.AsyncExitStack) -> aiohttp.ClientSession:
-        option = self._client_option
-        if isinstance(option, aiohttp.ClientSession):
-            return option
-        made = (
-            option()
-            if option is not None
-            else make_client(concurrency=self.concurrency, tls_verify=self._tls_verify, api_listen=self._api_listen)
-        )
-        return await stack.enter_async_context(made)
 
     async def _loop(self) -> None:
         while True:
@@ -268,10 +249,12 @@ class DeliveryWorker:
 
     def _sleep_s(self, now: float, room_left: int) -> float:
         """How long to wait for a wake-up (a notify or a finished request) before looking again."""
-        if self.limit is not None and self._started:
-            self._flag_stalls(time.monotonic())
-            return min(self._sleep_s_by_store(now, room_left), max(self.limit.stall_after_s / 2, 0.05))
-        return self._sleep_s_by_store(now, room_left)
+        check_s = self.inflight.check_every_s()
+        if check_s is None:
+            return self._sleep_s_by_store(now, room_left)
+        if self.inflight.flag_stalls(time.monotonic()):
+            self._add_senders()  # the stuck ones no longer hold the others back
+        return min(self._sleep_s_by_store(now, room_left), check_s)
 
     def _sleep_s_by_store(self, now: float, room_left: int) -> float:
         if self._unreachable and now < self._paused_until:
@@ -283,16 +266,11 @@ class DeliveryWorker:
             return self.idle_poll_s
         return min(max(due - now, 0.0), self.idle_poll_s)
 
-    async def _sender(self, client: aiohttp.ClientSession) -> None:
+    async def _sender(self, client: Http1Client) -> None:
         me = asyncio.current_task()
         while len(self._senders) <= self.allowed:
             event = await self._queue.get()
-            self._posting += 1
-            self.stats.peak_in_flight = max(self.stats.peak_in_flight, self._posting)
-            try:
-                result = await self._attempt(client, event)
-            finally:
-                self._posting -= 1
+            result = await self._attempt(client, event)
             self._results.append(result)
             self._add_senders()  # the limit may have grown
             # Look again only when the senders may soon run dry: each look
@@ -302,90 +280,61 @@ class DeliveryWorker:
         if me is not None:
             self._senders.discard(me)  # the limit shrank: one sender fewer
 
-    async def _attempt(self, client: aiohttp.ClientSession, event: Claimed) -> Result:
+    async def _attempt(self, client: Http1Client, event: Claimed) -> Result:
         at, started = time.time(), time.monotonic()
-        self._started[event.seq] = started
-        status: int | None = None
+        inflight = self.inflight
+        inflight.begin(event.seq, started)
+        self.stats.peak_in_flight = inflight.peak
+        verdict: Verdict | None = None
         error = ""
         try:
             headers = webhook_headers(self._key, event.id, int(at), event.body)
-            async with client.post(
-                self.url, data=event.body, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as response:
-                # Read to the end (so the connection goes back to the pool), within bounds.
-                answer = await read_limited(response, MAX_ANSWER_BYTES)
-            status = response.status
-            if not 200 <= status < 300:
-                text = answer.decode(errors="replace") if answer is not None else "(answer too large)"
-                error = f"HTTP {status}: {text[:ERROR_TEXT_CHARS]}"
+            headers.pop("content-type", None)  # the client sends it
+            verdict = judge(await client.post(event.body, list(headers.items()), self.timeout_s))
         except TimeoutError:
             error = f"no answer within {self.timeout_s:g} s"
-        except aiohttp.ClientError as exc:
+        except OSError as exc:  # refused, reset, closed before an answer, malformed, TLS
             error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a bug must not leave the event in flight for good
             log.exception("webhook %s: unexpected failure", event.id)
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            del self._started[event.seq]  # also when cancelled
+            inflight.end(event.seq)  # also when cancelled
         latency_s = time.monotonic() - started
-        result = self._classify(event, at, status, error)
-        self._adapt(event, status, latency_s)
+        result = self._classify(event, at, verdict, error)
+        status = verdict.status if verdict is not None else None
+        overloaded = verdict is None or (status is not None and (status >= 500 or status == 429))
+        if inflight.outcome(event.seq, overloaded, latency_s, not self._queue.empty(), time.monotonic()):
+            self._add_senders()
         if self.on_attempt is not None:
             self.on_attempt(result, latency_s)
         return result
 
-    def _adapt(self, event: Claimed, status: int | None, latency_s: float) -> None:
-        """Tell :attr:`limit` how the CRM took ``event``'s request: overloaded, or answered within ``latency_s``."""
-        limit = self.limit
-        if limit is None:
-            return
-        now = time.monotonic()
-        stalled = self._stalled
-        if status is None or status >= 500 or status == 429:
-            if event.seq not in stalled:  # a stuck request counted when it stalled
-                limit.overloaded(now)
-        else:
-            oldest = next(iter(self._started.values()), now)
-            limit.answered(latency_s, not self._queue.empty(), now - oldest, now)
-        stalled.discard(event.seq)
-        self._flag_stalls(now)
-
-    def _flag_stalls(self, now: float) -> None:
-        """Requests unanswered for many round trips while others answer: the CRM took more than it serves.
-
-        (A full listen backlog, say.) Their timeout would tell only seconds
-        later; each tells the limit now, once, and stops counting against it.
-        """
-        limit = self.limit
-        if limit is None:
-            return
-        stall_after_s = limit.stall_after_s
-        flagged = False
-        for seq, started in self._started.items():  # oldest first
-            if now - started <= stall_after_s:
-                break
-            if seq not in self._stalled:
-                self._stalled.add(seq)
-                limit.stalled(now)
-                flagged = True
-        if flagged:
-            self._add_senders()  # the stuck ones no longer hold the others back
-
-    def _classify(self, event: Claimed, at: float, status: int | None, error: str) -> Result:
+    def _classify(self, event: Claimed, at: float, verdict: Verdict | None, error: str) -> Result:
+        """The result of one attempt: ``verdict`` on the answer, or None with ``error`` (no answer)."""
         stats = self.stats
-        if status is None:
+        status = verdict.status if verdict is not None else None
+        if verdict is None:
             self._unreachable += 1
             self._paused_until = time.time() + jittered_backoff_s(
                 self._unreachable - 1, self.retry_min_s, self.retry_max_s
             )
         else:
             self._unreachable = 0
-        if status is not None and 200 <= status < 300:
+        if verdict is not None and verdict.taken:
             stats.delivered += 1
+            if verdict.legacy and not self._legacy_told:
+                self._legacy_told = True
+                log.warning(
+                    "CRM %s answers without an HTTP status line (a bare JSON object, as for the old module);"
+                    " such answers count as delivered",
+                    self.shown_url,
+                )
             if self._failing:
                 self._failing = False
                 log.info("CRM %s accepts events again", self.shown_url)
             return Result(event, "delivered", at, status)
+        error = verdict.error if verdict is not None else error
         stats.last_error = error
         if status == 410:
             stats.gone += 1
