@@ -231,6 +231,36 @@ async def test_a_malformed_http_answer_or_one_cut_short_raises(server: Scripted)
             await client.post(b"{}", HEADERS, 5.0)
 
 
+async def test_a_status_line_split_in_pieces_is_still_http(server: Scripted) -> None:
+    answers = iter([(b"\r\nHT", ok(b"x" * 10)[2:]), (b"H", ok(b"y" * 200)[1:])])
+
+    async def split(peer: Peer, request: Seen) -> bool:
+        await peer.send(*next(answers), pause_s=0.05)
+        return True
+
+    server.answer = split
+    async with client_for(server.url(), max_answer_bytes=100) as client:
+        assert await client.post(b"{}", HEADERS, 5.0) == Answer(200, b"x" * 10, False)
+        assert await client.post(b"{}", HEADERS, 5.0) == Answer(200, None, False)
+
+
+async def test_an_upgrade_or_an_endless_head_is_refused(server: Scripted) -> None:
+    answers = iter([b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", b"HTTP/1.1 200 OK\r\n"])
+
+    async def odd(peer: Peer, request: Seen) -> bool:
+        head = next(answers)
+        await peer.send(head, *([b"x-pad: " + b"p" * 1000 + b"\r\n"] * 70 if head.endswith(b"OK\r\n") else []))
+        await server.hang()
+        return False
+
+    server.answer = odd
+    async with client_for(server.url()) as client:
+        with pytest.raises(ConnectionError, match="malformed HTTP answer"):
+            await client.post(b"{}", HEADERS, 5.0)
+        with pytest.raises(ConnectionError, match="answer head over"):
+            await client.post(b"{}", HEADERS, 5.0)
+
+
 # -- answers without a status line ---------------------------------------------------
 
 
@@ -260,6 +290,19 @@ async def test_a_legacy_answer_over_the_limit_has_no_body(server: Scripted) -> N
     server.answer = legacy
     async with client_for(server.url(), max_answer_bytes=100) as client:
         assert await client.post(b"{}", HEADERS, 5.0) == Answer(None, None, True)
+        await until(lambda: client.open_connections == 0, "the connection dropped")
+
+
+async def test_an_answer_without_a_status_line_that_never_ends_times_out(server: Scripted) -> None:
+    async def legacy_open(peer: Peer, request: Seen) -> bool:
+        await peer.send(b'{"result":0}')
+        await server.hang()
+        return False
+
+    server.answer = legacy_open
+    async with client_for(server.url()) as client:
+        with pytest.raises(TimeoutError):
+            await client.post(b"{}", HEADERS, 0.2)
         await until(lambda: client.open_connections == 0, "the connection dropped")
 
 
@@ -333,6 +376,22 @@ async def test_a_kept_alive_connection_closed_before_the_answer_raises_and_is_no
         with pytest.raises(ConnectionResetError, match="kept-alive connection before answering"):
             await client.post(b"{}", HEADERS, 5.0)
     assert [request.connection for request in server.requests] == [0, 0]
+
+
+async def test_bytes_on_an_idle_connection_drop_it(server: Scripted) -> None:
+    async def answer_then_408(peer: Peer, request: Seen) -> bool:
+        await peer.send(ok())
+        if peer.requests == 1:
+            await asyncio.sleep(0.02)
+            await peer.send(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    server.answer = answer_then_408
+    async with client_for(server.url()) as client:
+        assert (await client.post(b"{}", HEADERS, 5.0)).status == 200
+        await until(lambda: client.open_connections == 0, "the connection dropped")
+        assert (await client.post(b"{}", HEADERS, 5.0)).status == 200
+    assert [request.connection for request in server.requests] == [0, 1]
 
 
 async def test_a_reset_or_a_close_without_any_answer_raises(server: Scripted) -> None:

@@ -314,14 +314,13 @@ class _Connection(asyncio.Protocol):
         self._received += len(data)
         if not self._started and (self._prefix or not data.startswith(b"HTTP/")):
             self._prefix += data  # the answer so far, until it is seen to begin with HTTP/ (all of it if not)
-            start = b"" if self._legacy else bytes(self._prefix.lstrip(b"\r\n")[:5])
-            self._legacy = self._legacy or not b"HTTP/".startswith(start)
-            if len(self._prefix) > self._max:
-                self._finish(Answer(None, None, True))
-                self.close(abort=True)
+            start = b"" if self._legacy else bytes(self._prefix[:69].lstrip(b"\r\n")[:5])  # after <= 64 CR/LF
+            if start != b"HTTP/":  # no status line (the close ends the answer), or too short to tell yet
+                self._legacy = self._legacy or not b"HTTP/".startswith(start) or len(self._prefix) >= 69
+                if len(self._prefix) > self._max:
+                    self._finish(Answer(None, None, True))
+                    self.close(abort=True)
                 return
-            if self._legacy or len(start) < 5:
-                return  # no status line (the close ends the answer), or too short to tell
             data = bytes(self._prefix)
             self._prefix.clear()
         self._started = True
