@@ -71,12 +71,12 @@ def _needles(name: str) -> tuple[str, str]:
 def find_header(text: str, lowered: str, name: str) -> str | Literal[Lookup.UNSURE] | None:
     """The first value of header ``name`` in one message's ``text``, found without parsing every line.
 
-    ``lowered`` is ``text.lower()``. Answers exactly what looking ``name`` up
+    ``lowered`` is ``text.lower()``, of the same length (the caller checks). Answers exactly what looking ``name`` up
     (any case, first wins) in :func:`parse_headers` of ``text`` answers,
     where it can be sure: the value, None when no line is ``name``, or
     :data:`UNSURE` (the first line of that name spells it in another case or
-    without the space, lowering changed the text's length, or ``name`` is
-    ``Event``, which an event's first line holds): then parse.
+    without the space, or ``name`` is ``Event``, which an event's first line
+    holds): then parse.
     """
     exact, any_case = _NEEDLES.get(name) or _needles(name)
     if not exact:
@@ -84,7 +84,7 @@ def find_header(text: str, lowered: str, name: str) -> str | Literal[Lookup.UNSU
     at = lowered.find(any_case)
     if at < 0:
         return None  # no line's name lowers to name: absent, in any case
-    if not text.startswith(exact, at) or len(lowered) != len(text):
+    if not text.startswith(exact, at):
         return UNSURE  # the first line of that name is spelt otherwise: parse reads it
     start = at + len(exact)
     end = text.find("\n", start)

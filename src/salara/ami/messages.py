@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from salara.ami.headers import UNSURE, Headers, Lookup, find_header, parse_headers
+from salara.ami.headers import UNSURE, Headers, find_header, parse_headers
 from salara.errors import AMIListOverflow
 
 
@@ -116,24 +116,24 @@ class Event(_HeaderLookup):
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (any case), or ``default``."""
-        text = self._text
-        if text is not None:
-            found = self._found
-            value: str | Lookup | None
-            if found is None:
-                found = {}
-                object.__setattr__(self, "_found", found)
-                object.__setattr__(self, "_lowered", text.lower())
-                value = UNSURE
-            else:
-                value = found.get(name, UNSURE)  # the call model asks for Uniqueid and Linkedid more than once
+        found = self._found
+        if found is None:
+            text = self._text
+            if text is None:
+                return self._index().get(name.lower(), default)
+            lowered = text.lower()
+            if len(lowered) != len(text):  # positions in one are not positions in the other
+                return self._index().get(name.lower(), default)
+            found = {}
+            object.__setattr__(self, "_found", found)
+            object.__setattr__(self, "_lowered", lowered)
+        value = found.get(name, UNSURE)  # the call model asks for Uniqueid and Linkedid more than once
+        if value is UNSURE:
+            value = find_header(self._text or "", self._lowered or "", name)
             if value is UNSURE:
-                value = find_header(text, self._lowered or "", name)
-                if not isinstance(value, Lookup):
-                    found[name] = value
-            if not isinstance(value, Lookup):
-                return default if value is None else value
-        return self._index().get(name.lower(), default)
+                return self._index().get(name.lower(), default)  # parses: lookups in the text end
+            found[name] = value
+        return default if value is None else value
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
