@@ -55,14 +55,14 @@ class Lookup(Enum):
 UNSURE: Final = Lookup.UNSURE
 """What :func:`find_header` answers when only a full parse can tell."""
 
-_NEEDLES: dict[str, tuple[str, str]] = {}
-"""Header name -> what starts its line as written and lowered (empty: the first header, never looked for)."""
+_NEEDLES: dict[str, tuple[str, str, int]] = {}
+"""Header name -> its line start as written and lowered, and that length (0: the first header, never looked for)."""
 _MAX_NEEDLES: Final = 512  # names come from code; a bound all the same
 
 
-def _needles(name: str) -> tuple[str, str]:
+def _needles(name: str) -> tuple[str, str, int]:
     lowered = name.lower()
-    needles = ("", "") if lowered == "event" else ("\n" + name + ": ", "\n" + lowered + ":")
+    needles = ("", "", 0) if lowered == "event" else ("\n" + name + ": ", "\n" + lowered + ":", len(name) + 3)
     if len(_NEEDLES) < _MAX_NEEDLES:
         _NEEDLES[name] = needles
     return needles
@@ -78,15 +78,15 @@ def find_header(text: str, lowered: str, name: str) -> str | Literal[Lookup.UNSU
     without the space, or ``name`` is ``Event``, which an event's first line
     holds): then parse.
     """
-    exact, any_case = _NEEDLES.get(name) or _needles(name)
-    if not exact:
+    exact, any_case, size = _NEEDLES.get(name) or _needles(name)
+    if not size:
         return UNSURE
     at = lowered.find(any_case)
     if at < 0:
         return None  # no line's name lowers to name: absent, in any case
     if not text.startswith(exact, at):
         return UNSURE  # the first line of that name is spelt otherwise: parse reads it
-    start = at + len(exact)
+    start = at + size
     end = text.find("\n", start)
     if end < 0:
         return text[start:]  # the last line: no line end after it
