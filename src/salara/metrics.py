@@ -32,6 +32,7 @@ Metrics (all prefixed ``salara_``):
   ``outbox_recovered_total`` (1 when the outbox file was found damaged at
   start and set aside),
   ``webhook_deliveries_total{outcome}`` (delivered, retried, gone);
+  ``webhook_in_flight``, ``webhook_concurrency_limit`` (the adaptive limit of POSTs under way);
   ``outbox_oldest_pending_age_seconds`` (the oldest event not delivered yet; 0 when none),
   ``webhook_delivery_seconds{outcome}`` histogram (one POST to the CRM until its answer);
 - ``routing_decisions_total{source}``; ``crm_lookup_seconds{outcome}`` histogram
@@ -246,6 +247,13 @@ class _Collector(Collector):
             for outcome, count in (("delivered", stats.delivered), ("retried", stats.retried), ("gone", stats.gone)):
                 deliveries.add_metric([outcome], count)
             yield deliveries
+            worker = sources.delivery
+            yield GaugeMetricFamily("salara_webhook_in_flight", "Event POSTs to the CRM under way", worker.in_flight)
+            yield GaugeMetricFamily(
+                "salara_webhook_concurrency_limit",
+                "Event POSTs allowed under way now (adaptive, up to [outbox] concurrency)",
+                worker.allowed,
+            )
         if sources.router is not None:
             decisions = CounterMetricFamily(
                 "salara_routing_decisions", "Incoming-call routing decisions, by source", labels=["source"]
