@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import select
 import socket
 import ssl
 import struct
@@ -390,6 +391,33 @@ async def test_bytes_on_an_idle_connection_drop_it(server: Scripted) -> None:
     async with client_for(server.url()) as client:
         assert (await client.post(b"{}", HEADERS, 5.0)).status == 200
         await until(lambda: client.open_connections == 0, "the connection dropped")
+        assert (await client.post(b"{}", HEADERS, 5.0)).status == 200
+    assert [request.connection for request in server.requests] == [0, 1]
+
+
+@pytest.mark.parametrize("last_words", [b"", b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"])
+async def test_an_eof_the_loop_has_not_read_yet_still_keeps_the_idle_connection_from_reuse(
+    server: Scripted, last_words: bytes
+) -> None:
+    # The server ends an idle connection (after a 408, or not) and the EOF is already in
+    # the client's socket when the next post comes, before the loop has polled the socket.
+    peers: list[Peer] = []
+
+    async def answer_and_keep(peer: Peer, request: Seen) -> bool:
+        peers.append(peer)
+        await peer.send(ok())
+        return True
+
+    server.answer = answer_and_keep
+    async with client_for(server.url()) as client:
+        assert (await client.post(b"{}", HEADERS, 5.0)).status == 200
+        await until(lambda: len(client._idle) == 1, "the connection idle")
+        (peer,) = peers
+        peer.writer.write(last_words)
+        peer.writer.get_extra_info("socket").shutdown(socket.SHUT_WR)
+        # No await from here to the post: the loop does not run, the EOF stays unread.
+        readable, _, _ = select.select([client._idle[0].sock], [], [], WAIT_S)
+        assert readable
         assert (await client.post(b"{}", HEADERS, 5.0)).status == 200
     assert [request.connection for request in server.requests] == [0, 1]
 

@@ -29,7 +29,6 @@ from salara.config.values import HostPort
 from salara.crm.client import MAX_ANSWER_BYTES, USER_AGENT, SelfLoopGuard
 
 MAX_HEAD_BYTES: Final = 64 * 1024  # of status lines and headers (1xx answers too): more is a malformed answer
-
 _SET_HERE: Final = frozenset(
     ("host", "content-length", "transfer-encoding", "connection", "content-type", "user-agent", "accept-encoding")
 )
@@ -158,11 +157,16 @@ class Http1Client:
         return text.encode("latin-1")  # UnicodeEncodeError (a ValueError) beyond Latin-1
 
     def _idle_connection(self) -> _Connection | None:
-        """The most recently used idle connection the server has not closed (no EOF seen), or None."""
+        """The most recently used idle connection the server has not closed (no EOF seen or unread), or None."""
         while self._idle:
             conn = self._idle.pop()
-            if conn.usable:
-                return conn
+            try:  # an EOF unread in the socket too (MSG_PEEK): the loop may not have polled since it came
+                if conn.usable:
+                    conn.sock.recv(1, socket.MSG_PEEK)  # b"": an EOF; a byte: one no request asked for (a 408, say)
+            except (BlockingIOError, InterruptedError):
+                return conn  # nothing waits
+            except OSError:  # a reset
+                pass
             conn.close(abort=True)
         return None
 
@@ -180,10 +184,8 @@ class Http1Client:
                     if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                         self._release(got) if (got := waiter.result()) is not None else self._pass_slot()
                     raise  # (a waiter cancelled or failed is skipped by _hand)
-                if conn is not None and conn.usable:
-                    return conn
                 if conn is not None:
-                    conn.close(abort=True)  # closed while handed over: its slot passes on when it is lost
+                    self._idle.append(conn)  # handed over: checked as an idle one is (closed: dropped, slot passed on)
                     continue
             try:  # a slot of our own (None handed over: a slot passed on): open a connection in it
                 conn = await self._connect()
@@ -234,10 +236,8 @@ class Http1Client:
         for conn in list(self._connections):
             if conn.deadline > now:
                 earliest = min(earliest, conn.deadline)
-            elif conn.waiter is not None:
-                conn.fail(TimeoutError())
             else:
-                conn.close()
+                conn.fail(TimeoutError()) if conn.waiter is not None else conn.close()
         if earliest != _NEVER:
             self._arm(earliest)
 
@@ -255,7 +255,7 @@ class Http1Client:
                 sock = self._guard.socket_factory(info) if self._guard else socket.socket(*info[:3])
                 sock.setblocking(False)
                 await loop.sock_connect(sock, info[4])
-                # TLS: the handshake, SNI the host, the certificate verified unless tls_verify is false
+                conn.sock = sock  # TLS: the handshake, SNI the host, the certificate verified unless not tls_verify
                 hostname = self.host if self._tls is not None else None
                 await loop.create_connection(lambda: conn, sock=sock, ssl=self._tls, server_hostname=hostname)
                 return conn
@@ -279,6 +279,7 @@ class _Connection(asyncio.Protocol):
         self._client, self._max, self._loop = client, client._max_answer, asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport  # from connection_made, before the pool sees the connection
+        self.sock: socket.socket  # the TCP socket under the transport (and under TLS), for a MSG_PEEK
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self.deadline, self._reused = _NEVER, False  # deadline: of the exchange in flight, or of the idle time
         self.waiter: asyncio.Future[Answer] | None = None
