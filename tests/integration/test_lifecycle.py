@@ -300,6 +300,8 @@ def test_a_call_that_ends_while_salara_is_killed_gets_one_reconciled_call_ended(
     assert len(ends) == 1, got
     [ended] = ends
     assert ended["reconciled"] is True and ended["approximate"] is True
+    assert ended["client_state"] == "kept?", "the CRM's state survives the restart"
+    assert ended["result"] == "answered" and ended["answered_at"] is not None, "so does the answer"
     assert killed_at - 1 <= unix(ended["ended_at"]) <= restarted_at + 5, "within the outage (at most its end)"
     assert (ended["direction"], ended["from"], ended["to"], ended["operator"]) == ("outbound", "8001", "9999", "8001")
     assert [b["type"] for b in got].count("call.started") == 1, "nothing told again after the restart"

@@ -266,11 +266,14 @@ def test_a_newchannel_during_the_sweep_does_not_end_tracking_early() -> None:
 
 def test_tracking_survives_a_restart_through_its_changes() -> None:
     tracker = CallTracker(modes(hangup=1))
+    tracker.registry.originated(DIAL_CALL, "5550001", "8001", "sim", 4.0, client_state="lead-4711")
     tracker.track(DIAL_CALL, "5550001", "8001", "makecall", wall=5, mono=5)
     feed_until_first_hangup(tracker, "originate_dial_pjsip.txt")
     first = tracker.take_changes()
     assert first is not None and tracker.take_changes() is None
-    assert first.calls == [(DIAL_CALL, "5550001", "8001", "makecall", 5)]
+    answered_at = tracker.registry.calls[DIAL_CALL].answered_at
+    assert answered_at is not None  # the called side answered (run() feeds every event at 0.0)
+    assert first.calls == [(DIAL_CALL, "5550001", "8001", "makecall", 5, "lead-4711", answered_at)]
     assert sorted(first.channels) == [
         ("1795962280.24", DIAL_CALL, DIAL_CHANNELS[0], 6, "8001", "8001"),
         ("1795962280.25", DIAL_CALL, DIAL_CHANNELS[1], 6, "5550001", "8001"),
@@ -283,6 +286,8 @@ def test_tracking_survives_a_restart_through_its_changes() -> None:
     again = CallTracker(modes(hangup=1))
     again.restore(TrackingChanges(calls=first.calls, channels=first.channels), 0.0, 0.0)
     assert set(again.calls) == {DIAL_CALL} and again.calls[DIAL_CALL].seen_channel
+    restored = again.registry.calls[DIAL_CALL]
+    assert (restored.client_state, restored.answered_at) == ("lead-4711", answered_at)  # a summary can tell them
     sweep = again.sweep([], wall=10, mono=10, grace_s=30)
     assert sorted(e.payload["chan"] for e in sweep.hangups) == DIAL_CHANNELS
     assert {e.payload["state"] for e in sweep.hangups} == {"UP"}

@@ -315,7 +315,7 @@ def test_tracking_is_written_with_the_events_of_a_read(path: Path) -> None:
         outbox.add(
             [("L1", b"1")],
             tracking=TrackingChanges(
-                calls=[("L1", "8001", "9002", "makecall", NOW)],
+                calls=[("L1", "8001", "9002", "makecall", NOW, None, None)],
                 channels=[
                     ("L1", "L1", "PJSIP/8001-1", 5, "8001", "s"),
                     ("L1.2", "L1", "Local/9002@sim-1;1", 0, "", ""),
@@ -326,14 +326,14 @@ def test_tracking_is_written_with_the_events_of_a_read(path: Path) -> None:
         outbox.add(
             [],
             tracking=TrackingChanges(
-                calls=[("L2", "1", "2", "route", NOW + 1)],
+                calls=[("L2", "1", "2", "route", NOW + 1, "lead-1", NOW + 2)],
                 channels=[("L1", "L1", "PJSIP/8001-1", 6, "8001", "s")],
                 removed=["L1.2"],
             ),
         )
     with Outbox(path, max_rows=1000) as reopened:
         assert reopened.load_tracking() == TrackingChanges(
-            calls=[("L1", "8001", "9002", "makecall", NOW), ("L2", "1", "2", "route", NOW + 1)],
+            calls=[("L1", "8001", "9002", "makecall", NOW, None, None), ("L2", "1", "2", "route", NOW + 1, "lead-1", NOW + 2)],
             channels=[("L1", "L1", "PJSIP/8001-1", 6, "8001", "s")],
         )
         reopened.add([], tracking=TrackingChanges(ended=["L1", "L2"], removed=["L1"]))
@@ -350,6 +350,6 @@ def test_tracking_and_events_fail_together(path: Path) -> None:
             outbox.add(
                 [("B", b"2")],
                 ids=[first[0]],
-                tracking=TrackingChanges(calls=[("B", "1", "2", "route", NOW)]),
+                tracking=TrackingChanges(calls=[("B", "1", "2", "route", NOW, None, None)]),
             )
         assert outbox.load_tracking() == TrackingChanges()

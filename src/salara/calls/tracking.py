@@ -32,11 +32,10 @@ transaction as the events of the same AMI read, and loaded back with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Final
 
 from salara.ami.messages import Event
-from salara.calls.call import Channel, ListedChannel, Origin
+from salara.calls.call import Channel, ListedChannel
 from salara.calls.events import (
     CrmEvent,
     agent_connect_event,
@@ -46,7 +45,7 @@ from salara.calls.events import (
 )
 from salara.calls.listing import Resync
 from salara.calls.registry import HANDLED_EVENTS, CallRegistry
-from salara.calls.rows import CallRow, ChannelRow, TrackedCall, TrackingChanges
+from salara.calls.rows import CallRow, ChannelRow, Sweep, TrackedCall, TrackingChanges, call_row, told_by_store
 from salara.config import Event as EventModes
 
 FOLDED_EVENTS: Final = HANDLED_EVENTS | {"AgentConnect"}
@@ -63,20 +62,9 @@ def folds(event: Event) -> bool:
     name = event.name
     return name in FOLDED_EVENTS and (name != "VarSet" or event.get("Variable") == "DIALSTATUS")
 
+
 MAX_TRACKED: Final = 10_000
 """Most calls tracked at once; beyond it the oldest is forgotten (and logged by the caller)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sweep:
-    """What one :meth:`CallTracker.sweep` found."""
-
-    ended: list[str]
-    """Linkedids of the tracked calls whose tracking ended."""
-    hangups: list[CrmEvent]
-    """Synthesized Hangups of the channels gone unseen, per the ``hangup`` mode."""
-    missed: int
-    """Channels that were gone unseen (a Hangup synthesized or not)."""
 
 
 class CallTracker:
@@ -186,6 +174,8 @@ class CallTracker:
         if name == "Hangup":
             return self._hangup(event, wall, mono)
         registry.on_event(event, wall, mono)
+        if name in ("DialEnd", "VarSet", "Newexten"):  # the called side answered, maybe
+            self._answer_seen(event.get("Linkedid") or "")
         if name == "Newexten":
             if self.modes.newexten == 0 or (self.modes.newexten < 3 and not self.calls):
                 return None
@@ -218,6 +208,17 @@ class CallTracker:
         changed = channel is not None and before != (channel.name, channel.state)
         if changed and channel is not None and (self._keep_all or channel.linkedid in self.calls):
             self._channel_changed(channel.uniqueid)
+        if channel is not None:
+            self._answer_seen(channel.linkedid)
+
+    def _answer_seen(self, linkedid: str) -> None:
+        """A tracked call's stored row changes when the call is answered (the time survives a restart)."""
+        tracked = self.calls.get(linkedid)
+        if tracked is None:
+            return
+        call = self.registry.calls.get(linkedid)
+        if call is not None and call.answered_at != tracked.answered_at:
+            self._call_changed(linkedid)
 
     def _hangup(self, event: Event, wall: float, mono: float) -> CrmEvent | None:
         linkedid = event.get("Linkedid") or ""
@@ -299,7 +300,7 @@ class CallTracker:
             if call is None:
                 changes.ended.append(linkedid)
             else:
-                changes.calls.append((linkedid, call.caller, call.exten, call.source, call.started_at))
+                changes.calls.append(call_row(call, self.registry.calls.get(linkedid)))
         removed = self._removed
         channels = self.registry.channels
         for uniqueid in self._dirty_channels:
@@ -345,7 +346,9 @@ class CallTracker:
         """
         self.registry.restore((ListedChannel(*row) for row in stored.channels), wall, mono)
         self._stored.update(row[0] for row in stored.channels)
-        for linkedid, caller, exten, source, started_at in sorted(stored.calls, key=lambda row: row[4]):
+        for linkedid, caller, exten, source, started_at, client_state, answered_at in sorted(
+            stored.calls, key=lambda row: row[4]
+        ):
             if linkedid in self.calls:
                 continue
             while len(self.calls) >= self.max_tracked:
@@ -354,26 +357,17 @@ class CallTracker:
             started_mono = mono - max(0.0, wall - started_at)
             live = bool(self.registry.live_channels(linkedid))
             self.calls[linkedid] = TrackedCall(
-                linkedid, caller, exten, source, started_at, started_mono, self.registry, live
+                linkedid, caller, exten, source, started_at, started_mono, self.registry, live, answered_at
             )
-            self._restored(linkedid, caller, exten, source, started_at)
+            call = self.registry.calls.get(linkedid)
+            if call is not None:
+                told_by_store(call, (linkedid, caller, exten, source, started_at, client_state, answered_at))
         if not self._keep_all:
             channels = self.registry.channels
             stale = [uid for uid in self._stored if uid in channels and channels[uid].linkedid not in self.calls]
             if stale:
                 self._dirty_channels.update(stale)
                 self._changed()
-
-    def _restored(self, linkedid: str, caller: str, exten: str, source: str, started_at: float) -> None:
-        """What a stored tracked call tells the registry's restored call: who placed or routed it, and when."""
-        call = self.registry.calls.get(linkedid)
-        if call is None:
-            return
-        call.created_at = min(call.created_at, started_at)
-        if source == "makecall" and call.origin is None:
-            call.origin = Origin(caller, exten, "")
-        elif source == "route":
-            call.routed_to = exten
 
     def _changed(self) -> None:
         if not self._dirty:

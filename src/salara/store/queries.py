@@ -113,10 +113,13 @@ def write_tracking(db: sqlite3.Connection, tracking: TrackingChanges) -> None:
     # Deletions first: a channel may be removed and come back in one batch.
     if tracking.ended:
         db.executemany(schema.END_CALL, [(key,) for key in tracking.ended])
+        db.executemany(schema.END_CALL_STATE, [(key,) for key in tracking.ended])
     if tracking.removed:
         db.executemany(schema.REMOVE_CHANNEL, [(key,) for key in tracking.removed])
     if tracking.calls:
-        db.executemany(schema.PUT_CALL, tracking.calls)
+        db.executemany(schema.PUT_CALL, [row[:5] for row in tracking.calls])
+        # Apart, so that an older salara reading this file still finds the table it knows.
+        db.executemany(schema.PUT_CALL_STATE, [(row[0], row[5], row[6]) for row in tracking.calls])
     if tracking.channels:
         db.executemany(schema.PUT_CHANNEL, tracking.channels)
 

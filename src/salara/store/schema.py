@@ -63,6 +63,11 @@ CREATE TABLE IF NOT EXISTS tracked_calls (
     source TEXT NOT NULL,
     started_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tracked_call_state (
+    linkedid TEXT PRIMARY KEY,
+    client_state TEXT,
+    answered_at REAL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS live_channels (
     uniqueid TEXT PRIMARY KEY,
     linkedid TEXT NOT NULL,
@@ -133,10 +138,15 @@ WHERE seq = ?1 AND status = 'gone'
 # -- call tracking ---------------------------------------------------------------
 
 END_CALL: Final = "DELETE FROM tracked_calls WHERE linkedid = ?"
+END_CALL_STATE: Final = "DELETE FROM tracked_call_state WHERE linkedid = ?"
 REMOVE_CHANNEL: Final = "DELETE FROM live_channels WHERE uniqueid = ?"
 PUT_CALL: Final = "INSERT OR REPLACE INTO tracked_calls VALUES (?, ?, ?, ?, ?)"
+PUT_CALL_STATE: Final = "INSERT OR REPLACE INTO tracked_call_state VALUES (?, ?, ?)"
 PUT_CHANNEL: Final = "INSERT OR REPLACE INTO live_channels VALUES (?, ?, ?, ?, ?, ?)"
-LOAD_CALLS: Final = "SELECT linkedid, caller, exten, source, started_at FROM tracked_calls ORDER BY started_at"
+LOAD_CALLS: Final = (
+    "SELECT linkedid, caller, exten, source, started_at, client_state, answered_at"
+    " FROM tracked_calls LEFT JOIN tracked_call_state USING (linkedid) ORDER BY started_at"
+)
 LOAD_CHANNELS: Final = "SELECT uniqueid, linkedid, name, state, caller, exten FROM live_channels"
 
 # -- idempotency keys ------------------------------------------------------------
