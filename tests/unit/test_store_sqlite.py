@@ -333,7 +333,10 @@ def test_tracking_is_written_with_the_events_of_a_read(path: Path) -> None:
         )
     with Outbox(path, max_rows=1000) as reopened:
         assert reopened.load_tracking() == TrackingChanges(
-            calls=[("L1", "8001", "9002", "makecall", NOW, None, None), ("L2", "1", "2", "route", NOW + 1, "lead-1", NOW + 2)],
+            calls=[
+                ("L1", "8001", "9002", "makecall", NOW, None, None),
+                ("L2", "1", "2", "route", NOW + 1, "lead-1", NOW + 2),
+            ],
             channels=[("L1", "L1", "PJSIP/8001-1", 6, "8001", "s")],
         )
         reopened.add([], tracking=TrackingChanges(ended=["L1", "L2"], removed=["L1"]))

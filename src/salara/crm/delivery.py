@@ -46,6 +46,9 @@ from salara.store.records import Claimed, Result
 
 log = logging.getLogger(__name__)
 
+IDLE_CONNECTION_S: Final = 4.0
+"""A connection to the CRM idle this long is closed: before the servers' own keep-alive ends (Apache, uvicorn: 5 s),
+so a post seldom meets a connection the server is closing."""
 CLAIM_WINDOW: Final = 4
 """Events a worker keeps claimed per sender: one being posted, the rest waiting for a free sender."""
 
@@ -168,7 +171,11 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until cancelled. Events claimed but not posted go back to due."""
         client = Http1Client(
-            self.url, max_connections=self.concurrency, tls_verify=self._tls_verify, api_listen=self._api_listen
+            self.url,
+            max_connections=self.concurrency,
+            tls_verify=self._tls_verify,
+            api_listen=self._api_listen,
+            idle_timeout_s=IDLE_CONNECTION_S,
         )
         self._client = client
         self._add_senders()
