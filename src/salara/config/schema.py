@@ -176,7 +176,8 @@ class Outbox(_Section):
     max_rows: int = Field(100_000, gt=0)
     retry_max: float = Field(300.0, gt=0)
     """Longest wait between two delivery attempts of one event, seconds."""
-    concurrency: int = Field(8, gt=0, le=256)
+    concurrency: int = Field(256, gt=0, le=1024)
+    """Most event POSTs in flight to the CRM; how many it takes is found below that (from 8)."""
 
 
 ASTERISK_CONTROL_VARIABLES = (
