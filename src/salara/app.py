@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 import uvicorn
 
-from salara.agi.server import AGIServer
+from salara.agi.server import AGIServer, AGISession
 from salara.ami.client import AMIClient, AMISettings
 from salara.api.app import create_app
 from salara.api.security.connections import uvicorn_options
@@ -36,29 +37,25 @@ from salara.api.security.tokens import exposure_problem
 from salara.calls.lifecycle import CallLifecycle
 from salara.calls.tracking import CallTracker
 from salara.config import Config
+from salara.config.changes import Reload
 from salara.control import CallControl
-from salara.crm.client import make_client
 from salara.crm.delivery import DeliveryWorker
-from salara.crm.lookup import CrmLookup
 from salara.errors import ConfigError, SalaraError
 from salara.events.hub import EventHub
 from salara.events.pipeline import EventPipeline
 from salara.events.resync import Resynchronizer
+from salara.logformat import CALL_ID
 from salara.metrics import Metrics, Sources
 from salara.pbx import PBX
+from salara.reload import DeliverySlot, crm_client, crm_lookup, delivery_worker, reload
 from salara.routing.channels import LiveChannels
 from salara.routing.script import Router
 from salara.routing.table import RouteTable
 from salara.store.sqlite import Outbox
 from salara.store.volatile import NoStore
+from salara.systemd import Notifier
 
 log = logging.getLogger(__name__)
-
-LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
-"""``[event] verbose`` 0 off, 1 on, 2 debug, 3 dump -> logging level."""
-
-CRM_CONNECTIONS = 100
-"""Routing lookups in flight at most (more wait for a connection, within their deadline)."""
 
 
 class PartFailed(SalaraError):
@@ -67,13 +64,6 @@ class PartFailed(SalaraError):
     def __init__(self, part: str, reason: str) -> None:
         super().__init__(f"{part} {reason}")
         self.part = part
-
-
-def setup_logging(verbose: int) -> None:
-    logging.basicConfig(
-        level=LOG_LEVELS.get(verbose, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def ami_settings(config: Config) -> AMISettings:
@@ -86,21 +76,6 @@ def ami_settings(config: Config) -> AMISettings:
         auth=ami.auth,
         ping_interval_s=ami.ping_interval,
         reconnect_max_s=ami.reconnect_max,
-    )
-
-
-def crm_client(config: Config) -> aiohttp.ClientSession:
-    """The HTTP session for routing lookups (call it inside the event loop).
-
-    TLS verified unless ``[url] tls_verify=no``; each request takes at most
-    ``[general] curlopt_timeout`` seconds in all; redirects are not followed
-    (:class:`~salara.crm.lookup.CrmLookup` asks for that on every request).
-    """
-    return make_client(
-        tls_verify=config.url.tls_verify,
-        concurrency=CRM_CONNECTIONS,
-        timeout_s=config.general.curlopt_timeout,
-        user_agent="salara",
     )
 
 
@@ -135,16 +110,7 @@ class Services:
         to_crm = extended and config.event.lifecycle
         if config.url.dest_url_event:
             outbox = Outbox(config.outbox.path, max_rows=config.outbox.max_rows)
-            delivery = DeliveryWorker(
-                outbox,
-                config.url.dest_url_event,
-                tls_verify=config.url.tls_verify,
-                api_listen=config.url.rest_server,  # never POST events to salara itself
-                secret=config.url.webhook_secret,
-                concurrency=config.outbox.concurrency,
-                timeout_s=config.general.curlopt_timeout,
-                retry_max_s=config.outbox.retry_max,
-            )
+            delivery = delivery_worker(config, outbox)
             pipeline = EventPipeline(
                 tracker,
                 outbox,
@@ -164,7 +130,7 @@ class Services:
             pipeline, ami, interval_s=config.event.sweep_interval, grace_s=config.event.timeout_makecall + 60
         )
         crm = crm_client(config)
-        lookup = CrmLookup(crm, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
+        lookup = crm_lookup(config, crm)
         # FastAGI requests are checked against the registry, trusted once resynchronised since the login.
         channels = LiveChannels(tracker.registry, ami, lambda: resync.resyncs)
         router = Router(config, pbx, lookup, tracker, RouteTable(config.path, dict(config.routes)), channels=channels)
@@ -187,14 +153,23 @@ class Services:
         ami.add_state_listener(channels.on_ami_state)
         return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, delivery)
 
+    def __post_init__(self) -> None:
+        self.delivery_slot = DeliverySlot(self.delivery)
+        """Runs the delivery worker; a reload may put a new one in (:mod:`salara.reload`)."""
+
     def parts(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """The long-lived background parts by name: AMI session, event delivery, resynchronisation."""
         parts: dict[str, Callable[[], Awaitable[None]]] = {"ami": self.ami.run, "resync": self.resync.run}
         if self.delivery is not None:
-            parts["delivery"] = self.delivery.run
+            parts["delivery"] = self.delivery_slot.run
         return parts
 
+    def reload(self) -> Reload | None:
+        """Read the config again and take what may change live (SIGHUP): :func:`salara.reload.reload`."""
+        return reload(self)
+
     async def close(self) -> None:
+        await self.delivery_slot.close_retired()
         await self.crm.close()
         if self.outbox is not None:
             self.outbox.close()
@@ -234,8 +209,59 @@ async def supervise(parts: Mapping[str, Callable[[], Awaitable[None]]], main: st
         raise failures.exceptions[0] from None
 
 
+def ami_status(ami: AMIClient, config: Config) -> str:
+    """One line on AMI for ``systemctl status`` (sd_notify ``STATUS=``)."""
+    where = f"{config.ami.host}:{config.ami.port}"
+    if ami.ready:
+        return f"serving; AMI connected to {where}"
+    return f"serving; AMI not connected to {where}: {ami.last_error or 'connecting'}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling when it listens (:attr:`listening`; uvicorn itself only sets a flag)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.listening.set()
+
+
+Handler = Callable[[AGISession], Awaitable[None]]
+
+
+def with_call_id(services: Services, handler: Handler) -> Handler:
+    """``handler`` with what it logs labelled with the call's id (:data:`salara.logformat.CALL_ID`).
+
+    The id is the Linkedid AMI reported for the request's channel, looked up
+    when a line is logged; nothing the FastAGI peer claims is taken for it.
+    """
+    channels = services.control.tracker.registry.channels
+
+    async def handle(session: AGISession) -> None:
+        uniqueid = session.request.uniqueid
+
+        def call_id() -> str | None:
+            channel = channels.get(uniqueid)
+            return channel.linkedid if channel is not None else None
+
+        CALL_ID.set(call_id)  # this session's task only
+        await handler(session)
+
+    return handle
+
+
 async def serve(config: Config) -> None:
     """Run salara until SIGINT/SIGTERM: AMI client, event delivery, FastAGI router and HTTP API.
+
+    SIGHUP reloads the config (:meth:`Services.reload`). Under systemd
+    (``$NOTIFY_SOCKET``, :mod:`salara.systemd`) it says ``READY=1`` once the
+    HTTP API and FastAGI listen (AMI may still be down), AMI's state in
+    ``STATUS=`` on each change, ``RELOADING=1`` then ``READY=1`` around a
+    reload, ``WATCHDOG=1`` at half of ``$WATCHDOG_USEC``, ``STOPPING=1``.
 
     Raises :class:`~salara.errors.ConfigError` before starting anything when
     the API would be open beyond loopback without a token or the FastAGI port
@@ -247,7 +273,7 @@ async def serve(config: Config) -> None:
     services = Services.build(config)
     app = create_app(services.control, hub=services.hub, metrics=services.metrics)
     listen = config.url.rest_server
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host=listen.host,
@@ -260,7 +286,7 @@ async def serve(config: Config) -> None:
         )
     )
     agi = AGIServer(
-        services.router.handle,
+        with_call_id(services, services.router.handle),
         config.agi.listen.host,
         config.agi.listen.port,
         header_timeout_s=config.agi.header_timeout,
@@ -282,9 +308,17 @@ async def serve(config: Config) -> None:
     )
     # uvicorn handles SIGINT/SIGTERM itself, then raises the signal again once
     # it has stopped, to run the handler it found; make that one a no-op so the
-    # cleanup below runs and salara exits 0.
-    for handled in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(handled, lambda *_: None)
+    # cleanup below runs and salara exits 0. The handlers found are put back at the end.
+    previous = {handled: signal.signal(handled, lambda *_: None) for handled in (signal.SIGINT, signal.SIGTERM)}
+    notifier = Notifier()
+
+    def tell_ami_state(_ready: bool) -> None:
+        notifier.status(ami_status(services.ami, services.config))
+
+    services.ami.add_state_listener(tell_ami_state)
+    reload_wanted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
 
     async def http() -> None:
         serving = asyncio.ensure_future(server.serve())
@@ -295,10 +329,31 @@ async def serve(config: Config) -> None:
             await serving
             raise
 
-    parts = {**services.parts(), "fastagi": agi.serve, "http": http}
+    async def systemd() -> None:
+        """READY=1 once uvicorn listens (FastAGI already does), then the watchdog; never returns."""
+        await server.listening.wait()  # this part is cancelled if http fails first
+        notifier.ready(ami_status(services.ami, services.config))
+        await notifier.watchdog()
+        await asyncio.Event().wait()
+
+    async def reloads() -> None:
+        """Reload the config on every SIGHUP (several at once: one reload)."""
+        while True:
+            await reload_wanted.wait()
+            reload_wanted.clear()
+            notifier.reloading()
+            services.reload()
+            notifier.ready(ami_status(services.ami, services.config))
+
+    parts = {**services.parts(), "fastagi": agi.serve, "http": http, "systemd": systemd, "reload": reloads}
     try:
         await supervise(parts, main="http")
     finally:
+        notifier.stopping()
+        loop.remove_signal_handler(signal.SIGHUP)
         await agi.close()
         await services.close()
+        notifier.close()
+        for handled, handler in previous.items():
+            signal.signal(handled, handler)
     log.info("salara stopped")

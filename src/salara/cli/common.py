@@ -8,11 +8,12 @@ from their modules: :mod:`salara.cli.pbx`, :mod:`salara.cli.admin`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,10 +22,11 @@ import click
 import salara
 from salara import config as config_module
 from salara.ami.client import AMIClient
-from salara.app import PartFailed, ami_settings, serve, setup_logging
+from salara.app import PartFailed, ami_settings, serve
 from salara.config import Config
 from salara.control import CallControl
 from salara.errors import ConfigError, SalaraError
+from salara.logformat import setup_logging
 
 T = TypeVar("T")
 
@@ -44,6 +46,28 @@ def load_config(ctx: click.Context) -> Config:
         return config_module.load(find_config(ctx.obj["config_path"]))
     except ConfigError as exc:
         raise click.ClickException(f"config: {exc}") from None
+
+
+@contextlib.contextmanager
+def held_records() -> Iterator[list[logging.LogRecord]]:
+    """Hold what is logged inside (loading the config, before the log format is known) in a list.
+
+    The records are not shown meanwhile; the caller hands them on once the
+    real handlers are set up.
+    """
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    root = logging.getLogger()
+    hold = Hold(logging.WARNING)
+    root.addHandler(hold)
+    try:
+        yield held
+    finally:
+        root.removeHandler(hold)
 
 
 def emit(data: object) -> None:
@@ -112,9 +136,13 @@ def config_file(ctx: click.Context) -> Path:
 @main.command("serve")
 @click.pass_context
 def serve_command(ctx: click.Context) -> None:
-    """Run the service: HTTP API, AMI client (until SIGINT/SIGTERM)."""
-    config = load_config(ctx)
-    setup_logging(config.event.verbose)
+    """Run the service: HTTP API, AMI client, FastAGI (until SIGINT/SIGTERM; SIGHUP reloads the config)."""
+    with held_records() as held:  # what loading logs, logged once the format is known
+        config = load_config(ctx)
+    setup_logging(config.event.verbose, config.general.log_format)
+    for record in held:
+        logging.getLogger(record.name).handle(record)
+    as_json = config.general.log_format == "json"
     try:
         import uvloop  # installed with uvicorn[standard]; the fastest event loop here
 
@@ -124,10 +152,12 @@ def serve_command(ctx: click.Context) -> None:
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         try:
             runner.run(serve(config))
-        except ConfigError as exc:
-            raise click.ClickException(f"config: {exc}") from None
-        except PartFailed as exc:
-            raise click.ClickException(f"stopped: {exc}") from None
+        except (ConfigError, PartFailed) as exc:
+            reason = f"config: {exc}" if isinstance(exc, ConfigError) else f"stopped: {exc}"
+            if not as_json:
+                raise click.ClickException(reason) from None
+            logging.getLogger("salara").critical("%s", reason)  # every line JSON, this one too
+            ctx.exit(1)
 
 
 @main.group()

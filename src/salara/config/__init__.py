@@ -21,14 +21,15 @@ The package, its imports going down:
 - :mod:`~salara.config.schema`: the section models and :class:`Config`, no file I/O;
 - :mod:`~salara.config.source`: the file format and the tree of included files (:func:`read_file`);
 - :mod:`~salara.config.reader`: files and environment to a validated :class:`Config` (:func:`load`, :func:`check`);
-- :mod:`~salara.config.editor`: the files edited in place, atomically, under a lock.
+- :mod:`~salara.config.editor`: the files edited in place, atomically, under a lock;
+- :mod:`~salara.config.changes`: what a reload (SIGHUP) changes live, and what needs a restart.
 
 Import from ``salara.config`` itself; the names below are its interface.
 """
 
 from salara.config.editor import check_value, edit_route, edit_token, locked, save_route, save_token
 from salara.config.hosts import is_local_host, mask_url, normalise_host
-from salara.config.reader import build, check, check_destinations, load, load_tokens
+from salara.config.reader import build, check, check_config, check_destinations, load, load_tokens
 from salara.config.schema import (
     RIGHTS,
     SECTIONS,
@@ -71,6 +72,7 @@ __all__ = [
     "Url",
     "build",
     "check",
+    "check_config",
     "check_destinations",
     "check_value",
     "destination_problem",

@@ -43,6 +43,7 @@ __all__ = [
     "build",
     "build_tokens",
     "check",
+    "check_config",
     "check_destinations",
     "is_comment",
     "load",
@@ -178,6 +179,12 @@ def build_tokens(raw: RawConfig, *, report: Report | None = None) -> dict[str, T
 
 
 # -- checks that span keys, after every section validated ------------------
+
+
+def check_config(config: Config) -> None:
+    """The checks across keys of a whole config (one assembled by a reload); raises :class:`ConfigError`."""
+    _check_api(config.api)
+    _check_webhook_targets(config.url)
 
 
 def _check_api(api: Api) -> None:

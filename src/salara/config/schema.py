@@ -58,6 +58,11 @@ class General(_Section):
     """Compat bodies: ``readme`` as the old module's README documents them (errors say why), or
     ``module`` byte for byte as its code sent them (channel state ``{"result":6,"text":"UP"}``,
     every error ``{"result":-2,"text":"Error"}``). HTTP statuses are salara's either way."""
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    """``text`` (with syslog priorities under systemd) or ``json`` lines (:mod:`salara.logformat`)."""
+    edit_file: str = ""
+    """Where ``salara route set`` and ``token create`` put new entries and sections (relative: to the main
+    file's directory; the main file must include it); empty: the main file (:mod:`salara.config.editor`)."""
 
 
 class Event(_Section):

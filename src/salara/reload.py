@@ -1,0 +1,194 @@
+"""What a SIGHUP does to a running salara: the config read again, its live keys handed to the parts.
+
+:func:`reload` reads the file (and the ``SALARA_*`` environment) again;
+:func:`salara.config.changes.plan` says what may change live and what needs a
+restart; :func:`apply` gives the new values to the parts that hold them, as
+attributes they read on every use, so no call, AMI session, FastAGI session
+or HTTP connection is dropped:
+
+- call control, routing and the event model take the new config (event
+  modes, ``watch_makecall``, ``timeout_makecall``, ``default``,
+  ``curlopt_timeout``, ``operator_technology``, ``good_status``, the
+  ``[keys]``...); the resynchronisation its interval; the CRM breaker and
+  answer cache their limits (their state kept);
+- the logging its level (``verbose``) and format (``log_format``);
+- a change of the CRM routing lookup's URL or client options makes a new
+  lookup client (lookups under way finish on the old one, closed later);
+- a change of a webhook setting starts a new delivery worker on the same
+  outbox (:class:`DeliverySlot`): the old one is stopped, the events it had
+  claimed go back to due and the new one posts them.
+
+The builders of the CRM clients live here too, as :mod:`salara.app` builds
+the same parts at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Final
+
+import aiohttp
+
+from salara import config as config_module
+from salara.config import Config
+from salara.config.changes import LOOKUP_KEYS, WEBHOOK_KEYS, Reload, plan
+from salara.crm.client import make_client
+from salara.crm.delivery import DeliveryWorker
+from salara.crm.lookup import CrmLookup
+from salara.errors import SalaraError
+from salara.logformat import setup_logging
+from salara.store.interface import Store
+
+if TYPE_CHECKING:
+    from salara.app import Services
+
+log = logging.getLogger(__name__)
+
+CRM_CONNECTIONS: Final = 100
+"""Routing lookups in flight at most (more wait for a connection, within their deadline)."""
+
+
+def crm_client(config: Config) -> aiohttp.ClientSession:
+    """The HTTP session for routing lookups (call it inside the event loop).
+
+    TLS verified unless ``[url] tls_verify=no``; each request takes at most
+    ``[general] curlopt_timeout`` seconds in all; redirects are not followed
+    (:class:`~salara.crm.lookup.CrmLookup` asks for that on every request).
+    """
+    return make_client(
+        tls_verify=config.url.tls_verify,
+        concurrency=CRM_CONNECTIONS,
+        timeout_s=config.general.curlopt_timeout,
+        user_agent="salara",
+    )
+
+
+def crm_lookup(config: Config, client: aiohttp.ClientSession) -> CrmLookup | None:
+    """The routing lookup of ``[url] dest_url`` on ``client``; None without a ``dest_url``."""
+    return CrmLookup(client, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
+
+
+def delivery_worker(config: Config, outbox: Store) -> DeliveryWorker:
+    """The worker posting ``outbox``'s events to ``[url] dest_url_event`` (which must be set)."""
+    return DeliveryWorker(
+        outbox,
+        config.url.dest_url_event,
+        tls_verify=config.url.tls_verify,
+        api_listen=config.url.rest_server,  # never POST events to salara itself
+        secret=config.url.webhook_secret,
+        concurrency=config.outbox.concurrency,
+        timeout_s=config.general.curlopt_timeout,
+        retry_max_s=config.outbox.retry_max,
+    )
+
+
+class DeliverySlot:
+    """Runs one delivery worker at a time; :meth:`replace` swaps in another without stopping the part.
+
+    ``worker`` None: no webhook (:meth:`run` returns at once). Retired CRM
+    lookup clients wait here to be closed (:meth:`retire`).
+    """
+
+    def __init__(self, worker: DeliveryWorker | None) -> None:
+        self.worker = worker
+        self._replaced = asyncio.Event()
+        self._retired: list[aiohttp.ClientSession] = []
+        self._closers: set[asyncio.Task[None]] = set()
+
+    def replace(self, worker: DeliveryWorker) -> None:
+        """Use ``worker`` from now on: the one running is stopped (its claimed events made due again)."""
+        if self.worker is not None:
+            worker.stats, worker.on_attempt = self.worker.stats, self.worker.on_attempt
+        self.worker = worker
+        self._replaced.set()
+
+    async def run(self) -> None:
+        """Run the current worker until cancelled; returns (or raises) only when a worker stops by itself."""
+        while self.worker is not None:
+            self._replaced.clear()
+            worker = asyncio.create_task(self.worker.run(), name="delivery-worker")
+            replaced = asyncio.create_task(self._replaced.wait(), name="delivery-replaced")
+            try:
+                await asyncio.wait((worker, replaced), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                replaced.cancel()
+                if not worker.done():
+                    worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            if not self._replaced.is_set():
+                return
+
+    def retire(self, client: aiohttp.ClientSession, *, after_s: float) -> None:
+        """Close ``client`` in ``after_s`` seconds (requests under way on it finish), or at :meth:`close_retired`."""
+        self._retired.append(client)
+
+        async def close_later() -> None:
+            await asyncio.sleep(after_s)
+            await client.close()
+
+        task = asyncio.create_task(close_later(), name="crm-client-retired")
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
+    async def close_retired(self) -> None:
+        """Close every retired client now (the service stops)."""
+        for task in list(self._closers):
+            task.cancel()
+        for client in self._retired:
+            await client.close()
+        self._retired.clear()
+
+
+def reload(services: Services) -> Reload | None:
+    """Read ``services``' config file again and :func:`apply` it; None when the old config is kept.
+
+    A file that does not load, or whose values fail the checks across keys
+    (:func:`salara.config.check_config`), is logged at ERROR with the reason
+    and changes nothing. Keys that need a restart are logged at WARNING and
+    keep their value. Raises nothing.
+    """
+    path = services.config.path
+    shown = path or "(no file: defaults and environment)"
+    try:
+        reloaded = plan(services.config, config_module.load(path))
+        config_module.check_config(reloaded.config)
+    except SalaraError as exc:
+        log.error("config %s not reloaded, still using the one loaded before: %s", shown, exc)
+        return None
+    apply(services, reloaded)
+    log.info("config reloaded from %s: %s", shown, ", ".join(reloaded.changed) or "nothing changed")
+    if reloaded.restart:
+        log.warning(
+            "config: %s changed in %s; kept as it was until salara restarts", "; ".join(reloaded.restart), shown
+        )
+    return reloaded
+
+
+def apply(services: Services, reloaded: Reload) -> None:
+    """Hand ``reloaded.config``'s live values to the parts of ``services`` that hold them (see the module doc)."""
+    previous = services.config
+    config = services.config = reloaded.config
+    control, router = services.control, services.router
+    control.config = router.config = config
+    control.tracker.modes = config.event
+    control.pbx.good_status = config.url.good_status
+    services.resync.interval_s = config.event.sweep_interval
+    services.resync.grace_s = config.event.timeout_makecall + 60
+    routing = config.routing
+    router.breaker.failures, router.breaker.cooldown_s = routing.breaker_failures, routing.breaker_cooldown
+    router.cache.max_age_s, router.cache.max_entries = routing.cache_max_age, routing.cache_size
+    setup_logging(config.event.verbose, config.general.log_format)
+    slot = services.delivery_slot
+    if reloaded.touches(LOOKUP_KEYS):
+        old = services.crm
+        services.crm = crm_client(config)
+        router.lookup = crm_lookup(config, services.crm)
+        slot.retire(old, after_s=2 * previous.general.curlopt_timeout + 1)
+    if reloaded.touches(WEBHOOK_KEYS) and services.outbox is not None and slot.worker is not None:
+        worker = delivery_worker(config, services.outbox)
+        slot.replace(worker)
+        services.delivery = services.metrics.sources.delivery = worker
+        services.pipeline.notify = worker.notify
