@@ -127,8 +127,9 @@ def save_route(path: Path, caller: str, called: str | None) -> None:
     """Set (or with ``called=None`` delete) a route of the config at ``path``, atomically, under :func:`locked`.
 
     The change goes to the file that holds the entry (it may be one that
-    ``path`` includes); a new entry to the file of the last route, else of the
-    ``[route]`` header, else to ``path`` itself. A deleted entry is deleted
+    ``path`` includes); a new entry to ``[general] edit_file`` when set (created
+    if missing), else to the file of the last route, else of the ``[route]``
+    header, else to ``path`` itself. A deleted entry is deleted
     from every file that sets it. Raises :class:`ConfigError` for a caller
     that is not a dial string, a destination the CRM's answer could not name
     either (:func:`~salara.config.values.destination_problem`), or when the
@@ -155,10 +156,55 @@ def save_route(path: Path, caller: str, called: str | None) -> None:
             raw = read_file(path)
 
 
+def edit_file(raw: RawConfig, main: Path) -> Path | None:
+    """The file ``[general] edit_file`` of ``raw`` names (relative: to ``main``'s directory), or None."""
+    name = raw.sections.get("general", {}).get("edit_file", "").strip()
+    if not name:
+        return None
+    return main.parent / name
+
+
+def _new_entries_file(raw: RawConfig, main: Path) -> Path | None:
+    """Where a new route or token goes by ``[general] edit_file``: created if missing; None without the key.
+
+    Raises :class:`ConfigError` when ``main`` does not include that file
+    (what is written there would not be read).
+    """
+    target = edit_file(raw, main)
+    if target is None:
+        return None
+    if target not in raw.files and target not in read_file(main, texts={target: ""}).files:
+        reason = f"{target} is not included by {main}: add #tryinclude \"{target}\" to it"
+        raise ConfigError("general", "edit_file", reason)
+    if not target.exists():
+        _create_like(target, main)
+    return target
+
+
+def _create_like(path: Path, model: Path) -> None:
+    """Create ``path`` empty, with ``model``'s permissions and, when allowed, its owner and group."""
+    info = model.stat()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, info.st_mode & 0o7777)
+    except OSError as exc:
+        raise ConfigError("general", "edit_file", f"cannot create {path}: {exc.strerror}") from None
+    try:
+        os.write(fd, b"; written by salara route set / token create (see [general] edit_file)\n")
+        with contextlib.suppress(OSError):
+            os.fchown(fd, info.st_uid, info.st_gid)
+        os.fchmod(fd, info.st_mode & 0o7777)
+    finally:
+        os.close(fd)
+
+
 def _route_file(raw: RawConfig, caller: str, main: Path, *, deleting: bool) -> Path | None:
     origin = raw.origins.get(("route", caller))
     if origin is None and deleting:
         return None
+    if origin is None:
+        target = _new_entries_file(raw, main)
+        if target is not None:
+            return target
     if origin is None and raw.routes:
         origin = raw.origins.get(("route", next(reversed(raw.routes))))
     if origin is None and raw.headers.get("route"):
@@ -178,7 +224,7 @@ def _rewrite(main: Path, target: Path, text: str) -> None:
 
 
 def replace_file(path: Path, text: str) -> None:
-    """Write ``text`` over ``path`` atomically, keeping its permissions.
+    """Write ``text`` over ``path`` atomically, keeping its permissions (and its owner, where allowed).
 
     Writes a temporary file beside it, fsyncs, then renames over the original,
     so a reader never sees half a file.
@@ -189,7 +235,10 @@ def replace_file(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        info = path.stat()
+        with contextlib.suppress(OSError):  # root editing the service's file: it stays the service's
+            os.chown(tmp, info.st_uid, info.st_gid)
+        os.chmod(tmp, info.st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -249,7 +298,8 @@ def save_token(path: Path, name: str, values: Mapping[str, str] | None) -> None:
 
     Under :func:`locked`, like :func:`save_route`. The section is replaced in
     the file that holds it (one that ``path`` includes, maybe) and removed
-    from any other file that also writes it; a new section goes to ``path``.
+    from any other file that also writes it; a new section goes to ``[general]
+    edit_file`` when set (created if missing), else to ``path``.
     The result must still load, with every file it includes: a bad value or a
     hash another token has raises :class:`ConfigError` and no file is changed.
     """
@@ -258,7 +308,8 @@ def save_token(path: Path, name: str, values: Mapping[str, str] | None) -> None:
         raise ConfigError(section, None, "a token name may hold only letters, digits, '_', '.' and '-'")
     with locked(path):
         raw = read_file(path)
-        holders = list(dict.fromkeys(o.file for o in raw.headers.get(section, []) if o.file is not None)) or [path]
+        holders = list(dict.fromkeys(o.file for o in raw.headers.get(section, []) if o.file is not None))
+        holders = holders or [_new_entries_file(raw, path) or path]
         texts = {holder: holder.read_text(encoding="utf-8") for holder in holders}
         updated = {
             holder: edit_token(text, name, values if index == 0 else None)
