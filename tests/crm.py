@@ -101,7 +101,8 @@ class FakeCrm:
                 return self.status, {"error": "configured"}
             if phone not in self.routes:
                 return 404, {"error": "unknown caller"}
-            return 200, {KEY_WORD: self.routes[phone]}
+            route = self.routes[phone]
+            return 200, route if isinstance(route, dict) else {KEY_WORD: route}  # a dict: the whole answer
         status = self.status_for(record.body) if self.status_for else None
         status = status or self.status or 200
         return status, {"result": 0}

@@ -24,6 +24,8 @@ event in the context, so no destination, number or extension may name one."""
 MAX_CHANNEL: Final = 80
 """``AST_CHANNEL_NAME``."""
 MAX_MESSAGE_BYTES: Final = 900
+MAX_CALLER_NAME: Final = 64
+"""Characters of a caller name salara sets (``CALLERID(name)``); phones show fewer."""
 """A ``MessageSend`` body must fit in one 1024-byte AMI line with its header."""
 
 # An extension to dial or query: digits, letters and the dial-string signs
@@ -91,4 +93,23 @@ def message_text(name: str, value: str) -> str:
         raise FieldError(name, "contains a control character (CR, LF, NUL...) or a lone surrogate")
     if len(value.encode()) > MAX_MESSAGE_BYTES:
         raise FieldError(name, f"is longer than {MAX_MESSAGE_BYTES} bytes")
+    return value
+
+
+_CALLER_NAME_REFUSED = re.compile(r'["<>\\\x00-\x1f\x7f-\x9f\ud800-\udfff]')
+
+
+def caller_name(name: str, value: str) -> str:
+    """A caller name for ``CALLERID(name)``, e.g. ``Anna Schmidt (ACME)``.
+
+    Refused: empty, over :data:`MAX_CALLER_NAME` characters, quotes, ``<>``,
+    backslashes and control characters (C0, DEL, C1): they would change how
+    Asterisk reads the caller id (``"name" <number>``) or what a phone shows.
+    """
+    if not value.strip():
+        raise FieldError(name, "is empty")
+    if len(value) > MAX_CALLER_NAME:
+        raise FieldError(name, f"is longer than {MAX_CALLER_NAME} characters")
+    if _CALLER_NAME_REFUSED.search(value):
+        raise FieldError(name, "contains a quote, <, >, a backslash or a control character")
     return value

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from salara import config as config_module
-from salara.crm.lookup import CrmLookup, LookupFailed
+from salara.crm.lookup import CrmLookup, LookupAnswer, LookupFailed
 from salara.routing.decision import Source
 from salara.routing.script import Router
 from salara.routing.table import RouteTable
@@ -40,7 +40,7 @@ async def crm() -> AsyncIterator[Callable[[Handler], str]]:
 
 async def lookup(url: str, caller: str = "5551") -> str:
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        return await CrmLookup(session, url, "manager").lookup(caller)
+        return (await CrmLookup(session, url, "manager").lookup(caller)).exten
 
 
 def answering(status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None) -> Handler:
@@ -95,7 +95,7 @@ async def test_unknown_callers_do_not_open_the_circuit_nor_revive_old_answers(cr
     config = config_module.load(None, environ={"SALARA_ROUTING_BREAKER_FAILURES": "2"})
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         router = Router(config, None, CrmLookup(session, url, "manager"), None, RouteTable(None, {}))  # type: ignore[arg-type]
-        assert (await router._ask_crm("5551", 1.0))[:2] == ("8002", Source.CRM)
+        assert (await router._ask_crm("5551", 1.0))[:2] == (LookupAnswer("8002"), Source.CRM)
         for unknown in ("1", "2", "3", "4"):
             assert (await router._ask_crm(unknown, 1.0))[0] is None
         assert not router.breaker.open, "404s are answers, not failures"

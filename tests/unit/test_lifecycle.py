@@ -102,6 +102,7 @@ def test_a_placed_call_that_is_answered_goes_started_ringing_answered_answered_e
     assert (called["answered_by"], called["channel"], called["timestamp"]) == ("Answer()", None, ts(START + answer_at))
     assert ended == {
         **common,
+        "caller_name": "CRM",  # the operator's channel's, as Asterisk reports it
         "started_at": ts(999.0),
         "answered_at": ts(START + answer_at),
         "ended_at": ts(START + hangup_at),

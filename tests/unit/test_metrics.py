@@ -21,6 +21,7 @@ from prometheus_client.samples import Sample
 import salara
 from salara import config as config_module
 from salara.agi.server import AGIServer
+from salara.crm.lookup import LookupAnswer
 from salara.metrics import Metrics, Sources
 from salara.pbx.records import ExtensionInfo
 from salara.routing.script import Router
@@ -99,12 +100,12 @@ class FlakyCRM:
 
     answers: list[str] = field(default_factory=list)
 
-    async def lookup(self, caller: str) -> str:
+    async def lookup(self, caller: str) -> LookupAnswer:
         await asyncio.sleep(0.01)
         answer = self.answers.pop(0)
         if answer == "fail":
             raise ConnectionError("CRM down")
-        return answer
+        return LookupAnswer(answer)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from salara.agi.server import AGIServer
 from salara.ami.messages import Event
 from salara.calls.registry import CallRegistry
 from salara.calls.tracking import CallTracker
+from salara.crm.lookup import LookupAnswer
 from salara.pbx import ExtensionInfo
 from salara.routing.channels import LiveChannels
 from salara.routing.decision import Source
@@ -69,10 +70,10 @@ class FakeLookup:
     delay_s: float = 0.0
     asked: list[str] = field(default_factory=list)
 
-    async def lookup(self, caller: str) -> str:
+    async def lookup(self, caller: str) -> LookupAnswer:
         self.asked.append(caller)
         await asyncio.sleep(self.delay_s)
-        return self.answer
+        return LookupAnswer(self.answer)
 
 
 @dataclass

@@ -210,6 +210,7 @@ class CallLifecycle:
             "from": call.from_,
             "to": call.routed_to if call.routed_to is not None else call.to,
             "operator": call.origin.from_ if call.origin is not None else None,
+            "caller_name": call.first.caller_name if call.first is not None else None,
             **fields,
             "timestamp": utc_timestamp(at),
             "client_state": call.client_state,

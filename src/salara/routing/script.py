@@ -31,7 +31,7 @@ from salara.agi.protocol import AGIRequest
 from salara.agi.server import AGISession
 from salara.calls.tracking import CallTracker
 from salara.config import Config
-from salara.crm.lookup import CrmLookup, LookupFailed
+from salara.crm.lookup import CrmLookup, LookupAnswer, LookupFailed
 from salara.errors import AGIError, AMIError
 from salara.logsafe import escape
 from salara.pbx import PBX
@@ -51,6 +51,8 @@ class Routed:
     decision: Decision
     elapsed_s: float
     crm_error: str | None
+    crm_answer: LookupAnswer | None = None
+    """The CRM's own answer, when it gave one (its caller name and client state)."""
 
 
 class Router:
@@ -89,7 +91,7 @@ class Router:
     def deadline_s(self) -> float:
         return self.config.general.curlopt_timeout
 
-    async def _ask_crm(self, caller: str, budget_s: float) -> tuple[str | None, Source, str | None]:
+    async def _ask_crm(self, caller: str, budget_s: float) -> tuple[LookupAnswer | None, Source, str | None]:
         """The CRM's answer (or a cached one on failure) within ``budget_s`` seconds."""
         if self.lookup is None or not caller:
             return None, Source.CRM, "no CRM lookup (no dest_url or no caller number)"
@@ -101,7 +103,7 @@ class Router:
             healthy = False
             try:
                 async with asyncio.timeout(budget_s):
-                    exten = await self.lookup.lookup(caller)
+                    answer = await self.lookup.lookup(caller)
             except TimeoutError:
                 error = f"CRM did not answer within {budget_s:.2f} s"
             except LookupFailed as exc:
@@ -115,8 +117,8 @@ class Router:
                 error = f"{type(exc).__name__}: {exc}"
             else:
                 healthy = True
-                self.cache.put(caller, exten, time.monotonic())
-                return exten, Source.CRM, None
+                self.cache.put(caller, answer.exten, time.monotonic())
+                return answer, Source.CRM, None
             finally:
                 # Settled on every path, so a half-open trial never stays open for good.
                 if healthy:
@@ -126,7 +128,7 @@ class Router:
                 if self.on_lookup is not None:
                     self.on_lookup(healthy, time.monotonic() - now)
         cached = self.cache.get(caller, time.monotonic())
-        return (cached, Source.CACHE, error) if cached else (None, Source.CRM, error)
+        return (LookupAnswer(cached), Source.CACHE, error) if cached else (None, Source.CRM, error)
 
     async def _state(self, exten: str, context: str) -> int | None:
         try:
@@ -152,7 +154,8 @@ class Router:
         # Keep a slice of the deadline for the extension-state checks after the lookup.
         reserve = min(0.5, deadline / 4)
         budget = deadline - reserve - (time.monotonic() - started)
-        crm_exten, crm_source, crm_error = await self._ask_crm(caller, budget)
+        crm_answer, crm_source, crm_error = await self._ask_crm(caller, budget)
+        crm_exten = crm_answer.exten if crm_answer is not None else None
         options = candidates(caller, crm_exten, crm_source, self.table.current(), self.config.general.default)
         states: dict[str, int | None] = {}
         try:
@@ -173,7 +176,7 @@ class Router:
             escape(decision.reason),
             f"; CRM: {escape(crm_error)}" if crm_error else "",
         )
-        return Routed(decision, elapsed, crm_error)
+        return Routed(decision, elapsed, crm_error, crm_answer)
 
     async def handle(self, session: AGISession) -> None:
         """The FastAGI handler: ``agi://host:port/route[?context=ctx&goto=no]``."""
@@ -221,8 +224,13 @@ class Router:
             await session.set_variable("SALARA_ROUTE_SOURCE", str(decision.source))
             if decision.exten is None:
                 return
+            answer = routed.crm_answer  # its name is the caller's wherever the call goes
+            if answer is not None and answer.caller_name is not None:
+                await session.set_variable("CALLERID(name)", answer.caller_name)  # the operator's phone shows it
             if self.tracker is not None and verdict.linkedid is not None:
-                self.tracker.track(verdict.linkedid, caller, decision.exten, "route", time.time(), time.monotonic())
+                client_state = answer.client_state if answer is not None else None
+                now = time.time(), time.monotonic()
+                self.tracker.track(verdict.linkedid, caller, decision.exten, "route", *now, client_state=client_state)
             if request.query.get("goto", "yes").lower() not in ("no", "0", "false"):
                 await session.exec("Goto", f"{context},{decision.exten},1")
         except AGIError as exc:

@@ -137,6 +137,10 @@ class _Lifecycle(_Body):
         description="The called party (a call salara routed: the destination chosen).", examples=["9001"]
     )
     operator: str | None = Field(description="A call salara placed: its operator (`from`).", examples=["8001"])
+    caller_name: str | None = Field(
+        description="The caller's name on the calling channel: Asterisk's, or the one the CRM's routing answer gave.",
+        examples=["Anna Schmidt (ACME)"],
+    )
     timestamp: str = Field(description=_TIMESTAMP, examples=["2026-11-29T16:41:43.012Z"])
     client_state: str | None = Field(
         description="The client_state the call was placed (or routed) with.", examples=["lead-4711"]
@@ -268,7 +272,14 @@ WEBHOOK_EXAMPLES: Final[dict[str, dict[str, Any]]] = {
 }
 """The SPEC §2 events' compat payloads (the extended body adds what correlates them)."""
 
-_LIFECYCLE = {"call_id": EXAMPLE_CALL_ID, "direction": "outbound", "from": "8001", "to": "9001", "operator": "8001"}
+_LIFECYCLE = {
+    "call_id": EXAMPLE_CALL_ID,
+    "direction": "outbound",
+    "from": "8001",
+    "to": "9001",
+    "operator": "8001",
+    "caller_name": None,
+}
 _TRANSFER = {
     "transfer": "redirect",
     "channel": "PJSIP/9001-00000011",
