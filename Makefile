@@ -1,11 +1,13 @@
 # Shortcuts; the scripts work without make.
-.PHONY: setup demo test bench pbx-start pbx-stop lint
+.PHONY: setup demo test bench pbx-start pbx-stop lint deb
 setup:
 	./scripts/setup.sh
 demo:
 	./scripts/demo.sh
 test:
 	./scripts/test.sh
+deb:
+	./packaging/build-deb.sh dist
 bench: setup
 	.venv/bin/python -m testpbx start
 	.venv/bin/python -m bench
