@@ -138,7 +138,13 @@ def config_file(ctx: click.Context) -> Path:
 def serve_command(ctx: click.Context) -> None:
     """Run the service: HTTP API, AMI client, FastAGI (until SIGINT/SIGTERM; SIGHUP reloads the config)."""
     with held_records() as held:  # what loading logs, logged once the format is known
-        config = load_config(ctx)
+        try:
+            config = load_config(ctx)
+        except click.ClickException:
+            for record in held:  # no format to wait for: shown as before, then the error
+                if logging.lastResort is not None:
+                    logging.lastResort.handle(record)
+            raise
     setup_logging(config.event.verbose, config.general.log_format)
     for record in held:
         logging.getLogger(record.name).handle(record)
