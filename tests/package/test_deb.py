@@ -191,6 +191,7 @@ def serve_once(root: Path) -> None:
     assert (root / "var/lib/salara/outbox.db").exists()  # the state directory is the user's
 
 
+@pytest.mark.timeout(1200)  # on a fresh machine: debootstrap and the wheels first (minutes, mostly the mirror)
 def test_the_package_installs_serves_and_goes_away_cleanly(deb: Path, root: Path) -> None:
     before, installed_before = paths(root), packages(root)
     shutil.copy(deb, root / "tmp" / deb.name)
