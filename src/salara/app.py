@@ -342,7 +342,10 @@ async def serve(config: Config) -> None:
             await reload_wanted.wait()
             reload_wanted.clear()
             notifier.reloading()
-            services.reload()
+            try:
+                services.reload()
+            except Exception:  # a bug in applying it: say so, keep serving what was applied
+                log.exception("config reload failed part way; restart salara to be sure of the config in use")
             notifier.ready(ami_status(services.ami, services.config))
 
     parts = {**services.parts(), "fastagi": agi.serve, "http": http, "systemd": systemd, "reload": reloads}

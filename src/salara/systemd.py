@@ -140,6 +140,7 @@ class Notifier:
             await asyncio.sleep(self.watchdog_s)
 
     def close(self) -> None:
+        """Close the socket (a later send opens it again)."""
         if self._socket is not None:
             self._socket.close()
             self._socket = None
