@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,11 @@ class Notifier:
         return self.send(status=text)
 
     def reloading(self) -> bool:
-        """``RELOADING=1``: a reload started (end it with :meth:`ready`)."""
-        return self.send(reloading=1)
+        """``RELOADING=1`` with ``MONOTONIC_USEC`` (``CLOCK_MONOTONIC``, microseconds): a reload started.
+
+        End it with :meth:`ready`. The timestamp is what systemd 253's
+        ``Type=notify-reload`` asks for; older ones ignore it."""
+        return self.send(reloading=1, monotonic_usec=time.monotonic_ns() // 1000)
 
     def stopping(self) -> bool:
         """``STOPPING=1``: the service is shutting down."""

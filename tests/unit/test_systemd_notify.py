@@ -186,7 +186,8 @@ def test_salara_serve_tells_systemd_ready_ami_state_watchdog_reload_and_stop(
             pings.append(receive_until(sock, seen, lambda m: m == b"WATCHDOG=1"))
 
         proc.send_signal(signal.SIGHUP)
-        receive_until(sock, seen, lambda m: m == b"RELOADING=1")
+        reloading = receive_until(sock, seen, lambda m: m.startswith(b"RELOADING=1"))
+        assert reloading.split(b"\n")[1].startswith(b"MONOTONIC_USEC=")
         assert receive_until(sock, seen, lambda m: m.startswith(b"READY=1")).startswith(b"READY=1\nSTATUS=serving; ")
 
         proc.send_signal(signal.SIGTERM)
