@@ -131,3 +131,22 @@ def test_sighup_with_a_broken_file_keeps_the_config_in_use(salara_factory: Salar
     log = reload(salara, "until salara restarts")
     assert "[ami] ping_interval" in next(line for line in reversed(log.splitlines()) if "until salara restarts" in line)
     assert salara.proc is not None and salara.proc.poll() is None
+
+
+def test_the_reload_plan_takes_live_keys_and_keeps_restart_only_ones() -> None:
+    from salara.config import Config, Event, Url, build, parse_text
+    from salara.config.changes import plan
+
+    old = build(parse_text("[url]\ndest_url_event=http://crm/events\n[ami]\nhost=10.0.0.1\n[event]\nhangup=1\n"))
+    new = build(parse_text("[event]\nnewchannel=2\nhangup=2\n[ami]\nhost=10.0.0.2\n[general]\nlog_format=json\n"))
+    reloaded = plan(old, new)
+    assert reloaded.changed == ("[general] log_format", "[event] newchannel")
+    assert reloaded.restart == (
+        "[event] hangup: changed to or from 2 (which channels are kept over a restart)",
+        "[url] dest_url_event: set or emptied (events go to the CRM, or not)",
+        "[ami] host",
+    )
+    config = reloaded.config
+    assert (config.general.log_format, config.event.newchannel) == ("json", 2)  # taken
+    assert (config.event.hangup, config.url.dest_url_event, config.ami.host) == (1, "http://crm/events", "10.0.0.1")
+    assert plan(Config(), Config(event=Event(), url=Url())).changed == ()
