@@ -14,6 +14,7 @@ run that fails because it was busy (409 operator_unavailable) is one to rerun.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -37,19 +38,23 @@ def crm() -> Iterator[FakeCrm]:
     server.stop()
 
 
+def swap(text: str, pattern: str, replacement: str) -> str:
+    """``text`` with the one line ``pattern`` (a regex) matches replaced; fails if the example lost that line."""
+    changed, count = re.subn(rf"(?m)^{pattern}$", replacement, text, count=1)
+    assert count == 1, f"salara.conf.example has no line {pattern!r}"
+    return changed
+
+
 def config_text(crm: FakeCrm, *, newchannel: int, hangup: int, ping_interval: int = 20, broken: bool = False) -> str:
     """The example with events to ``crm`` (extended bodies: they carry the call's id), one at a time, in order."""
-    text = EXAMPLE_CONFIG.read_text()
-    text = text.replace("dest_url_event=http://127.0.0.1:3000/post", f"dest_url_event={crm.url}/events")
-    text = text.replace("\nhangup=1\n", f"\nhangup={hangup}\n").replace(
-        "\nnewchannel=1\n", f"\nnewchannel={newchannel}\n"
-    )
-    text = text.replace("\nnewexten=1\n", "\nnewexten=0\n").replace("\nagentcon=1\n", "\nagentcon=0\n")
-    text = text.replace("\n[event]\n", "\n[event]\npayload=extended\n")
-    text = text.replace("\nconcurrency=8\n", "\nconcurrency=1\n")  # delivered in the order stored
-    text = text.replace("\n[ami]\n", f"\n[ami]\nping_interval={ping_interval}\n")
+    text = swap(EXAMPLE_CONFIG.read_text(), r"dest_url_event=.*", f"dest_url_event={crm.url}/events")
+    for key, value in (("newchannel", newchannel), ("hangup", hangup), ("newexten", 0), ("agentcon", 0)):
+        text = swap(text, rf"{key}=\d+", f"{key}={value}")
+    text = swap(text, r"\[event\]", "[event]\npayload=extended")
+    text = swap(text, r"concurrency=\d+", "concurrency=1")  # one POST at a time: delivered in the order stored
+    text = swap(text, r"\[ami\]", f"[ami]\nping_interval={ping_interval}")
     if broken:
-        text = text.replace("\ntimeout_makecall=30\n", "\ntimeout_makecall=soon\n")
+        text = swap(text, r"timeout_makecall=\d+", "timeout_makecall=soon")
     return text
 
 
