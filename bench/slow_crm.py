@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from bench.webhooks import header_value
 from salara.crm.delivery import DeliveryWorker
 from salara.store.sqlite import Outbox
 
@@ -114,22 +115,13 @@ def _read_request(conn: socket.socket, buffer: bytearray) -> tuple[str, bytearra
         buffer += data
     end = buffer.index(b"\r\n\r\n")
     head = bytes(buffer[:end]).lower()
-    length = int(_header(head, b"content-length") or b"0")
+    length = int(header_value(head, b"content-length") or b"0")
     while len(buffer) < end + 4 + length:
         data = conn.recv(65536)
         if not data:
             return None
         buffer += data
-    return _header(head, b"webhook-id").decode(), bytearray(buffer[end + 4 + length :])
-
-
-def _header(head: bytes, name: bytes) -> bytes:
-    start = head.find(b"\r\n" + name + b":")
-    if start < 0:
-        return b""
-    start += len(name) + 3
-    stop = head.find(b"\r\n", start)
-    return head[start : stop if stop >= 0 else len(head)].strip()
+    return header_value(head, b"webhook-id").decode(), bytearray(buffer[end + 4 + length :])
 
 
 def _prefork_worker(listener: socket.socket, seen: _Seen, service_s: float) -> None:
@@ -159,8 +151,8 @@ async def _serve_async(kind: str, seen: _Seen) -> asyncio.Server:
         try:
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).lower()
-                await reader.readexactly(int(_header(head, b"content-length") or b"0"))
-                event_id = _header(head, b"webhook-id").decode()
+                await reader.readexactly(int(header_value(head, b"content-length") or b"0"))
+                event_id = header_value(head, b"webhook-id").decode()
                 since = seen.begin()
                 await asyncio.sleep(service_s)
                 failing = kind == "recovering" and 0.0 <= since < FAIL_FOR_S

@@ -91,7 +91,7 @@ class _CRMProtocol(asyncio.Protocol):
             if end < 0:
                 return
             head = self.buffer[:end].lower()
-            length = int(_header(head, b"content-length") or b"0")
+            length = int(header_value(head, b"content-length") or b"0")
             if len(self.buffer) < end + 4 + length:
                 return
             self.buffer = self.buffer[end + 4 + length :]
@@ -103,11 +103,12 @@ class _CRMProtocol(asyncio.Protocol):
                     % (len(payload), payload)
                 )
                 continue
-            self.notes.append((_header(head, b"webhook-id").decode(), time.monotonic_ns()))
+            self.notes.append((header_value(head, b"webhook-id").decode(), time.monotonic_ns()))
             self.transport.write(_OK)
 
 
-def _header(head: bytes, name: bytes) -> bytes:
+def header_value(head: bytes, name: bytes) -> bytes:
+    """The value of header ``name`` (lowercase) in a request ``head`` (lowercased), or b""."""
     start = head.find(b"\r\n" + name + b":")
     if start < 0:
         return b""

@@ -24,6 +24,8 @@ event in the context, so no destination, number or extension may name one."""
 MAX_CHANNEL: Final = 80
 """``AST_CHANNEL_NAME``."""
 MAX_MESSAGE_BYTES: Final = 900
+CLIENT_STATE_MAX_BYTES: Final = 1024
+"""Longest CRM ``client_state`` kept (``/v1/calls``, a routing answer), in bytes of UTF-8."""
 MAX_CALLER_NAME: Final = 64
 """Characters of a caller name salara sets (``CALLERID(name)``); phones show fewer."""
 """A ``MessageSend`` body must fit in one 1024-byte AMI line with its header."""

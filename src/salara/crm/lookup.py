@@ -20,8 +20,6 @@ from salara.logsafe import escape
 
 log = logging.getLogger(__name__)
 
-CLIENT_STATE_MAX_BYTES = 1024
-"""Longest ``client_state`` kept from a routing answer, in bytes of UTF-8 (as on ``/v1/calls``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +114,7 @@ class CrmLookup:
 def _client_state(value: object) -> str | None:
     if not isinstance(value, str) or not value:
         return None
-    if len(value.encode()) > CLIENT_STATE_MAX_BYTES:
-        log.warning("CRM's client_state over %d bytes left out", CLIENT_STATE_MAX_BYTES)
+    if len(value.encode()) > fields.CLIENT_STATE_MAX_BYTES:
+        log.warning("CRM's client_state over %d bytes left out", fields.CLIENT_STATE_MAX_BYTES)
         return None
     return value

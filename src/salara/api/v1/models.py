@@ -26,10 +26,9 @@ from salara.api.v1.fieldtypes import (
 )
 from salara.calls.call import Call, Channel
 from salara.calls.outcome import originate_reason_text
+from salara.fields import CLIENT_STATE_MAX_BYTES
 from salara.states import channel_state_name
 from salara.utc import utc_datetime
-
-CLIENT_STATE_MAX_BYTES = 1024
 
 
 def _client_state(value: str) -> str:
