@@ -78,7 +78,6 @@ install -d "$root/DEBIAN"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
 echo /etc/salara/salara.conf >"$root/DEBIAN/conffiles"
 installed_kb=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
-homepage=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["urls"]["Homepage"])')
 cat >"$root/DEBIAN/control" <<CONTROL
 Package: salara
 Version: $version
@@ -88,7 +87,6 @@ Installed-Size: $installed_kb
 Depends: python3.11, adduser
 Section: comm
 Priority: optional
-Homepage: $homepage
 Description: Asterisk to CRM bridge: call control API, call events, call routing
  salara runs beside Asterisk and gives a CRM an HTTP API to place calls, send
  SIP messages and read extension, peer and channel states; posts call events
