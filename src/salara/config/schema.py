@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from salara import fields
 from salara.config.hosts import mask_url
+from salara.config.recording import Recordings
 from salara.config.values import Flag, HostPort, IntList, Rate, StrList, split_destinations, split_list
 
 
@@ -257,6 +258,9 @@ class Api(_Section):
     its connections are not capped as one client's, its clients are (by that header). Empty: none."""
     variable_prefix: Annotated[str, AfterValidator(_variable_prefix)] = "CRM_"
     """``/v1`` call ``variables`` must start with it: Asterisk's own variables stay out of reach."""
+    public_url: str = Field("", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
+    """How the CRM reaches this API (``https://pbx.example.com:5058``): the base of links salara sends,
+    such as a recording's signed URL. Empty: no links."""
 
 
 TOKEN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -316,7 +320,7 @@ class Token(_Section):
     rate: Annotated[Rate | None, BeforeValidator(lambda v: Rate.parse(v) if isinstance(v, str) else v)] = Rate(10, 60)
 
 
-SECTIONS: dict[str, type[_Section]] = {
+SECTIONS: dict[str, type[BaseModel]] = {
     "general": General,
     "event": Event,
     "url": Url,
@@ -327,6 +331,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "calls": Calls,
     "outbox": Outbox,
     "api": Api,
+    "recordings": Recordings,
 }
 SECRET_KEYS = frozenset({("ami", "secret"), ("url", "webhook_secret")})
 URL_KEYS = frozenset({("url", "dest_url"), ("url", "dest_url_event")})
@@ -349,6 +354,7 @@ class Config:
     calls: Calls = Calls()
     outbox: Outbox = Outbox()
     api: Api = Api()
+    recordings: Recordings = Recordings()
     routes: Mapping[str, str] = field(default_factory=dict)
     path: Path | None = None
     tokens: Mapping[str, Token] = field(default_factory=dict)
@@ -358,7 +364,7 @@ class Config:
         """Every setting by section, secrets replaced by ``***`` (for ``show config``)."""
         out: dict[str, dict[str, object]] = {}
         for name in SECTIONS:
-            section: _Section = getattr(self, name)
+            section: BaseModel = getattr(self, name)
             values: dict[str, object] = {}
             for key in type(section).model_fields:
                 value = getattr(section, key)
