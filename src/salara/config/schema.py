@@ -266,8 +266,8 @@ class Api(_Section):
 TOKEN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 """What a ``[token NAME]`` may be called."""
 TOKEN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
-RIGHTS = ("call", "message", "state", "admin")
-Right = Literal["call", "message", "state", "admin"]
+RIGHTS = ("call", "message", "state", "recordings", "admin")
+Right = Literal["call", "message", "state", "recordings", "admin"]
 _PREFIX = re.compile(r"[0-9A-Za-z*#+]+")
 
 
