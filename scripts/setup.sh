@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything salara and its tests need on Debian 12, as root; idempotent.
-#   - Debian packages: python3 (3.11+) with venv, Debian's python3.11-venv (the .deb), debootstrap, curl
+#   - Debian packages: python3 (3.11+) with venv, Debian's python3.11-venv (the .deb), debootstrap, curl,
+#     chromium and chromium-driver (the web console's browser tests)
 #   - .venv with salara and its development tools (and promtool, from Debian's prometheus package)
 #   - the test PBX (Asterisk 22 + a SIP phone in a Debian sid chroot, .testpbx/)
 set -euo pipefail
@@ -13,6 +14,9 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)  # the HTTPS test makes a certificate
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+# The web console's tests (tests/browser) drive headless Chromium through chromedriver.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 # The Debian package (packaging/build-deb.sh) is built on Debian's own interpreter.
 /usr/bin/python3.11 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3.11-venv)
 if [ ${#need[@]} -gt 0 ]; then
