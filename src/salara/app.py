@@ -47,6 +47,7 @@ from salara.events.resync import Resynchronizer
 from salara.logformat import CALL_ID
 from salara.metrics import Metrics, Sources
 from salara.pbx import PBX
+from salara.recordings.recorder import Recorder
 from salara.reload import DeliverySlot, crm_client, crm_lookup, delivery_worker, reload
 from salara.routing.channels import LiveChannels
 from salara.routing.script import Router
@@ -106,7 +107,9 @@ class Services:
         outbox = delivery = None
         extended = config.event.payload == "extended"
         # call.started ... call.ended: to the live stream always, to the webhook when [event] lifecycle says so
-        lifecycle = CallLifecycle(tracker.registry, inbound_contexts=config.calls.inbound_contexts)
+        lifecycle = CallLifecycle(
+            tracker.registry, inbound_contexts=config.calls.inbound_contexts, recording_url=control.recordings.url
+        )
         to_crm = extended and config.event.lifecycle
         if config.url.dest_url_event:
             outbox = Outbox(config.outbox.path, max_rows=config.outbox.max_rows)
@@ -148,6 +151,7 @@ class Services:
         )
         ami.add_event_listener(pipeline.on_event)
         ami.add_event_listener(metrics.count_event)
+        ami.add_event_listener(Recorder(pbx, tracker.registry).on_event)  # after the fold: the channel is known
         ami.add_action_listener(metrics.observe_action)
         ami.add_state_listener(resync.on_ami_state)
         ami.add_state_listener(channels.on_ami_state)
@@ -159,7 +163,11 @@ class Services:
 
     def parts(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """The long-lived background parts by name: AMI session, event delivery, resynchronisation."""
-        parts: dict[str, Callable[[], Awaitable[None]]] = {"ami": self.ami.run, "resync": self.resync.run}
+        parts: dict[str, Callable[[], Awaitable[None]]] = {
+            "ami": self.ami.run,
+            "resync": self.resync.run,
+            "recordings": self.control.recordings.run,  # retention
+        }
         if self.delivery is not None:
             parts["delivery"] = self.delivery_slot.run
         return parts

@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from salara.ami.client import AMIClient
 from salara.ami.messages import Event
 from salara.calls.call import Call
+from salara.calls.recording import mixmonitor_file
 from salara.calls.tracking import CallTracker
 from salara.calls.visibility import EVERYONE, Viewer, sees
 from salara.config import Config
 from salara.errors import AMIActionError, Conflict, NotFound, Unprocessable
 from salara.idempotency import IdempotencyCache
 from salara.pbx import PBX, ExtensionInfo, new_channel_id
+from salara.recordings.files import RecordingFiles
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class PlaceCall:
     """Who asks (a token's name): the call is theirs to see and control."""
     client_state: str | None = None
     """Echoed on every lifecycle event of the call (at most 1,024 bytes of UTF-8, checked by the API)."""
+    record: bool | None = None
+    """Record the call (``MixMonitor``, :mod:`salara.recordings.recorder`); None: ``[recordings] record_calls``."""
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -88,6 +92,8 @@ class CallControl:
         self.idempotency = idempotency if idempotency is not None else IdempotencyCache()
         self.clock = clock
         self.monotonic = monotonic
+        self.recordings = RecordingFiles(lambda: self.config)
+        """The recording files (``GET /v1/recordings``), with the config in use."""
 
     @classmethod
     def over(cls, ami: AMIClient, config: Config) -> CallControl:
@@ -151,6 +157,8 @@ class CallControl:
         call = self.registry.originated(
             linkedid, operator, phone, context, wall, owner=request.owner, client_state=request.client_state
         )
+        if config.recordings.record_calls if request.record is None else request.record:
+            call.recording = mixmonitor_file(linkedid, config.recordings.format)  # started at its first channel
         tracked = config.event.watch_makecall
         if tracked:
             self.tracker.track(linkedid, operator, phone, "makecall", wall, mono)
@@ -229,6 +237,7 @@ class CallControl:
                 request.timeout_s,
             )
             + ((request.client_state,) if request.client_state is not None else ())  # keys kept before it existed
+            + ((("record", request.record),) if request.record is not None else ())
         )
         return await self.idempotency.run(idempotency_key, fingerprint, self.monotonic(), work, scope=owner)
 

@@ -28,6 +28,7 @@ CORE = (
     "salara.routing.cache",
     "salara.events.payload",
     "salara.config.schema",
+    "salara.config.recording",
     "salara.config.values",
     "salara.config.hosts",
     "salara.config.changes",

@@ -119,6 +119,7 @@ def test_a_placed_call_that_is_answered_goes_started_ringing_answered_answered_e
         "agent": None,
         "transfers": [],
         "missed": False,
+        "recording": None,
         "timestamp": ts(START + hangup_at),
     }
     assert list(ended)[:5] == ["call_id", "direction", "from", "to", "operator"]

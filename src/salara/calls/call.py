@@ -221,6 +221,10 @@ class Call:
     queue: str | None = None
     agent: str | None = None
     transfers: list[Transfer] = field(default_factory=list)
+    recording: str | None = None
+    """The file salara asked ``MixMonitor`` to record the call into (:mod:`salara.calls.recording`), else None."""
+    cdr_ended_at: float | None = None
+    """The latest ``EndTime`` of a ``Cdr`` event of the call (Unix s): its end when the Hangups went unseen."""
     told: Told = field(default_factory=Told, repr=False, compare=False)
 
     @property

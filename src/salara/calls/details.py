@@ -21,6 +21,7 @@ it changed (None when it changed none).
 - ``QueueCallerJoin`` names the queue, ``AgentConnect`` the queue and agent.
 - ``BlindTransfer`` and ``AttendedTransfer`` (``Result: Success``) add a
   :class:`~salara.calls.call.Transfer` to the call of the transferee.
+- ``Cdr`` (``cdr_manager``) notes when the call ended (:mod:`salara.calls.cdr`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Final
 
 from salara.ami.messages import Event
 from salara.calls.call import Call, Channel, Transfer, TransferKind
+from salara.calls.cdr import fold_cdr
 from salara.calls.events import agent_number
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ DETAIL_EVENTS: Final = frozenset(
         "AgentConnect",
         "BlindTransfer",
         "AttendedTransfer",
+        "Cdr",
     }
 )
 """AMI events folded here rather than in the registry's channel fold."""
@@ -77,6 +80,8 @@ def fold_detail(registry: CallRegistry, event: Event, wall: float) -> str | None
     name = event.name
     if name in TRANSFER_EVENTS:
         return _transfer(registry, event, wall)
+    if name == "Cdr":
+        return fold_cdr(registry, event, registry.cdr_tz)
     channel = registry.channels.get(event.get("Uniqueid") or "")
     if channel is None:
         return None

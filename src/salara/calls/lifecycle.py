@@ -15,7 +15,9 @@
   is the call's :class:`~salara.calls.outcome.Outcome`, as ``/v1`` shows
   it. A call found ended by a resynchronisation (salara was away) is
   ``reconciled`` and its end time ``approximate`` (when salara found it
-  gone: the end of the outage, at the latest).
+  gone: the end of the outage, at the latest), unless a ``Cdr`` event told
+  when it ended (:mod:`salara.calls.cdr`). ``recording`` is the signed link
+  to its recording, or null.
 
 Every event names the call (``call_id``, its Linkedid), its ``direction``
 (``outbound`` for a call salara placed; ``inbound`` for one it routed or one
@@ -34,7 +36,7 @@ and decides what is new; it keeps nothing but what the call records carry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from string import hexdigits
 from typing import Final, Literal
@@ -88,9 +90,17 @@ def transfer_fields(transfer: Transfer) -> dict[str, object]:
 class CallLifecycle:
     """Decides the lifecycle events of the calls a :class:`CallRegistry` folds; observes it from now on."""
 
-    def __init__(self, registry: CallRegistry, *, inbound_contexts: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        registry: CallRegistry,
+        *,
+        inbound_contexts: Iterable[str] = (),
+        recording_url: Callable[[Call, float], str | None] | None = None,
+    ) -> None:
         self.registry = registry
         self.inbound_contexts = frozenset(inbound_contexts)
+        self.recording_url = recording_url
+        """``(call, ended_at)`` -> the link to its recording ``call.ended`` carries (:mod:`salara.calls.recording`)."""
         if registry.touched is None:
             registry.touched = {}
         self.decided = 0
@@ -196,10 +206,11 @@ class CallLifecycle:
             "agent": call.agent,
             "transfers": [transfer_fields(transfer) for transfer in call.transfers],
             "missed": self.direction(call) == "inbound" and result != "answered",
+            "recording": self.recording_url(call, ended_at) if self.recording_url is not None else None,
         }
         if call.end_unseen:
             fields["reconciled"] = True
-        if call.end_unseen or call.start_unseen:
+        if (call.end_unseen and call.cdr_ended_at is None) or call.start_unseen:
             fields["approximate"] = True
         return fields
 

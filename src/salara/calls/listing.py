@@ -78,7 +78,9 @@ def fold_list(
         call = registry.calls.get(call_id)
         if call is not None and not call.channels and not call.originate_pending:
             call.end_unseen = True
-            registry._end(call, wall, mono)
+            # A Cdr seen for it tells when it really ended; else it ended by now.
+            ended = call.cdr_ended_at if call.cdr_ended_at is not None and call.cdr_ended_at <= wall else wall
+            registry._end(call, ended, mono)
             result.ended.append(call_id)
     return result
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
+from datetime import tzinfo
 from typing import Final
 
 from salara.ami.messages import Event
@@ -91,6 +92,7 @@ class CallRegistry:
         self.on_touch: Callable[[], None] | None = None
         """Called when a call changes outside :meth:`on_event` (to have :attr:`touched` taken soon)."""
         self._resync: tuple[set[str], set[str]] | None = None
+        self.cdr_tz: tzinfo | None = None  # of Cdr event times; None: this machine's (salara.calls.cdr)
 
     def _touch(self, call_id: str | None) -> None:
         if self.touched is not None and call_id:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from salara import fields
 from salara.agi.protocol import AGIRequest
 from salara.agi.server import AGISession
+from salara.calls.recording import RecordingError, mixmonitor_file
 from salara.calls.tracking import CallTracker
 from salara.config import Config
 from salara.crm.lookup import CrmLookup, LookupAnswer, LookupFailed
@@ -231,10 +232,28 @@ class Router:
                 client_state = answer.client_state if answer is not None else None
                 now = time.time(), time.monotonic()
                 self.tracker.track(verdict.linkedid, caller, decision.exten, "route", *now, client_state=client_state)
+                await self._record(session, verdict.linkedid)
             if request.query.get("goto", "yes").lower() not in ("no", "0", "false"):
                 await session.exec("Goto", f"{context},{decision.exten},1")
         except AGIError as exc:
             log.warning("route of %s not applied: %s", escape(request.channel), escape(exc))
+
+    async def _record(self, session: AGISession, linkedid: str) -> None:
+        """``[recordings] record_inbound``: ``EXEC MixMonitor salara-rec-<id>.<format>,b`` (only while bridged)."""
+        recordings = self.config.recordings
+        if not recordings.record_inbound or self.tracker is None:
+            return
+        try:
+            file = mixmonitor_file(linkedid, recordings.format)
+        except RecordingError as exc:
+            log.warning("call not recorded: %s", escape(exc))
+            return
+        if (await session.exec("MixMonitor", file, "b")).result_int == -2:
+            log.warning("call %s not recorded: Asterisk has no MixMonitor (app_mixmonitor)", linkedid)
+            return
+        call = self.tracker.registry.calls.get(linkedid)
+        if call is not None:
+            call.recording = file
 
     async def _check(self, request: AGIRequest, caller: str) -> Verdict:
         if self.channels is None:

@@ -5,7 +5,8 @@ runs before every route, so a route added later is covered too: it
 authenticates the client (token, or loopback when no token is configured;
 :class:`~salara.api.security.tokens.Security`), then reads the body under
 ``[api] max_body_bytes`` and ``request_timeout`` and hands it on. Only
-``GET /health`` is served without authentication. The tokens are re-read
+``GET /health`` is served without authentication, and a recording's signed
+link (:func:`signed_link`) without a token. The tokens are re-read
 when the config file changes (:class:`TokenReloader`). Refusals are answered
 and logged by :mod:`salara.api.security.denials`.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health"})
 """Served without authentication (process liveness only)."""
+SIGNED_LINK = re.compile(r"/v1/recordings/[A-Za-z0-9._-]{1,64}")
+
+
+def signed_link(path: str, query: bytes) -> bool:
+    """A recording link carrying its own signature: its route checks it (:mod:`salara.api.v1.recordings`)."""
+    return b"signature=" in query and SIGNED_LINK.fullmatch(path) is not None
 
 
 class BodyTooLarge(Exception):
@@ -106,7 +114,7 @@ class SecurityMiddleware:
         headers = Headers(scope=scope)
         principal: Principal | None = None
         self.reloader.poll(time.monotonic())
-        if path not in OPEN_PATHS:
+        if path not in OPEN_PATHS and not signed_link(path, scope.get("query_string", b"")):
             result = self.security.authenticate(host, credential_from(headers))
             if isinstance(result, Denial):
                 log_denial(method, path, host, "-", result)

@@ -86,6 +86,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
             body.timeout_s,
             owner=owner,
             client_state=body.client_state,
+            record=body.record,
         )
         call, replayed = await ctx.run(
             control.place(wanted, idempotency_key, owner=owner, admit=lambda: access.spend(request, "call"))

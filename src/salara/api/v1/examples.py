@@ -68,6 +68,7 @@ _ENDED = {
 }
 
 RESPONSES: Final[dict[str, dict[str, Any]]] = {
+    "getRecording": {"200": "(the file: RIFF....WAVEfmt ...)", "206": "(the bytes of the Range asked for)"},
     "getHealth": {"200": {"status": "ok"}},
     "getReadiness": {
         "200": {
@@ -294,6 +295,15 @@ ERRORS: Final[dict[str, tuple[str, dict[str, Any]]]] = {
         _v1("asterisk_timeout", "Originate: no answer from Asterisk within 10 s"),
     ),
     "no_tracked_call": ("salara tracks no such call", _denied("not_found", "no such tracked call")),
+    "link_refused": (
+        "A signed recording link that expired or does not match",
+        _v1("link_refused", "recording link refused: the link expired"),
+    ),
+    "recording_not_found": ("No recording of the call", _v1("recording_not_found", f"no recording of call {CALL_ID}")),
+    "recording_in_progress": (
+        "The call is still going on",
+        _v1("recording_in_progress", f"call {CALL_ID} is still going on: try once it ended"),
+    ),
     "too_many_subscribers": (
         "Too many live streams (see Retry-After)",
         _v1("too_many_subscribers", "this client has 8 live event streams open already"),
@@ -334,5 +344,10 @@ OPERATION_ERRORS: Final[dict[str, dict[int, tuple[str, ...]]]] = {
     "getChannel": {404: ("no_channel",)},
     "streamEvents": {503: ("too_many_subscribers",)},
     "forgetTrackedCall": {404: ("no_tracked_call",)},
+    "getRecording": {
+        403: ("missing_right", "not_loopback", "link_refused"),
+        404: ("recording_not_found",),
+        409: ("recording_in_progress",),
+    },
 }
 """An operation's own errors by status (replacing :data:`STATUS_ERRORS` for that status)."""

@@ -73,6 +73,11 @@ class CallCreate(BaseModel):
         "lifecycle event of it (call.started ... call.ended), also on a reconciled call.ended.",
         examples=["lead-4711"],
     )
+    record: bool | None = Field(
+        None,
+        description="Record the call (Asterisk's MixMonitor, only while bridged); default `[recordings] "
+        "record_calls`. The file is served by `GET /v1/recordings/{id}`; `call.ended` links to it.",
+    )
 
 
 class TransferCreate(BaseModel):

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from salara.api.v1 import calls, events, messages, states
+from salara.api.v1 import calls, events, messages, recordings, states
 from salara.api.v1.access import Access, OpenAccess
 from salara.api.v1.context import RouteContext
 from salara.api.v1.errors import COMMON_ERRORS, ApiError, V1Route
@@ -37,7 +37,7 @@ def create_router(
     """
     router = APIRouter(prefix="/v1", responses=COMMON_ERRORS, dependencies=list(dependencies), route_class=V1Route)
     ctx = RouteContext(control, hub, access if access is not None else OpenAccess())
-    for resource in (calls, messages, states, events):
+    for resource in (calls, messages, states, events, recordings):
         resource.add_routes(router, ctx)
 
     async def unknown(request: Request) -> Response:

@@ -230,6 +230,15 @@ class CallEnded(_Lifecycle, _Approximate):
     agent: str | None = Field(examples=["2222"])
     transfers: list[TransferRecord] = Field(description="Every transfer of the call, in order.")
     missed: bool = Field(description="An inbound call that was not answered.")
+    recording: str | None = Field(
+        None,
+        description="The signed, expiring link to the call's recording under `[api] public_url` (fetched without "
+        "headers; `GET /v1/recordings/{call_id}` with a token serves it too); null when the call was not recorded "
+        "or not answered, or no `public_url` is set.",
+        examples=[
+            "https://pbx.example.com:5058/v1/recordings/salara-80e54b6ae6dc?expires=1796571709&signature=3f1c...9a"
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +332,7 @@ LIFECYCLE_EXAMPLES: Final[dict[str, dict[str, Any]]] = {
         "agent": None,
         "transfers": [_TRANSFER],
         "missed": False,
+        "recording": None,
         "timestamp": "2026-11-29T16:41:49.494Z",
     },
 }

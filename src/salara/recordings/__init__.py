@@ -1,0 +1,1 @@
+"""Call recordings: asking Asterisk's MixMonitor for them, serving and deleting the files it wrote."""
