@@ -1,5 +1,5 @@
 # Shortcuts; the scripts work without make.
-.PHONY: setup demo test bench pbx-start pbx-stop lint deb
+.PHONY: setup demo test bench bench-http pbx-start pbx-stop lint deb
 setup:
 	./scripts/setup.sh
 demo:
@@ -11,6 +11,9 @@ deb:
 bench: setup
 	.venv/bin/python -m testpbx start
 	.venv/bin/python -m bench
+bench-http: setup  # the HTTP API alone: closed loop, connection per request and keep-alive, open loop
+	.venv/bin/python -m testpbx start
+	.venv/bin/python -m bench --only api,connections,openloop
 pbx-start:
 	.venv/bin/python -m testpbx start
 pbx-stop:

@@ -6,9 +6,12 @@ From the repository root, with the test PBX running (``python -m testpbx start``
     python -m bench --quick    # tiny sizes (smoke test); not recorded unless --results is given
 
 Benchmarks (each module also runs alone, ``python -m bench.<name> --help``):
-ingest (AMI parse, events/s), api (compat extension-state requests),
-webhooks (delivery from the outbox), routing (FastAGI decisions), memory
-(RSS while ingesting). api and routing need the real Asterisk and are
+ingest (AMI parse, events/s), api (compat extension-state requests, closed
+loop), connections (a new connection per request and keep-alive, beside a
+bare ASGI app on the same uvicorn, with wrk), openloop (latency at fixed
+offered rates, from each request's due time), webhooks (delivery from the
+outbox), routing (FastAGI decisions), memory (RSS while ingesting). api,
+connections, openloop and routing need the real Asterisk and are
 skipped when AMI does not answer; a benchmark whose feature is not built
 reports "not built yet"; one that fails reports its error, and the others
 still run.
@@ -29,7 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import connections, openloop
 from bench.ami_stream import stream_chunks
+from bench.table import Row
+from bench.table import ms as _ms
+from bench.table import yes as _yes
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -38,19 +45,6 @@ RESULTS_HEADER = (
     "Appended by `python -m bench` (see `bench/__main__.py`); newest last. Every figure is measured beside\n"
     "its baseline in the same run. Notes under a table explain the gaps.\n"
 )
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the results table."""
-
-    benchmark: str
-    figure: str
-    baseline: str = "—"
-    ratio: str = "—"
-    target: str = "—"
-    met: str = "—"
-    """``yes``, ``no``, or ``—`` (nothing to judge: not built, skipped, informative)."""
 
 
 @dataclass(frozen=True)
@@ -68,14 +62,6 @@ FULL = Sizes(
     ingest_events=1_000_000, api_seconds=10.0, webhook_events=20_000, routing_calls=2000, memory_events=1_000_000
 )
 QUICK = Sizes(ingest_events=2000, api_seconds=1.0, webhook_events=200, routing_calls=20, memory_events=2000)
-
-
-def _yes(ok: bool) -> str:
-    return "yes" if ok else "no"
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f} ms"
 
 
 # -- the benchmarks, as rows -------------------------------------------------------------------------------------
@@ -299,6 +285,8 @@ Benchmark = Callable[[Sizes, list[str]], list[Row]]
 BENCHMARKS: dict[str, tuple[Benchmark, bool]] = {
     "ingest": (bench_ingest, False),
     "api": (bench_api, True),
+    "connections": (lambda sizes, notes: connections.rows(sizes.api_seconds, notes), True),
+    "openloop": (lambda sizes, notes: openloop.rows(sizes.api_seconds / 2, notes), True),
     "webhooks": (bench_webhooks, False),
     "slow_crm": (bench_slow_crm, False),
     "routing": (bench_routing, True),
@@ -403,7 +391,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         print(f"- {note}")
     path = args.results or (None if args.quick or args.no_record else RESULTS)
     if path is not None and not args.no_record:
-        record(path, table, machine_facts(asterisk), notes, "quick run" if args.quick else "full run")
+        facts = {"command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])}
+        record(path, table, facts | machine_facts(asterisk), notes, "quick run" if args.quick else "full run")
         print(f"appended to {path}")
     return rows
 

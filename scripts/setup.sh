@@ -13,6 +13,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)  # the HTTPS test makes a certificate
+command -v wrk >/dev/null || need+=(wrk)  # the HTTP benchmarks' load generator (bench/connections.py)
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 # The web console's tests (tests/browser) drive headless Chromium through chromedriver.
 command -v chromium >/dev/null || need+=(chromium)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 import salara
 from salara.api import v1
 from salara.api.compat import endpoint as compat
+from salara.api.compat.dispatch import COMPAT_PATH, CompatFirst
 from salara.api.compat.module import ModuleErrors
 from salara.api.openapi import install_openapi
 from salara.api.security import access as security
@@ -47,7 +44,7 @@ def create_app(
     hub = hub if hub is not None else EventHub()
     metrics = metrics if metrics is not None else Metrics(Sources(ami=control.pbx.ami, control=control, hub=hub))
     store = outbox if outbox is not None else metrics.sources.outbox
-    app = FastAPI(
+    app = CompatFirst(
         title="salara",
         version=salara.__version__,
         description="Asterisk call control for CRMs: `/v1` (calls as resources, states, messages, live events). "
@@ -56,10 +53,7 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    # Middleware added first runs innermost: this one after metrics and security,
-    # before routing. Starlette builds the stack at the first request, when
-    # app.routes holds every route.
-    app.add_middleware(CompatFastPath, control=control, routes=app.routes)
+    app.serve_compat(control)  # ahead of FastAPI, through the middleware below (salara.api.compat.dispatch)
     security.install(app, Security(config))
     if config.general.answers == "module":  # every compat error as the old module's code sent it
         app.add_middleware(ModuleErrors)
@@ -145,13 +139,12 @@ def create_app(
 
     # The compat endpoint answers on any path, so it is registered last.
     @app.api_route(COMPAT_PATH, methods=["GET", "POST"], include_in_schema=False)
-    async def compat_endpoint(request: Request) -> JSONResponse:
+    async def compat_endpoint(request: Request) -> Response:
         return await compat.handle(request, control)
 
     return app
 
 
-COMPAT_PATH = "/{path:path}"
 OPENAPI_PATH = "/openapi.json"
 OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
 
@@ -177,47 +170,3 @@ def readiness(control: CallControl, outbox: object | None, *, detailed: bool) ->
         recovered = getattr(outbox, "recovered_from", None)
         body["outbox"] = {"recovered_from": None if recovered is None else str(recovered)}
     return body
-
-
-class CompatFastPath:
-    """Serve the compat endpoint without FastAPI's routing, for speed.
-
-    Old CRMs poll states in bursts on the compat endpoint; matching every
-    ``/v1`` route's pattern, solving dependencies and the exception stack
-    cost more than the request itself. Requests for a path another route
-    owns, or with another method, go on to FastAPI unchanged; the answers
-    are the catch-all route's, byte for byte.
-    """
-
-    def __init__(self, app: ASGIApp, control: CallControl, routes: Sequence[BaseRoute]) -> None:
-        self.app = app
-        self.control = control
-        self.route = next(r for r in routes if getattr(r, "path", None) == COMPAT_PATH)
-        exact: set[str] = {"/v1"}
-        prefixes: set[str] = {"/v1/"}  # /v1 and unknown /v1 paths answer in /v1's error shape
-        for route in routes:
-            path = getattr(route, "path", "")
-            if route is self.route or not path:
-                continue
-            if "{" in path:
-                prefixes.add(path.split("{", 1)[0])
-            else:
-                exact.add(path)
-        self.exact = frozenset(exact)
-        self.prefixes = tuple(sorted(prefixes))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or scope.get("method") not in ("GET", "POST")
-            or path in self.exact
-            or path.startswith(self.prefixes)
-            or "\n" in path
-            or "\r" in path
-        ):
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = self.route  # as the router would set it (metrics label the route)
-        response = await compat.handle(Request(scope, receive), self.control)
-        await response(scope, receive, send)

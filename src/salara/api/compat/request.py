@@ -58,14 +58,22 @@ _DEFAULT_KEYS = Keys()
 _FIELDS = ("operator", "phone", "msg", "extension", "peer", "channel", "context")
 
 
+_names_of: tuple[Keys, dict[str, tuple[str, ...]]] | None = None
+"""The last ``[keys]`` seen and its names: the section changes only on reload."""
+
+
 def _names(keys: Keys) -> dict[str, tuple[str, ...]]:
     """Accepted request key names per field: the configured one, then the default."""
+    global _names_of
+    if _names_of is not None and _names_of[0] is keys:
+        return _names_of[1]
     configured = {name: getattr(keys, f"key_{name}") for name in _FIELDS}
     taken = set(configured.values())
     names: dict[str, tuple[str, ...]] = {}
     for name, key in configured.items():
         default = getattr(_DEFAULT_KEYS, f"key_{name}")
         names[name] = (key,) if default == key or default in taken else (key, default)
+    _names_of = (keys, names)
     return names
 
 

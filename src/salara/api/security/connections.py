@@ -19,6 +19,7 @@ with ``[general] answers = module``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
@@ -46,6 +47,7 @@ answers such a request 503 (``Retry-After``, the connection closed) before anyth
 """
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per address: twice per connection otherwise
 def client_key(host: str | None) -> str:
     """What :class:`ClientConnections` counts by: the IPv4 address, or the /64 of an IPv6 one.
 
@@ -245,7 +247,7 @@ def http_protocol(
             cycle = self.cycle
             if cycle is None or isinstance(cycle.transport, RequestTransport):
                 return
-            cycle.transport = RequestTransport(self, cycle)  # type: ignore[assignment]
+            cycle.transport = _OneWriteTransport(self, cycle)  # type: ignore[assignment]
             if client is None:
                 return
             if not clients.opened(client):
@@ -341,6 +343,43 @@ def http_protocol(
             self.transport.close()
 
     return GuardedHttpToolsProtocol
+
+
+class _OneWriteTransport(RequestTransport):
+    """A request's transport that sends a fixed-length answer's head with its body, in one write.
+
+    uvicorn writes the head and the body of an answer separately: two
+    syscalls, and two segments on the wire. The head of an answer with a
+    ``content-length`` (not to a HEAD) is held until the body's first write
+    (or a close); any other write (100 Continue, chunked answers) goes out at once.
+    """
+
+    _head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head + data)
+            return
+        cycle = self._cycle
+        if (
+            cycle.response_started
+            and not cycle.response_complete
+            and cycle.chunked_encoding is False
+            and cycle.expected_content_length > 0
+            and cycle.scope["method"] != "HEAD"  # no body follows a HEAD answer's head
+        ):
+            self._head = bytes(data)
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+        super().close()
 
 
 def uvicorn_options(config: Config) -> dict[str, Any]:

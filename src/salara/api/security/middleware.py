@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from salara.api.security.connections import OVER_CAP_EXTENSION
@@ -111,11 +110,11 @@ class SecurityMiddleware:
             denial = Denial(503, "too many open connections from this address", over_cap.get("retry_after_s"))
             await self._refuse(scope, receive, send, denial, close=True)
             return
-        headers = Headers(scope=scope)
+        fields = header_fields(scope)
         principal: Principal | None = None
         self.reloader.poll(time.monotonic())
         if path not in OPEN_PATHS and not signed_link(path, scope.get("query_string", b"")):
-            result = self.security.authenticate(host, credential_from(headers))
+            result = self.security.authenticate(host, credential_from(fields))
             if isinstance(result, Denial):
                 log_denial(method, path, host, "-", result)
                 await self._refuse(scope, receive, send, result)
@@ -124,13 +123,14 @@ class SecurityMiddleware:
         scope.setdefault("state", {})["principal"] = principal
         api = self.security.config.api
         try:
-            declared = int(headers.get("content-length", "0") or "0")
+            declared = int(fields.get("content-length", "0") or "0")
         except ValueError:
             declared = 0
         try:
             if declared > api.max_body_bytes:
                 raise BodyTooLarge
-            body = await asyncio.wait_for(self._read_body(receive, api.max_body_bytes), api.request_timeout)
+            async with asyncio.timeout(api.request_timeout):  # a timer, not a task as wait_for makes
+                body = await self._read_body(receive, api.max_body_bytes)
         except BodyTooLarge:
             denial = Denial(413, f"body larger than {api.max_body_bytes} bytes")
         except TimeoutError:
@@ -166,6 +166,21 @@ class SecurityMiddleware:
             headers["connection"] = "close"
         response = JSONResponse(error_body(scope.get("path", ""), denial.status, denial.reason), denial.status, headers)
         await response(scope, receive, send)
+
+
+def header_fields(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name, the first of each (as ``Headers.get`` reads them), decoded once.
+
+    Starlette's ``Headers`` decodes every name again on each look-up, and a
+    missing header costs an exception; the middleware looks up three on
+    every request.
+    """
+    fields: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        key = name.decode("latin-1").lower()
+        if key not in fields:
+            fields[key] = value.decode("latin-1")
+    return fields
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -1,0 +1,110 @@
+"""The compat endpoint served ahead of FastAPI's own stack, for speed.
+
+Old CRMs poll states in bursts, many with a new connection per request. For
+such a request FastAPI's outer layers (server errors, telemetry, the app's
+body limit), matching every ``/v1`` route's pattern, solving dependencies
+and the exception stack cost more than the request itself (py-spy: about
+half of salara's CPU per request). :class:`CompatFirst` is the FastAPI app
+that sends a compat request straight through the app's own middleware
+(metrics, ``[general] answers = module``, security: every one added with
+``add_middleware``, in the same order) to
+:class:`~salara.api.compat.endpoint.CompatEndpoint`, under Starlette's
+``ServerErrorMiddleware`` (an unexpected error is still a 500 and logged).
+Every other request goes to FastAPI unchanged. The answers are the
+catch-all route's, byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from salara.api.compat.endpoint import CompatEndpoint
+from salara.control import CallControl
+
+COMPAT_PATH = "/{path:path}"
+"""The catch-all route of the compat endpoint (registered last)."""
+
+
+class CompatPaths:
+    """Which requests are the compat endpoint's: GET or POST on a path no other route owns.
+
+    Built from the app's routes: a path another route owns exactly, or one
+    under a parametrised route's prefix (``/v1/...``: unknown ``/v1`` paths
+    answer in ``/v1``'s error shape), goes to FastAPI; so do paths with CR or
+    LF, whatever the method.
+    """
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self.route = next(r for r in routes if getattr(r, "path", None) == COMPAT_PATH)
+        exact: set[str] = {"/v1"}
+        prefixes: set[str] = {"/v1/"}
+        for route in routes:
+            path = getattr(route, "path", "")
+            if route is self.route or not path:
+                continue
+            if "{" in path:
+                prefixes.add(path.split("{", 1)[0])
+            else:
+                exact.add(path)
+        self.exact = frozenset(exact)
+        self.prefixes = tuple(sorted(prefixes))
+
+    def owns(self, scope: Scope) -> bool:
+        """Whether the compat endpoint answers ``scope`` (an HTTP request)."""
+        path: str = scope.get("path", "")
+        return (
+            scope.get("method") in ("GET", "POST")
+            and path not in self.exact
+            and not path.startswith(self.prefixes)
+            and "\n" not in path
+            and "\r" not in path
+        )
+
+
+class CompatFirst(FastAPI):
+    """A FastAPI app whose compat requests skip FastAPI's routing (see the module's text).
+
+    :meth:`serve_compat` must be called once the app's security is
+    installed (``app.state.security``); the compat stack is built at the
+    first request, when every route and middleware is known.
+    """
+
+    _control: CallControl | None = None
+    _compat: ASGIApp | None = None
+    _paths: CompatPaths | None = None
+
+    def serve_compat(self, control: CallControl) -> None:
+        """Serve the compat endpoint with ``control`` ahead of FastAPI."""
+        self._control = control
+
+    def _build_compat(self) -> tuple[ASGIApp, CompatPaths]:
+        assert self._control is not None
+        app: ASGIApp = CompatEndpoint(self._control, self.state.security)
+        for entry in reversed(self.user_middleware):
+            cls: Any = entry.cls
+            app = cls(app, *entry.args, **entry.kwargs)
+        error_handler = self.exception_handlers.get(500) or self.exception_handlers.get(Exception)
+        self._compat = ServerErrorMiddleware(app, handler=error_handler, debug=self.debug)
+        self._paths = CompatPaths(self.routes)
+        return self._compat, self._paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._control is None or scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if self._compat is None or self._paths is None:
+            compat, paths = self._build_compat()
+        else:
+            compat, paths = self._compat, self._paths
+        if not paths.owns(scope):
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        scope["route"] = paths.route  # as the router would set it (metrics label the route)
+        await compat(scope, receive, send)
