@@ -40,20 +40,22 @@ from salara.config import Config
 from salara.config.changes import Reload
 from salara.control import CallControl
 from salara.crm.delivery import DeliveryWorker
+from salara.crm.endpoints import Deliveries
 from salara.errors import ConfigError, SalaraError
 from salara.events.hub import EventHub
 from salara.events.pipeline import EventPipeline
 from salara.events.resync import Resynchronizer
+from salara.events.retention import Retention
+from salara.events.subscriptions import Subscriptions
 from salara.logformat import CALL_ID
 from salara.metrics import Metrics, Sources
 from salara.pbx import PBX
 from salara.recordings.recorder import Recorder
-from salara.reload import DeliverySlot, crm_client, crm_lookup, delivery_worker, reload
+from salara.reload import RetiredClients, crm_client, crm_lookup, reload
 from salara.routing.channels import LiveChannels
 from salara.routing.script import Router
 from salara.routing.table import RouteTable
 from salara.store.sqlite import Outbox
-from salara.store.volatile import NoStore
 from salara.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ class Services:
     hub: EventHub
     metrics: Metrics
     outbox: Outbox | None = None
-    delivery: DeliveryWorker | None = None
+    deliveries: Deliveries | None = None
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -104,31 +106,24 @@ class Services:
         tracker = CallTracker(config.event)
         control = CallControl(pbx, tracker, config)
         hub = EventHub()
-        outbox = delivery = None
-        extended = config.event.payload == "extended"
-        # call.started ... call.ended: to the live stream always, to the webhook when [event] lifecycle says so
+        # call.started ... call.ended: to the live stream and the store always; to the endpoints that ask
         lifecycle = CallLifecycle(
             tracker.registry, inbound_contexts=config.calls.inbound_contexts, recording_url=control.recordings.url
         )
-        to_crm = extended and config.event.lifecycle
-        if config.url.dest_url_event:
-            outbox = Outbox(config.outbox.path, max_rows=config.outbox.max_rows)
-            delivery = delivery_worker(config, outbox)
-            pipeline = EventPipeline(
-                tracker,
-                outbox,
-                extended=extended,
-                notify=delivery.notify,
-                live_listeners=[hub.publish],
-                lifecycle=lifecycle,
-                lifecycle_webhook=to_crm,
-            )
-            pipeline.restore(outbox.load_tracking())  # calls tracked before a restart; checked at AMI login
-        else:
-            log.warning("no [url] dest_url_event: call events go to the live stream (/v1/events) only")
-            pipeline = EventPipeline(
-                tracker, NoStore(), extended=extended, live_listeners=[hub.publish], lifecycle=lifecycle
-            )
+        # Stored even without an endpoint: the event log (/v1/event-log) and call tracking over restarts.
+        outbox = Outbox(config.outbox.path, max_rows=config.outbox.max_rows)
+        deliveries = Deliveries(outbox, config)
+        if not deliveries.workers:
+            log.warning("no [url] dest_url_event and no [webhook NAME]: call events are stored for /v1/event-log only")
+        pipeline = EventPipeline(
+            tracker,
+            outbox,
+            notify=deliveries.notify,
+            live_listeners=[hub.publish],
+            lifecycle=lifecycle,
+            subscriptions=Subscriptions.of(config),
+        )
+        pipeline.restore(outbox.load_tracking())  # calls tracked before a restart; checked at AMI login
         resync = Resynchronizer(
             pipeline, ami, interval_s=config.event.sweep_interval, grace_s=config.event.timeout_makecall + 60
         )
@@ -144,7 +139,7 @@ class Services:
                 hub=hub,
                 pipeline=pipeline,
                 outbox=outbox,
-                delivery=delivery,
+                delivery=deliveries.default,
                 router=router,
                 tracker=tracker,
             )
@@ -155,11 +150,16 @@ class Services:
         ami.add_action_listener(metrics.observe_action)
         ami.add_state_listener(resync.on_ami_state)
         ami.add_state_listener(channels.on_ami_state)
-        return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, delivery)
+        return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, deliveries)
 
     def __post_init__(self) -> None:
-        self.delivery_slot = DeliverySlot(self.delivery)
-        """Runs the delivery worker; a reload may put a new one in (:mod:`salara.reload`)."""
+        self.retired = RetiredClients()
+        """CRM lookup clients a reload replaced, closed once their lookups are done (:mod:`salara.reload`)."""
+
+    @property
+    def delivery(self) -> DeliveryWorker | None:
+        """The ``default`` endpoint's delivery worker (else the first endpoint's), for metrics; None: no endpoint."""
+        return self.deliveries.default if self.deliveries is not None else None
 
     def parts(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """The long-lived background parts by name: AMI session, event delivery, resynchronisation."""
@@ -168,8 +168,11 @@ class Services:
             "resync": self.resync.run,
             "recordings": self.control.recordings.run,  # retention
         }
-        if self.delivery is not None:
-            parts["delivery"] = self.delivery_slot.run
+        if self.deliveries is not None:
+            parts["delivery"] = self.deliveries.run
+        if self.outbox is not None:
+            keep_s = self.config.outbox.keep_days * 86400.0
+            parts["retention"] = Retention(self.outbox, keep_s=keep_s).run
         return parts
 
     def reload(self) -> Reload | None:
@@ -177,7 +180,7 @@ class Services:
         return reload(self)
 
     async def close(self) -> None:
-        await self.delivery_slot.close_retired()
+        await self.retired.close_all()
         await self.crm.close()
         if self.outbox is not None:
             self.outbox.close()

@@ -31,7 +31,7 @@ Metrics (all prefixed ``salara_``):
 - ``outbox_depth``, ``outbox_events{status}``, ``outbox_dropped_total``,
   ``outbox_recovered_total`` (1 when the outbox file was found damaged at
   start and set aside),
-  ``webhook_deliveries_total{outcome}`` (delivered, retried, gone);
+  ``webhook_deliveries_total{outcome}`` (delivered, retried, dead);
   ``webhook_in_flight``, ``webhook_concurrency_limit`` (the adaptive limit of POSTs under way);
   ``outbox_oldest_pending_age_seconds`` (the oldest event not delivered yet; 0 when none),
   ``webhook_delivery_seconds{outcome}`` histogram (one POST to the CRM until its answer);
@@ -92,7 +92,7 @@ REQUEST_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STREAMING_ROUTES: Final = frozenset({"/v1/events"})
 """Routes whose requests last as long as the client stays: counted, not timed."""
-DELIVERY_OUTCOMES: Final = {"delivered": "delivered", "retry": "retried", "gone": "gone"}
+DELIVERY_OUTCOMES: Final = {"delivered": "delivered", "retry": "retried", "dead": "dead"}
 """A delivery attempt's outcome as the store records it -> its label (as ``webhook_deliveries_total``'s)."""
 
 
@@ -244,7 +244,7 @@ class _Collector(Collector):
             deliveries = CounterMetricFamily(
                 "salara_webhook_deliveries", "Event POST attempts to the CRM, by outcome", labels=["outcome"]
             )
-            for outcome, count in (("delivered", stats.delivered), ("retried", stats.retried), ("gone", stats.gone)):
+            for outcome, count in (("delivered", stats.delivered), ("retried", stats.retried), ("dead", stats.dead)):
                 deliveries.add_metric([outcome], count)
             yield deliveries
             worker = sources.delivery
@@ -327,7 +327,7 @@ def _outbox(outbox: Outbox) -> Iterator[Metric]:
     depth = counts.depth
     yield GaugeMetricFamily("salara_outbox_depth", "Events not delivered yet (pending, retrying, in flight)", depth)
     by_status = GaugeMetricFamily("salara_outbox_events", "Events in the outbox, by status", labels=["status"])
-    for status in ("pending", "retrying", "sending", "gone", "delivered"):
+    for status in ("pending", "retrying", "sending", "dead", "delivered"):
         by_status.add_metric([status], getattr(counts, status))
     yield by_status
     yield CounterMetricFamily("salara_outbox_dropped", "Undelivered events dropped at the size bound", outbox.dropped)

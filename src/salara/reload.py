@@ -14,9 +14,11 @@ or HTTP connection is dropped:
 - the logging its level (``verbose``) and format (``log_format``);
 - a change of the CRM routing lookup's URL or client options makes a new
   lookup client (lookups under way finish on the old one, closed later);
-- a change of a webhook setting starts a new delivery worker on the same
-  outbox (:class:`DeliverySlot`): the old one is stopped, the events it had
-  claimed go back to due and the new one posts them.
+- a change of an endpoint's settings (``dest_url_event`` and its options,
+  a ``[webhook NAME]`` added, changed or removed) starts a new delivery
+  worker for it on the same outbox (:class:`~salara.crm.endpoints.Deliveries`):
+  the old one is stopped, the events it had claimed go back to due and the
+  new one posts them; which endpoints get which events changes with it.
 
 The builders of the CRM clients live here too, as :mod:`salara.app` builds
 the same parts at start.
@@ -25,7 +27,6 @@ the same parts at start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Final
 
@@ -35,11 +36,10 @@ from salara import config as config_module
 from salara.config import Config
 from salara.config.changes import LOOKUP_KEYS, WEBHOOK_KEYS, Reload, plan
 from salara.crm.client import make_client
-from salara.crm.delivery import DeliveryWorker
 from salara.crm.lookup import CrmLookup
 from salara.errors import SalaraError
+from salara.events.subscriptions import Subscriptions
 from salara.logformat import setup_logging
-from salara.store.interface import Store
 
 if TYPE_CHECKING:
     from salara.app import Services
@@ -70,59 +70,15 @@ def crm_lookup(config: Config, client: aiohttp.ClientSession) -> CrmLookup | Non
     return CrmLookup(client, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
 
 
-def delivery_worker(config: Config, outbox: Store) -> DeliveryWorker:
-    """The worker posting ``outbox``'s events to ``[url] dest_url_event`` (which must be set)."""
-    return DeliveryWorker(
-        outbox,
-        config.url.dest_url_event,
-        tls_verify=config.url.tls_verify,
-        api_listen=config.url.rest_server,  # never POST events to salara itself
-        secret=config.url.webhook_secret,
-        concurrency=config.outbox.concurrency,
-        timeout_s=config.general.curlopt_timeout,
-        retry_max_s=config.outbox.retry_max,
-    )
+class RetiredClients:
+    """CRM lookup clients a reload replaced: each closed later (lookups under way on it finish), or at stop."""
 
-
-class DeliverySlot:
-    """Runs one delivery worker at a time; :meth:`replace` swaps in another without stopping the part.
-
-    ``worker`` None: no webhook (:meth:`run` returns at once). Retired CRM
-    lookup clients wait here to be closed (:meth:`retire`).
-    """
-
-    def __init__(self, worker: DeliveryWorker | None) -> None:
-        self.worker = worker
-        self._replaced = asyncio.Event()
+    def __init__(self) -> None:
         self._retired: list[aiohttp.ClientSession] = []
         self._closers: set[asyncio.Task[None]] = set()
 
-    def replace(self, worker: DeliveryWorker) -> None:
-        """Use ``worker`` from now on: the one running is stopped (its claimed events made due again)."""
-        if self.worker is not None:
-            worker.stats, worker.on_attempt = self.worker.stats, self.worker.on_attempt
-        self.worker = worker
-        self._replaced.set()
-
-    async def run(self) -> None:
-        """Run the current worker until cancelled; returns (or raises) only when a worker stops by itself."""
-        while self.worker is not None:
-            self._replaced.clear()
-            worker = asyncio.create_task(self.worker.run(), name="delivery-worker")
-            replaced = asyncio.create_task(self._replaced.wait(), name="delivery-replaced")
-            try:
-                await asyncio.wait((worker, replaced), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                replaced.cancel()
-                if not worker.done():
-                    worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
-            if not self._replaced.is_set():
-                return
-
     def retire(self, client: aiohttp.ClientSession, *, after_s: float) -> None:
-        """Close ``client`` in ``after_s`` seconds (requests under way on it finish), or at :meth:`close_retired`."""
+        """Close ``client`` in ``after_s`` seconds, or at :meth:`close_all`."""
         self._retired.append(client)
 
         async def close_later() -> None:
@@ -133,7 +89,7 @@ class DeliverySlot:
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
 
-    async def close_retired(self) -> None:
+    async def close_all(self) -> None:
         """Close every retired client now (the service stops)."""
         for task in list(self._closers):
             task.cancel()
@@ -181,14 +137,15 @@ def apply(services: Services, reloaded: Reload) -> None:
     router.breaker.failures, router.breaker.cooldown_s = routing.breaker_failures, routing.breaker_cooldown
     router.cache.max_age_s, router.cache.max_entries = routing.cache_max_age, routing.cache_size
     setup_logging(config.event.verbose, config.general.log_format)
-    slot = services.delivery_slot
     if reloaded.touches(LOOKUP_KEYS):
         old = services.crm
         services.crm = crm_client(config)
         router.lookup = crm_lookup(config, services.crm)
-        slot.retire(old, after_s=2 * previous.general.curlopt_timeout + 1)
-    if reloaded.touches(WEBHOOK_KEYS) and services.outbox is not None and slot.worker is not None:
-        worker = delivery_worker(config, services.outbox)
-        slot.replace(worker)
-        services.delivery = services.metrics.sources.delivery = worker
-        services.pipeline.notify = worker.notify
+        services.retired.retire(old, after_s=2 * previous.general.curlopt_timeout + 1)
+    deliveries = services.deliveries
+    if deliveries is not None and (reloaded.touches(WEBHOOK_KEYS) or reloaded.webhooks):
+        changed = deliveries.update(config)
+        services.pipeline.subscriptions = Subscriptions.of(config)
+        services.metrics.sources.delivery = deliveries.default
+        if changed:
+            log.info("webhook endpoints changed: %s", ", ".join(changed))

@@ -320,7 +320,7 @@ def test_the_delivery_warning_masks_the_crm_url(tmp_path: Path, caplog: pytest.L
         with caplog.at_level("DEBUG", logger="salara.crm.delivery"):
             for status in (500, 500, 410, 200):
                 verdict = Verdict(status, status == 200, "" if status == 200 else f"HTTP {status}")
-                worker._classify(Claimed(1, "e1", "c1", b"{}", 0), 0.0, verdict, "")
+                worker.outcomes.result(Claimed(1, "e1", "c1", b"{}", 0), 0.0, verdict, "")
         assert "did not take event" in caplog.text and "crm.example/hook" in caplog.text
         assert "hunter2" not in caplog.text and "abc123secret" not in caplog.text
     finally:

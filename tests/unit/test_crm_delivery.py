@@ -117,11 +117,11 @@ async def test_410_stops_retries_of_that_event_only(crm: RecordingCRM, outbox: O
     async with running(worker):
         ids = add(outbox, worker, "A1", "A2", "B1")
         await until(lambda: len(crm.delivered()) == 2, "A2 and B1 delivered")
-        await until(lambda: outbox.counts() == Counts(gone=1, delivered=2), "outcomes recorded")
+        await until(lambda: outbox.counts() == Counts(dead=1, delivered=2), "outcomes recorded")
     assert [r.name for r in crm.received if r.name.startswith("A")] == ["A1", "A2"]
-    assert worker.stats.gone == 1 and worker.stats.retried == 0
-    (gone,) = outbox.list_events(["gone"])
-    assert gone.id == ids["A1"] and gone.last_status == 410
+    assert worker.stats.dead == 1 and worker.stats.retried == 0
+    (dead,) = outbox.list_events(["dead"])
+    assert dead.id == ids["A1"] and dead.last_status == 410
 
 
 async def test_crm_down_then_back_gets_every_event_once_delivered(crm: RecordingCRM, outbox: Outbox) -> None:
@@ -333,9 +333,7 @@ async def test_tls_certificates_are_verified_unless_turned_off(self_signed: tupl
         assert crm.received == [] and "certificate" in (worker.stats.last_error or "").lower()
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
             await send_test_post(crm.url, b"{}")
-        unverified = DeliveryWorker(
-            outbox, crm.url, tls_verify=False, retry_min_s=0.02, retry_max_s=0.1
-        )
+        unverified = DeliveryWorker(outbox, crm.url, tls_verify=False, retry_min_s=0.02, retry_max_s=0.1)
         async with running(unverified):
             await until(lambda: len(crm.delivered()) == 1, "delivered without verification")
         assert (await send_test_post(crm.url, b"{}", tls_verify=False))[0] == 200

@@ -35,17 +35,28 @@ CORE = (
     "salara.pbx.records",
     "salara.api.compat.request",
     "salara.store.records",
+    "salara.eventtypes",
+    "salara.config.webhooks",
+    "salara.crm.schedule",
+    "salara.events.subscriptions",
 )
 """The pure core: protocols, the call model, decisions, the config schema."""
 
 ADAPTERS = {
     "AMI client": ("salara.ami.client", "salara.ami.listeners"),
     "FastAGI server": ("salara.agi.server", "salara.agi.session"),
-    "store": ("salara.store.sqlite", "salara.store.schema", "salara.store.queries", "salara.store.volatile"),
+    "store": (
+        "salara.store.sqlite",
+        "salara.store.schema",
+        "salara.store.queries",
+        "salara.store.statements",
+        "salara.store.inspection",
+    ),
     "CRM HTTP client": (
         "salara.crm.client",
         "salara.crm.http1",
         "salara.crm.answers",
+        "salara.crm.outcomes",
         "salara.crm.signing",
         "salara.crm.lookup",
     ),

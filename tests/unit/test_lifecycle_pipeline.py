@@ -15,6 +15,7 @@ from salara.calls.tracking import CallTracker, TrackingChanges
 from salara.config import Event as Modes
 from salara.events.hub import EVENT_TYPES, EventHub
 from salara.events.pipeline import EventPipeline
+from salara.store.records import NewEvent
 from salara.store.sqlite import Outbox
 from salara.utc import utc_timestamp
 from tests.unit.test_calls import DIAL_CALL, events
@@ -33,13 +34,14 @@ class Recorder:
 
     def add(
         self,
-        items: Sequence[tuple[str, bytes]],
+        items: Sequence[NewEvent],
         *,
         ids: Sequence[str] | None = None,
         tracking: TrackingChanges | None = None,
     ) -> list[str]:
         if items:
-            self.transactions.append(list(items))
+            # As the default endpoint gets each: (call key, body), the compat body where it takes that one.
+            self.transactions.append([(e.call_key, e.compat if e.compat_endpoints else e.body) for e in items])
             self.ids.append(list(ids or []))
         return list(ids or [])
 

@@ -82,13 +82,13 @@ async def test_webhook_posts_are_timed_by_outcome(crm: RecordingCRM, tmp_path: P
     with Outbox(tmp_path / "outbox.db", max_rows=100) as outbox:
         worker = fast_worker(outbox, crm.url, concurrency=1)
         metrics = Metrics(Sources(outbox=outbox, delivery=worker))
-        for outcome in ("delivered", "retried", "gone"):  # every series from the start
+        for outcome in ("delivered", "retried", "dead"):  # every series from the start
             assert value(metrics, "salara_webhook_delivery_seconds_count", outcome=outcome) == 0
         async with running(worker):
             add(outbox, worker, "A1", "A2")
             await until(lambda: len(crm.answered) == 3, "a retry, a delivery and a 410")
-            await until(lambda: worker.stats.gone == 1, "the 410 counted")
-        for outcome in ("delivered", "retried", "gone"):
+            await until(lambda: worker.stats.dead == 1, "the 410 counted")
+        for outcome in ("delivered", "retried", "dead"):
             assert value(metrics, "salara_webhook_delivery_seconds_count", outcome=outcome) == 1, outcome
             assert 0 < value(metrics, "salara_webhook_delivery_seconds_sum", outcome=outcome) < 5
         assert value(metrics, "salara_webhook_delivery_seconds_bucket", outcome="delivered", le="+Inf") == 1

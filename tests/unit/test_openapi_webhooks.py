@@ -22,6 +22,7 @@ from salara.calls.tracking import CallTracker, TrackingChanges
 from salara.config import Event as Modes
 from salara.events.hub import EVENT_TYPES
 from salara.events.pipeline import EventPipeline
+from salara.store.records import NewEvent
 from tests.unit.test_calls import DIAL_CALL, QUEUE_CALL, events
 from tests.unit.test_event_pipeline import FakeAmi, sweep, until_first_hangup
 
@@ -37,12 +38,15 @@ class Recorder:
 
     def add(
         self,
-        items: Sequence[tuple[str, bytes]],
+        items: Sequence[NewEvent],
         *,
         ids: Sequence[str] | None = None,
         tracking: TrackingChanges | None = None,
     ) -> list[str]:
-        self.bodies += [body for _, body in items]
+        # What the default endpoint gets: the compat body where it takes that one.
+        self.bodies += [
+            e.compat if e.compat_endpoints and e.compat else e.body for e in items if e.endpoints or e.compat_endpoints
+        ]
         return list(ids or [])
 
 

@@ -118,13 +118,13 @@ def test_a_retry_holds_back_its_call_only(outbox: Outbox) -> None:
     assert names(outbox.claim(10, now=NOW + 100)) == ["A2"]
 
 
-def test_gone_stops_the_event_and_frees_its_call(outbox: Outbox) -> None:
+def test_dead_stops_the_event_and_frees_its_call(outbox: Outbox) -> None:
     ids = add(outbox, "A1", "A2")
     (a1,) = outbox.claim(10, now=NOW)
-    outbox.record([done(a1, "gone", 410, error="HTTP 410: Gone")])
+    outbox.record([done(a1, "dead", 410, error="HTTP 410: Gone")])
     assert names(outbox.claim(10, now=NOW)) == ["A2"]
-    assert outbox.counts() == Counts(sending=1, gone=1)
-    (gone,) = outbox.list_events(["gone"])
+    assert outbox.counts() == Counts(sending=1, dead=1)
+    (gone,) = outbox.list_events(["dead"])
     assert (gone.id, gone.last_status, gone.last_error, gone.attempts) == (ids["A1"], 410, "HTTP 410: Gone", 1)
 
 
@@ -151,12 +151,12 @@ def test_counts_by_state(outbox: Outbox) -> None:
         [
             done(a1),
             done(b1, "retry", 500, error="x", next_attempt_at=NOW + 9),
-            done(c1, "gone", 410, error="gone"),
+            done(c1, "dead", 410, error="gone"),
         ]
     )
     counts = outbox.counts()
-    # A2 pending, B1 retrying, D1 in flight, C1 gone, A1 delivered.
-    assert counts == Counts(pending=1, retrying=1, sending=1, gone=1, delivered=1)
+    # A2 pending, B1 retrying, D1 in flight, C1 dead, A1 delivered.
+    assert counts == Counts(pending=1, retrying=1, sending=1, dead=1, delivered=1)
     assert counts.depth == outbox.depth() == 3
 
 
@@ -217,21 +217,21 @@ def test_a_smaller_max_rows_trims_on_open(path: Path) -> None:
 def test_prune_deletes_old_delivered_rows_and_attempts(outbox: Outbox) -> None:
     add(outbox, "A1", "B1", "C1")
     a1, b1, c1 = outbox.claim(10, now=NOW)
-    outbox.record([done(a1), Result(b1, "delivered", NOW + 10, 200), done(c1, "gone", 410, error="g")])
+    outbox.record([done(a1), Result(b1, "delivered", NOW + 10, 200), done(c1, "dead", 410, error="g")])
     assert outbox.prune(delivered_before=NOW + 5, attempts_before=NOW - 1) == 1
-    assert outbox.counts() == Counts(gone=1, delivered=1)
+    assert outbox.counts() == Counts(dead=1, delivered=1)
     assert outbox.prune(delivered_before=NOW + 20, attempts_before=NOW + 5) == 1
-    assert outbox.counts() == Counts(gone=1)
+    assert outbox.counts() == Counts(dead=1)
     assert outbox.attempts(a1.id) == [] and len(outbox.attempts(b1.id)) == 1
 
 
-def test_retry_requeues_gone_and_waiting_events(outbox: Outbox) -> None:
+def test_retry_requeues_dead_and_waiting_events(outbox: Outbox) -> None:
     ids = add(outbox, "A1", "A2", "B1", "C1")
     a1, b1, c1 = outbox.claim(10, now=NOW)
     outbox.record(
         [
-            done(a1, "gone", 410, error="g"),
-            done(b1, "gone", 410, error="g"),
+            done(a1, "dead", 410, error="g"),
+            done(b1, "dead", 410, error="g"),
             done(c1, "retry", 500, error="e", next_attempt_at=NOW + 1000),
         ]
     )
@@ -246,9 +246,9 @@ def test_retry_requeues_gone_and_waiting_events(outbox: Outbox) -> None:
 def test_another_connection_sees_and_changes_the_same_file(path: Path, outbox: Outbox) -> None:
     ids = add(outbox, "A1")
     (a1,) = outbox.claim(1, now=NOW)
-    outbox.record([done(a1, "gone", 410, error="g")])
+    outbox.record([done(a1, "dead", 410, error="g")])
     with Outbox(path, max_rows=1000) as cli:  # the command line, while salara runs
-        assert [e.id for e in cli.list_events(["gone"])] == [ids["A1"]]
+        assert [e.id for e in cli.list_events(["dead"])] == [ids["A1"]]
         assert cli.retry(now=NOW) == 1
     assert names(outbox.claim(1, now=NOW)) == ["A1"]
 

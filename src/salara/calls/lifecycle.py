@@ -39,14 +39,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from string import hexdigits
-from typing import Final, Literal
+from typing import Literal
 
 from salara.calls.call import Call, Channel, Transfer
 from salara.calls.registry import CallRegistry
+from salara.eventtypes import LIFECYCLE_TYPES as LIFECYCLE_TYPES  # named here too: the call model's types
 from salara.utc import utc_timestamp
-
-LIFECYCLE_TYPES: Final = ("call.started", "call.ringing", "call.answered", "call.transferred", "call.ended")
-"""The lifecycle event types, in the order a call goes through them."""
 
 Direction = Literal["outbound", "inbound", "internal"]
 

@@ -12,6 +12,7 @@ import click
 from salara import config as config_module
 from salara.api.security import tokens as auth
 from salara.cli.common import config_file, find_config, load_config, main, show
+from salara.crm.signing import new_secret
 from salara.errors import ConfigError
 
 
@@ -178,3 +179,18 @@ def token_revoke(ctx: click.Context, name: str) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"token {name} revoked in {path}")
+
+
+@main.group()
+def webhook() -> None:
+    """Event endpoints: ``[webhook NAME]`` sections and their secrets."""
+
+
+@webhook.command("secret")
+def webhook_secret() -> None:
+    """Print a new whsec_ secret for a webhook's `secret` (or `[url] webhook_secret`).
+
+    To rotate without losing a request: set `secret = NEW OLD` (both sign every
+    request), let the CRM switch to NEW, then set `secret = NEW`.
+    """
+    click.echo(new_secret())

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
 import os
@@ -50,37 +51,54 @@ def _outbox(ctx: click.Context, *, readonly: bool) -> Outbox:
         ) from None
 
 
+ENDPOINT_HELP = "Only deliveries to this endpoint: default ([url] dest_url_event) or a [webhook NAME]."
+
+
 @events.command("list")
-@click.option("--failed", is_flag=True, help="Only events the CRM refused for good (410 Gone).")
+@click.option("--failed", is_flag=True, help="Only dead events (their retry schedule ended, or 410 Gone).")
+@click.option("--endpoint", default=None, help=ENDPOINT_HELP)
 @click.option("--limit", default=50, show_default=True)
 @click.pass_context
-def events_list(ctx: click.Context, failed: bool, limit: int) -> None:
-    """List pending, retrying and failed events, oldest first (control characters shown escaped)."""
+def events_list(ctx: click.Context, failed: bool, endpoint: str | None, limit: int) -> None:
+    """List pending, retrying and dead deliveries, oldest first (control characters shown escaped)."""
     with _outbox(ctx, readonly=True) as outbox:
-        counts = outbox.counts()
-        statuses: tuple[Status, ...] = ("gone",) if failed else ("blocked", "ready", "sending", "gone")
-        rows = outbox.list_events(statuses, limit=limit)
+        counts = outbox.counts(endpoint)
+        statuses: tuple[Status, ...] = ("dead",) if failed else ("blocked", "ready", "sending", "dead")
+        rows = outbox.list_events(statuses, limit=limit, endpoint=endpoint)
     click.echo(
         f"pending {counts.pending}, retrying {counts.retrying}, sending {counts.sending}, "
-        f"failed {counts.gone}, delivered (not pruned) {counts.delivered}"
+        f"dead {counts.dead}, delivered (not pruned) {counts.delivered}"
     )
     for row in rows:
         # The call key (AMI's), the CRM's answer and the body (AMI's values) come from outside: one line each.
         last = row.last_error or (f"HTTP {row.last_status}" if row.last_status else "-")
         click.echo(
-            f"{escape(row.id)}  {row.status:<7} call={escape(row.call_key)} attempts={row.attempts} "
-            f"last={escape(last)} {escape(row.body.decode(errors='replace'))}"
+            f"{escape(row.id)}  {row.status:<7} endpoint={escape(row.endpoint)} call={escape(row.call_key)}"
+            f" attempts={row.attempts} last={escape(last)} {escape(row.body.decode(errors='replace'))}"
         )
 
 
 @events.command("retry")
 @click.argument("ids", nargs=-1)
+@click.option("--endpoint", default=None, help=ENDPOINT_HELP)
 @click.pass_context
-def events_retry(ctx: click.Context, ids: tuple[str, ...]) -> None:
-    """Send failed events again (all, or only IDS), and retry waiting ones now."""
+def events_retry(ctx: click.Context, ids: tuple[str, ...], endpoint: str | None) -> None:
+    """Send dead events again (all, or only IDS), and retry waiting ones now. Their ids stay the same."""
     with _outbox(ctx, readonly=False) as outbox:
-        changed = outbox.retry(ids or None)
+        changed = outbox.retry(ids or None, endpoint=endpoint)
     click.echo(f"{changed} event(s) queued for delivery")
+
+
+@events.command("replay")
+@click.option("--since", "since", required=True, type=click.DateTime(), help="Events stored since (UTC).")
+@click.option("--endpoint", default="default", show_default=True, help=ENDPOINT_HELP)
+@click.pass_context
+def events_replay(ctx: click.Context, since: datetime.datetime, endpoint: str) -> None:
+    """Send every event stored since a time to an endpoint again, delivered ones too, in per-call order."""
+    at = since.replace(tzinfo=datetime.UTC) if since.tzinfo is None else since
+    with _outbox(ctx, readonly=False) as outbox:
+        changed = outbox.retry(endpoint=endpoint, since=at.timestamp(), delivered=True)
+    click.echo(f"{changed} event(s) queued for delivery to {escape(endpoint)}")
 
 
 CLIENT_TOKEN_ENV = "SALARA_CLIENT_TOKEN"

@@ -61,10 +61,11 @@ WEBHOOK_KEYS: Final = frozenset(
         ("url", "tls_verify"),
         ("general", "curlopt_timeout"),
         ("outbox", "retry_max"),
+        ("outbox", "retry_for"),
         ("outbox", "concurrency"),
     }
 )
-"""Keys the event delivery worker is built with: a change starts a new worker on the same outbox."""
+"""Keys the event delivery workers are built with: a change starts new ones on the same outbox."""
 
 LOOKUP_KEYS: Final = frozenset(
     {("url", "dest_url"), ("url", "tls_verify"), ("general", "curlopt_timeout"), ("keys", "key_word")}
@@ -78,7 +79,7 @@ class Reload:
 
     ``changed`` and ``restart`` hold ``"[section] key"`` names in the
     schema's order; ``restart`` entries say why when only some changes need
-    a restart. ``routes`` and ``tokens`` say whether those changed.
+    a restart. ``routes``, ``tokens`` and ``webhooks`` say whether those changed.
     """
 
     config: Config
@@ -88,6 +89,7 @@ class Reload:
     """``(section, key)`` of every live change (what the wiring acts on)."""
     routes: bool = False
     tokens: bool = False
+    webhooks: bool = False
 
     def touches(self, keys: frozenset[tuple[str, str]]) -> bool:
         """Whether any of ``keys`` changed live."""
@@ -127,5 +129,8 @@ def plan(old: Config, new: Config) -> Reload:
         changed.append("[route]")
     if tokens:
         changed.append("[token ...]")
+    webhooks = dict(old.webhooks) != dict(new.webhooks)
+    if webhooks:
+        changed.append("[webhook ...]")
     config = dataclasses.replace(new, **sections)
-    return Reload(config, tuple(changed), tuple(restart), frozenset(live), routes, tokens)
+    return Reload(config, tuple(changed), tuple(restart), frozenset(live), routes, tokens, webhooks)

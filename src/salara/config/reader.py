@@ -33,6 +33,7 @@ from salara.config.source import (
     section_name,
 )
 from salara.config.values import destination_problem
+from salara.config.webhooks import RESERVED_NAME, WEBHOOK_NAME, WEBHOOK_SECTION, Webhook
 from salara.errors import ConfigError
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "apply_env",
     "build",
     "build_tokens",
+    "build_webhooks",
     "check",
     "check_config",
     "check_destinations",
@@ -51,6 +53,7 @@ __all__ = [
     "parse_text",
     "section_name",
     "validate",
+    "webhook_name_problem",
 ]
 
 ENV_PREFIX = "SALARA_"
@@ -135,8 +138,9 @@ def validate(raw: RawConfig, path: Path | None, report: Report) -> Config | None
         secret = frozenset(key for section, key in SECRET_KEYS if section == name)
         values[name] = _section(raw, name, model, report, secret, "salara")
     tokens = build_tokens(raw, report=report)
+    webhooks = build_webhooks(raw, report=report)
     for section in [name for name in raw.sections if name not in SECTIONS and name != "route"]:
-        if not section.startswith(TOKEN_SECTION):
+        if not section.startswith((TOKEN_SECTION, WEBHOOK_SECTION)):
             report.lenient(Problem(section, None, "is not a section salara uses", _where(raw, section, None)))
     if any(value is None for value in values.values()):
         return None
@@ -146,7 +150,7 @@ def validate(raw: RawConfig, path: Path | None, report: Report) -> Config | None
     except ConfigError as exc:
         report.error(Problem(exc.section, exc.key, exc.reason, _where(raw, exc.section, exc.key)))
         return None
-    return Config(**values, routes=dict(raw.routes), path=path, tokens=tokens)
+    return Config(**values, routes=dict(raw.routes), path=path, tokens=tokens, webhooks=webhooks)
 
 
 def build_tokens(raw: RawConfig, *, report: Report | None = None) -> dict[str, Token]:
@@ -176,6 +180,37 @@ def build_tokens(raw: RawConfig, *, report: Report | None = None) -> dict[str, T
         hashes[token.hash] = name
         tokens[name] = token
     return tokens
+
+
+def build_webhooks(raw: RawConfig, *, report: Report | None = None) -> dict[str, Webhook]:
+    """The ``[webhook NAME]`` sections of ``raw`` as endpoints by name.
+
+    Raises :class:`ConfigError` for a bad or reserved name or a bad value
+    (unless ``report`` collects). An unknown key is lenient.
+    """
+    report = report or Report()
+    webhooks: dict[str, Webhook] = {}
+    for section in raw.sections:
+        if not section.startswith(WEBHOOK_SECTION):
+            continue
+        name = section[len(WEBHOOK_SECTION) :]
+        problem = webhook_name_problem(name)
+        if problem:
+            report.error(Problem(section, None, problem, _where(raw, section, None)))
+            continue
+        webhook = _section(raw, section, Webhook, report, frozenset({"secret"}), "webhook")
+        if isinstance(webhook, Webhook):
+            webhooks[name] = webhook
+    return webhooks
+
+
+def webhook_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a ``[webhook NAME]``, or None."""
+    if not WEBHOOK_NAME.fullmatch(name):
+        return "a webhook name may hold only letters, digits, '_', '.' and '-' (at most 64)"
+    if name.lower() == RESERVED_NAME:
+        return f"{RESERVED_NAME!r} is [url] dest_url_event's name; choose another"
+    return None
 
 
 # -- checks that span keys, after every section validated ------------------

@@ -7,8 +7,6 @@ A bad value raises pydantic's ``ValidationError``; the reader turns it into a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -23,6 +21,7 @@ from salara import fields
 from salara.config.hosts import mask_url
 from salara.config.recording import Recordings
 from salara.config.values import Flag, HostPort, IntList, Rate, StrList, split_destinations, split_list
+from salara.config.webhooks import WEBHOOK_SECTION, Webhook, check_secrets
 
 
 def _lower(value: object) -> object:
@@ -95,15 +94,6 @@ class Event(_Section):
         return self
 
 
-def _webhook_secret(value: str) -> str:
-    if value.startswith("whsec_"):
-        try:
-            base64.b64decode(value[len("whsec_") :], validate=True)
-        except binascii.Error:
-            raise ValueError("a secret starting with whsec_ must go on in base64") from None
-    return value
-
-
 class Url(_Section):
     """``[url]``: API listen address, CRM URLs, good states, webhook options."""
 
@@ -113,8 +103,8 @@ class Url(_Section):
     good_status: IntList = (0,)
     tls_verify: Flag = True
     """Verify the CRM's TLS certificate (the old module never did)."""
-    webhook_secret: Annotated[str, AfterValidator(_webhook_secret)] = ""
-    """When set, webhooks are signed the Standard Webhooks way."""
+    webhook_secret: Annotated[str, AfterValidator(check_secrets)] = ""
+    """When set, webhooks are signed the Standard Webhooks way; two secrets (space between) during a rotation."""
 
 
 class Keys(_Section):
@@ -181,7 +171,11 @@ class Outbox(_Section):
     path: str = "/var/lib/salara/outbox.db"
     max_rows: int = Field(100_000, gt=0)
     retry_max: float = Field(300.0, gt=0)
-    """Longest wait between two delivery attempts of one event, seconds."""
+    """Longest wait between two delivery attempts of one event, seconds (a ``Retry-After`` may ask more)."""
+    retry_for: float = Field(3 * 86400.0, gt=0)
+    """Seconds an event is tried for, from when it was stored; then it is dead (kept, replayable)."""
+    keep_days: float = Field(3.0, ge=0)
+    """Days a stored event is kept once every endpoint is done with it (the event log), within ``max_rows``."""
     concurrency: int = Field(256, gt=0, le=1024)
     """Most event POSTs in flight to the CRM; how many it takes is found below that (from 8)."""
 
@@ -359,6 +353,8 @@ class Config:
     path: Path | None = None
     tokens: Mapping[str, Token] = field(default_factory=dict)
     """API tokens by name (``[token NAME]`` sections)."""
+    webhooks: Mapping[str, Webhook] = field(default_factory=dict)
+    """Event endpoints by name (``[webhook NAME]`` sections), beside ``[url] dest_url_event``."""
 
     def masked(self) -> dict[str, dict[str, object]]:
         """Every setting by section, secrets replaced by ``***`` (for ``show config``)."""
@@ -383,4 +379,9 @@ class Config:
                 "destinations": " ".join(token.destinations),
                 "rate": str(token.rate) if token.rate else "off",
             }
+        for name, webhook in self.webhooks.items():
+            shown: dict[str, object] = {**webhook.fields(), "url": mask_url(webhook.url)}
+            if webhook.secret:
+                shown["secret"] = "***"
+            out[f"{WEBHOOK_SECTION}{name}"] = shown
         return out

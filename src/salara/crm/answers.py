@@ -28,20 +28,24 @@ class Verdict:
     error: str = ""
     legacy: bool = False
     """Taken although the answer had no status line (a bare JSON object, as for the old module)."""
+    body: bytes | None = None
+    """The answer's body (None: too large, or no answer)."""
+    retry_after: bytes | None = None
+    """The answer's ``Retry-After`` header, if any."""
 
 
 def judge(answer: Answer) -> Verdict:
     """The verdict on ``answer`` (see the module doc)."""
     if answer.legacy:
         if answer.body is not None and _is_json_object(answer.body):
-            return Verdict(None, True, legacy=True)
+            return Verdict(None, True, legacy=True, body=answer.body)
         shown = "(too large)" if answer.body is None else _text(answer.body) or "(nothing)"
-        return Verdict(None, False, f"an answer without an HTTP status line: {shown}")
+        return Verdict(None, False, f"an answer without an HTTP status line: {shown}", body=answer.body)
     status = answer.status
     if status is not None and 200 <= status < 300:
-        return Verdict(status, True)
+        return Verdict(status, True, body=answer.body)
     text = "(answer too large)" if answer.body is None else _text(answer.body)
-    return Verdict(status, False, f"HTTP {status}: {text}")
+    return Verdict(status, False, f"HTTP {status}: {text}", body=answer.body, retry_after=answer.retry_after)
 
 
 def _is_json_object(body: bytes) -> bool:

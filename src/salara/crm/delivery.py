@@ -1,13 +1,17 @@
 """Delivery of call events to the CRM: the worker, its retries and how many requests it keeps in flight.
 
-Every event is an HTTP ``POST`` of its JSON body to ``dest_url_event``,
-signed the Standard Webhooks way (:mod:`salara.crm.signing`).
+Every event is an HTTP ``POST`` of its JSON body to an endpoint
+(``dest_url_event``, the ``default`` one, or a ``[webhook NAME]``), signed
+the Standard Webhooks way (:mod:`salara.crm.signing`).
 
-:class:`DeliveryWorker` takes events from the store (the
-:class:`~salara.store.sqlite.Outbox`) and classifies each answer: 2xx
-delivered; ``410 Gone`` gone (never retried); any other status, a timeout or
-a connection error: retried later, with exponential backoff and jitter up to
-``retry_max_s``. It runs on its own task, so a slow or dead CRM never holds
+One :class:`DeliveryWorker` per endpoint takes that endpoint's deliveries
+from the store (the :class:`~salara.store.sqlite.Outbox`) and classifies
+each answer: 2xx delivered; ``410 Gone``: on ``default`` the event is dead
+(never sent again unless retried by hand), on a ``[webhook NAME]`` the
+endpoint is disabled until an admin enables it; anything else, a timeout or
+a connection error: tried again on the retry schedule
+(:mod:`salara.crm.schedule`: backoff with jitter, ``Retry-After`` honoured,
+dead at its end). It runs on its own task, so a slow or dead CRM never holds
 up whoever adds events, with as many requests in flight as
 :class:`~salara.concurrency.AdaptiveLimit` allows (at most ``concurrency``):
 more while the CRM keeps up and events wait, fewer when it times out,
@@ -30,7 +34,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from salara.backoff import jittered_backoff_s
@@ -39,10 +42,11 @@ from salara.config import HostPort, mask_url
 from salara.crm.answers import Verdict, judge
 from salara.crm.http1 import Http1Client
 from salara.crm.inflight import InFlight
-from salara.crm.signing import secret_key, webhook_headers
-from salara.logsafe import escape
+from salara.crm.outcomes import DeliveryStats, Outcomes
+from salara.crm.schedule import RETRY_AFTER_STATUSES, Schedule, retry_after_s
+from salara.crm.signing import secret_keys, webhook_headers
 from salara.store.interface import Store, StoreError
-from salara.store.records import Claimed, Result
+from salara.store.records import DEFAULT_ENDPOINT, Claimed, Result
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +57,18 @@ CLAIM_WINDOW: Final = 4
 """Events a worker keeps claimed per sender: one being posted, the rest waiting for a free sender."""
 
 
-@dataclass(slots=True)
-class DeliveryStats:
-    """Counters of delivery attempts by outcome, for metrics."""
-
-    delivered: int = 0
-    retried: int = 0
-    """Attempts that failed and will be tried again."""
-    gone: int = 0
-    last_error: str | None = None
-    peak_in_flight: int = 0
-    """Most requests under way at once so far."""
-
-
 class DeliveryWorker:
-    """Posts the outbox's due events to ``url``. Run :meth:`run` as a task; cancel it to stop.
+    """Posts the outbox's due deliveries of ``endpoint`` to ``url``. Run :meth:`run` as a task; cancel it to stop.
+
+    ``disable_on_gone``: a ``410 Gone`` disables the endpoint (a
+    ``[webhook NAME]``) instead of ending the one event (``default``).
 
     The worker makes its :class:`~salara.crm.http1.Http1Client` to ``url``
     for each :meth:`run` (and closes it), verifying TLS certificates unless
     ``tls_verify`` is false and, with ``api_listen``, refusing salara's own
     API.
-    ``secret`` signs the requests (see the module doc). ``timeout_s`` bounds
+    ``secret`` signs the requests (see the module doc; two secrets separated
+    by a space during a rotation). ``timeout_s`` bounds
     each request as a whole (connect, send, read the answer); redirects are
     not followed.
 
@@ -90,8 +85,9 @@ class DeliveryWorker:
     When the CRM cannot be reached at all (connection refused, timeout), it
     sends one event at a time after a backoff pause and goes back to full
     concurrency at the first answer, rather than pile up failed attempts.
-    Delivered events are pruned ``keep_delivered_s`` after delivery, attempt
-    log rows after ``keep_attempts_s``.
+    A ``Retry-After`` on a 429 or 503 holds every request to the endpoint
+    until then; what each answer makes of its delivery is
+    :class:`~salara.crm.outcomes.Outcomes`.
     """
 
     def __init__(
@@ -107,16 +103,21 @@ class DeliveryWorker:
         timeout_s: float = 3.0,
         retry_min_s: float = 1.0,
         retry_max_s: float = 300.0,
+        retry_for_s: float = 3 * 86400.0,
         idle_poll_s: float = 5.0,
-        keep_delivered_s: float = 60.0,
-        keep_attempts_s: float = 7 * 86400.0,
-        prune_interval_s: float = 5.0,
+        endpoint: str = DEFAULT_ENDPOINT,
+        disable_on_gone: bool = False,
     ) -> None:
         if not url:
             raise ValueError("no URL to deliver events to")
-        if concurrency <= 0 or timeout_s <= 0 or not 0 < retry_min_s <= retry_max_s:
-            raise ValueError("concurrency, timeout and retry delays must be positive, retry_min <= retry_max")
+        if concurrency <= 0 or timeout_s <= 0:
+            raise ValueError("concurrency and timeout must be positive")
+        self.schedule = Schedule(retry_min_s, retry_max_s, retry_for_s)
         self.outbox = outbox
+        self.endpoint = endpoint
+        self.disable_on_gone = disable_on_gone
+        self.disabled = False
+        """The endpoint answered ``410 Gone`` (with ``disable_on_gone``): nothing is sent until :meth:`enable`."""
         self.url = url
         self.shown_url = mask_url(url)
         """The URL as logged: credentials masked."""
@@ -126,15 +127,12 @@ class DeliveryWorker:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self.idle_poll_s = idle_poll_s
-        self.keep_delivered_s = keep_delivered_s
-        self.keep_attempts_s = keep_attempts_s
-        self.prune_interval_s = prune_interval_s
-        self.stats = DeliveryStats()
+        self.outcomes = Outcomes(endpoint, self.shown_url, self.schedule, disable_on_gone=disable_on_gone)
         self.on_attempt: Callable[[Result, float], None] | None = None
         """Told each attempt's result and duration in seconds (:mod:`salara.metrics`' histogram)."""
         self._tls_verify = tls_verify
         self._api_listen = api_listen
-        self._key = secret_key(secret) if secret else None
+        self._keys = secret_keys(secret)
         self._wake = asyncio.Event()
         self._claimed: dict[int, Claimed] = {}
         """Every event claimed and not yet recorded: queued, being posted, or with a result."""
@@ -142,12 +140,20 @@ class DeliveryWorker:
         self._results: list[Result] = []
         self._senders: set[asyncio.Task[None]] = set()
         self._client: Http1Client | None = None
-        self._legacy_told = False
         self._unreachable = 0
         """Consecutive attempts that got no answer at all."""
         self._paused_until = 0.0
-        self._failing = False
-        self._next_prune = 0.0
+        self._held_until = 0.0
+        """A ``Retry-After`` asked for no request before this (Unix s)."""
+
+    @property
+    def stats(self) -> DeliveryStats:
+        """Counters of this worker's attempts by outcome."""
+        return self.outcomes.stats
+
+    @stats.setter
+    def stats(self, stats: DeliveryStats) -> None:
+        self.outcomes.stats = stats
 
     @property
     def in_flight(self) -> int:
@@ -168,8 +174,17 @@ class DeliveryWorker:
         """Tell the worker that events were added (cheap; call after each :meth:`Outbox.add`)."""
         self._wake.set()
 
+    def enable(self) -> None:
+        """Send again after a ``410 Gone`` disabled the endpoint (the store's mark is the caller's)."""
+        self.disabled = False
+        self._wake.set()
+
     async def run(self) -> None:
         """Deliver until cancelled. Events claimed but not posted go back to due."""
+        try:
+            self.disabled = self.disable_on_gone and self.endpoint in self.outbox.disabled()
+        except StoreError:
+            log.exception("outbox %s: cannot read whether webhook %s is disabled", self.outbox.name, self.endpoint)
         client = Http1Client(
             self.url,
             max_connections=self.concurrency,
@@ -226,7 +241,7 @@ class DeliveryWorker:
         results = self._results
         room = self._room(now, len(self._claimed) - len(results))
         try:
-            claimed = self.outbox.claim(room, now, results=results)
+            claimed = self.outbox.claim(room, now, results=results, endpoint=self.endpoint)
         except StoreError:
             # A locked or full disk must not end deliveries for good; the
             # outcomes are kept for the next look.
@@ -239,16 +254,15 @@ class DeliveryWorker:
             self._claimed[event.seq] = event
             self._queue.put_nowait(event)
         try:
-            if now >= self._next_prune:
-                self._next_prune = now + self.prune_interval_s
-                self.outbox.prune(now - self.keep_delivered_s, now - self.keep_attempts_s)
             return self._sleep_s(now, room - len(claimed))
         except StoreError:
-            log.exception("outbox %s: cannot prune or read the next due time", self.outbox.name)
+            log.exception("outbox %s: cannot read the next due time", self.outbox.name)
             return self.idle_poll_s
 
     def _room(self, now: float, claimed: int) -> int:
         """How many more events to claim now, with ``claimed`` still queued or being posted."""
+        if self.disabled or now < self._held_until:
+            return 0
         if self._unreachable:
             # CRM unreachable: one probe at a time, after the pause.
             return 1 - claimed if now >= self._paused_until else 0
@@ -264,11 +278,15 @@ class DeliveryWorker:
         return min(self._sleep_s_by_store(now, room_left), check_s)
 
     def _sleep_s_by_store(self, now: float, room_left: int) -> float:
+        if self.disabled:
+            return self.idle_poll_s
+        if now < self._held_until:
+            return min(self._held_until - now, self.idle_poll_s)
         if self._unreachable and now < self._paused_until:
             return min(self._paused_until - now, self.idle_poll_s)
         if room_left <= 0:
             return self.idle_poll_s  # enough claimed: a finished request wakes us
-        due = self.outbox.next_due()
+        due = self.outbox.next_due(self.endpoint)
         if due is None:
             return self.idle_poll_s
         return min(max(due - now, 0.0), self.idle_poll_s)
@@ -291,11 +309,11 @@ class DeliveryWorker:
         at, started = time.time(), time.monotonic()
         inflight = self.inflight
         inflight.begin(event.seq, started)
-        self.stats.peak_in_flight = inflight.peak
+        self.outcomes.stats.peak_in_flight = inflight.peak
         verdict: Verdict | None = None
         error = ""
         try:
-            headers = webhook_headers(self._key, event.id, int(at), event.body)
+            headers = webhook_headers(self._keys, event.id, int(at), event.body)
             headers.pop("content-type", None)  # the client sends it
             verdict = judge(await client.post(event.body, list(headers.items()), self.timeout_s))
         except TimeoutError:
@@ -308,7 +326,8 @@ class DeliveryWorker:
         finally:
             inflight.end(event.seq)  # also when cancelled
         latency_s = time.monotonic() - started
-        result = self._classify(event, at, verdict, error)
+        result = self.outcomes.result(event, at, verdict, error, latency_s)
+        self._after(result, verdict)
         status = verdict.status if verdict is not None else None
         overloaded = verdict is None or (status is not None and (status >= 500 or status == 429))
         if inflight.outcome(event.seq, overloaded, latency_s, not self._queue.empty(), time.monotonic()):
@@ -317,43 +336,22 @@ class DeliveryWorker:
             self.on_attempt(result, latency_s)
         return result
 
-    def _classify(self, event: Claimed, at: float, verdict: Verdict | None, error: str) -> Result:
-        """The result of one attempt: ``verdict`` on the answer, or None with ``error`` (no answer)."""
-        stats = self.stats
-        status = verdict.status if verdict is not None else None
+    def _after(self, result: Result, verdict: Verdict | None) -> None:
+        """What one attempt's answer means for the endpoint: a pause, a hold, or being disabled."""
+        at = result.at
         if verdict is None:
             self._unreachable += 1
-            self._paused_until = time.time() + jittered_backoff_s(
-                self._unreachable - 1, self.retry_min_s, self.retry_max_s
-            )
-        else:
-            self._unreachable = 0
-        if verdict is not None and verdict.taken:
-            stats.delivered += 1
-            if verdict.legacy and not self._legacy_told:
-                self._legacy_told = True
-                log.warning(
-                    "CRM %s answers without an HTTP status line (a bare JSON object, as for the old module);"
-                    " such answers count as delivered",
-                    self.shown_url,
-                )
-            if self._failing:
-                self._failing = False
-                log.info("CRM %s accepts events again", self.shown_url)
-            return Result(event, "delivered", at, status)
-        error = verdict.error if verdict is not None else error
-        stats.last_error = error
-        if status == 410:
-            stats.gone += 1
-            log.info("CRM %s answered 410 Gone to event %s; it is not sent again", self.shown_url, event.id)
-            return Result(event, "gone", at, status, error)
-        if not self._failing:
-            self._failing = True
-            log.warning(
-                "CRM %s did not take event %s (%s); events wait in the outbox", self.shown_url, event.id, escape(error)
-            )
-        else:
-            log.debug("CRM %s did not take event %s: %s", self.shown_url, event.id, escape(error))
-        stats.retried += 1
-        delay_s = jittered_backoff_s(event.attempts, self.retry_min_s, self.retry_max_s)
-        return Result(event, "retry", at, status, error, at + delay_s)
+            delay_s = jittered_backoff_s(self._unreachable - 1, self.retry_min_s, self.retry_max_s)
+            self._paused_until = time.time() + delay_s
+            return
+        self._unreachable = 0
+        if verdict.status in RETRY_AFTER_STATUSES:
+            wait_s = retry_after_s(verdict.retry_after, at)
+            if wait_s is not None:
+                self._held_until = max(self._held_until, at + wait_s)  # the whole endpoint asked for a pause
+        if verdict.status == 410 and self.disable_on_gone and not self.disabled:
+            self.disabled = True
+            try:
+                self.outbox.disable(self.endpoint, result.error, at)
+            except StoreError:
+                log.exception("outbox %s: cannot store that webhook %s is disabled", self.outbox.name, self.endpoint)

@@ -1,13 +1,11 @@
 """A keep-alive HTTP/1.1 client for event posts to one CRM endpoint, on asyncio and httptools (llhttp).
 
-CRMs written for the old C module may answer a bare ``{"result":0}`` with no
-status line and close; aiohttp reports a parse error and drops the bytes. Here
-an answer whose first bytes (after any CR/LF) are not ``HTTP/`` is read until
-the close or reset: ``Answer(status=None, body=<the bytes>, legacy=True)``.
-The guarantees of :func:`salara.crm.client.make_client` hold: certificates
-verified unless ``tls_verify`` is false, no redirects, no proxy from the
-environment, no compression, bounded answers, no connection to salara's own API
-(:class:`~salara.crm.client.SelfLoopGuard`). HTTP/1.1 per RFC 9112.
+CRMs written for the old C module may answer a bare ``{"result":0}`` with no status line and close;
+aiohttp reports a parse error and drops the bytes. Here an answer whose first bytes (after any CR/LF)
+are not ``HTTP/`` is read until the close or reset: ``Answer(status=None, body=<the bytes>, legacy=True)``.
+The guarantees of :func:`salara.crm.client.make_client` hold: certificates verified unless
+``tls_verify`` is false, no redirects, no proxy from the environment, no compression, bounded
+answers, no connection to salara's own API (:class:`~salara.crm.client.SelfLoopGuard`). RFC 9112.
 """
 
 from __future__ import annotations
@@ -39,24 +37,22 @@ _SAFE: Final = "".join(map(chr, range(0x21, 0x7F)))  # a target keeps printable 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The CRM's answer. ``status`` None, ``legacy`` true: it had no status line, and ``body`` is
-    every byte received before the close. ``body`` None: over ``max_answer_bytes`` (the rest not read)."""
+    """The CRM's answer; ``legacy``: no status line (``body``: all bytes until the close); ``body`` None: too large."""
 
     status: int | None
     body: bytes | None
     legacy: bool
+    retry_after: bytes | None = None  # the Retry-After header's value, if sent
 
 
 class Http1Client:
     """Posts to the one endpoint ``url`` (``http://`` or ``https://``) over a pool of keep-alive connections.
 
-    At most ``max_connections`` are open (or opening); a post waits for one.
-    A connection is closed after ``idle_timeout_s`` seconds idle, and after an
-    answer that says ``Connection: close``, is HTTP/1.0 without keep-alive, is
-    read until close, has no status line or is over ``max_answer_bytes``.
-    ``user:pass@`` in the URL is sent as Basic auth (Latin-1, as aiohttp does).
-    Use it in one event loop. Raises ValueError for a URL that is not http(s)
-    with a host, and for a ``user_agent`` with CR, LF or NUL.
+    At most ``max_connections`` are open (or opening); a post waits for one. A connection is closed
+    after ``idle_timeout_s`` seconds idle, and after an answer that says ``Connection: close``, is
+    HTTP/1.0 without keep-alive, is read until close, has no status line or is over ``max_answer_bytes``.
+    ``user:pass@`` in the URL is sent as Basic auth (Latin-1, as aiohttp does). Use it in one event
+    loop. Raises ValueError for a URL that is not http(s) with a host, or a ``user_agent`` with CR, LF, NUL.
     """
 
     def __init__(
@@ -287,6 +283,7 @@ class _Connection(asyncio.Protocol):
         self._prefix = bytearray()  # this answer's bytes until it is seen to begin with HTTP/
         self._status, self._size, self._framed = 0, 0, False  # of the message being parsed (1xx too)
         self._chunks: list[bytes] = []
+        self._retry_after: bytes | None = None
 
     def send(self, request: bytes, deadline: float) -> asyncio.Future[Answer]:
         """Write ``request`` whole: the future of its answer (or error; TimeoutError past ``deadline``)."""
@@ -347,7 +344,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.waiter is None:
             self.close(abort=True)  # a second answer to one request
-        self._status, self._size, self._framed = 0, 0, False  # status 0: the head is not complete
+        self._status, self._size, self._framed, self._retry_after = 0, 0, False, None  # status 0: head incomplete
         self._chunks.clear()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -355,6 +352,8 @@ class _Connection(asyncio.Protocol):
             self._framed = True
         elif len(name) == 17 and name.lower() == b"transfer-encoding":
             self._framed = value.rpartition(b",")[2].strip().lower() == b"chunked"
+        elif len(name) == 11 and name.lower() == b"retry-after":
+            self._retry_after = value
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -368,7 +367,7 @@ class _Connection(asyncio.Protocol):
         if self._status < 200:  # 1xx: the answer follows
             self.on_message_begin()
             return
-        self._finish(Answer(self._status, self._body(), False))
+        self._finish(Answer(self._status, self._body(), False, self._retry_after))
         if not self._parser.should_keep_alive() or self._size > self._max:
             self.close()
 

@@ -7,7 +7,9 @@ Every event is an HTTP ``POST`` of its JSON body to ``dest_url_event`` with
   drop duplicates (delivery is at-least-once); always sent;
 - ``webhook-timestamp``: the attempt's Unix time in seconds; always sent;
 - ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``,
-  only when a secret is configured.
+  only when a secret is configured; during a rotation (two secrets in the
+  setting, separated by a space) one signature per secret, separated by a
+  space, as the spec allows, so the CRM verifies with either.
 
 The secret: ``whsec_<base64>`` (the form Standard Webhooks libraries
 generate) is base64-decoded into the HMAC key; any other string is used as
@@ -21,8 +23,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 SECRET_PREFIX: Final = "whsec_"
@@ -83,13 +86,27 @@ def verify(
     return any(hmac.compare_digest(expected, candidate.encode()) for candidate in signatures.split())
 
 
-def webhook_headers(key: bytes | None, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The headers of one POST; ``key`` None (no secret) leaves out the signature."""
+def secret_keys(setting: str) -> tuple[bytes, ...]:
+    """The HMAC keys of a secret setting: one per space-separated secret (none when empty).
+
+    Raises ValueError as :func:`secret_key`.
+    """
+    return tuple(secret_key(secret) for secret in setting.split())
+
+
+def new_secret() -> str:
+    """A fresh ``whsec_`` secret: 24 random bytes in base64 (``salara webhook secret``)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def webhook_headers(key: bytes | Sequence[bytes] | None, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The headers of one POST, signed with ``key`` (or each of several keys); None or none: unsigned."""
     headers = {
         "content-type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
     }
-    if key is not None:
-        headers["webhook-signature"] = _signature(key, msg_id, timestamp, body)
+    keys = () if key is None else (key,) if isinstance(key, bytes) else key
+    if keys:
+        headers["webhook-signature"] = " ".join(_signature(one, msg_id, timestamp, body) for one in keys)
     return headers

@@ -9,7 +9,7 @@ import aiohttp
 
 from salara.config import HostPort
 from salara.crm.client import MAX_ANSWER_BYTES, make_client, read_limited
-from salara.crm.signing import secret_key, webhook_headers
+from salara.crm.signing import secret_keys, webhook_headers
 from salara.store.records import new_event_id
 
 
@@ -32,8 +32,7 @@ async def send_test_post(
     TimeoutError when the whole exchange takes over ``timeout_s`` seconds,
     ValueError for a malformed ``whsec_`` secret.
     """
-    key = secret_key(secret) if secret else None
-    headers = webhook_headers(key, new_event_id(), int(time.time()), body)
+    headers = webhook_headers(secret_keys(secret), new_event_id(), int(time.time()), body)
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(

@@ -37,12 +37,11 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from salara.calls.events import CrmEvent
-from salara.calls.lifecycle import LIFECYCLE_TYPES, LifecycleEvent
+from salara.calls.lifecycle import LifecycleEvent
+from salara.eventtypes import EVENT_TYPES as EVENT_TYPES  # the stream's filter names them
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES: Final = ("Newchannel", "Newexten", "Hangup", "AgentConnect", *LIFECYCLE_TYPES)
-"""The call event types salara emits: SPEC §2's, then the lifecycle events (:mod:`salara.calls.lifecycle`)."""
 
 QUEUE_SIZE: Final = 1_000
 MAX_SUBSCRIBERS: Final = 32

@@ -16,10 +16,16 @@ Lifecycle events (with a :class:`~salara.calls.lifecycle.CallLifecycle` on
 the tracker's registry) are decided after each event is folded, from the
 calls it changed, and after changes made outside the fold (an
 ``OriginateResponse``, a resynchronisation) when the batch is written. They
-go to the live listeners always, and into the same transaction as the compat
-events of the same read (same call key, so ordered with them per call; same
-ids) only with ``lifecycle_webhook`` (``payload = extended`` and ``[event]
-lifecycle = yes``): the store's events go to ``dest_url_event``.
+go to the live listeners and into the same transaction as the compat events
+of the same read (same call key, so ordered with them per call; same ids).
+
+Each stored event names the endpoints that get it, by type and payload
+(:class:`~salara.events.subscriptions.Subscriptions`); an event no endpoint
+gets is stored all the same, for the event log (``/v1/event-log``). Its
+stored body is the extended (or lifecycle) one; the compat body is stored
+beside it when an endpoint takes that payload. (Without live listeners and
+with only compat endpoints, as in the ingest benchmark, only the compat body
+is built, and it is what the log shows.)
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from salara.calls.events import CrmEvent
 from salara.calls.lifecycle import CallLifecycle, LifecycleEvent
 from salara.calls.tracking import CallTracker, TrackingChanges, folds
 from salara.events.payload import compat_body, event_time, extended_body, lifecycle_body
+from salara.events.subscriptions import Subscriptions
 from salara.store.interface import StoreError
-from salara.store.records import new_event_id
+from salara.store.records import NewEvent, new_event_id
 from salara.utc import utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -46,7 +53,7 @@ LiveListener = Callable[[CrmEvent | LifecycleEvent, str, bytes], None]
 
 
 class EventStore(Protocol):
-    """Where serialised events go: ``add([(call key, body), ...], ids=[...], tracking=...)``, one transaction.
+    """Where serialised events go: ``add([NewEvent, ...], ids=[...], tracking=...)``, one transaction.
 
     ``tracking`` (may be None) is the call tracking changed by the same AMI
     read; a store that keeps nothing over a restart ignores it. Raises
@@ -55,7 +62,7 @@ class EventStore(Protocol):
 
     def add(
         self,
-        items: Sequence[tuple[str, bytes]],
+        items: Sequence[NewEvent],
         *,
         ids: Sequence[str] | None = None,
         tracking: TrackingChanges | None = None,
@@ -63,29 +70,36 @@ class EventStore(Protocol):
 
 
 class EventPipeline:
-    """AMI events in, store rows out. Register :meth:`on_event` as an AMI listener."""
+    """AMI events in, store rows out. Register :meth:`on_event` as an AMI listener.
+
+    ``subscriptions`` say which endpoints get which event types; without it,
+    one ``default`` endpoint gets the SPEC §2 events (the extended body with
+    ``extended``, else the compat one) and, with ``lifecycle_webhook`` and
+    ``extended``, the lifecycle events.
+    """
 
     def __init__(
         self,
         tracker: CallTracker,
         store: EventStore,
         *,
-        extended: bool,
+        extended: bool = False,
         notify: Callable[[], None] = lambda: None,
         live_listeners: Sequence[LiveListener] = (),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         lifecycle: CallLifecycle | None = None,
         lifecycle_webhook: bool = False,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         self.tracker = tracker
         self.store = store
-        self.extended = extended
         self.notify = notify
         self.live_listeners = list(live_listeners)
         self.clock = clock
         self.monotonic = monotonic
-        self._batch: list[tuple[str, bytes]] = []
+        self.subscriptions = subscriptions or Subscriptions.single(extended=extended, lifecycle=lifecycle_webhook)
+        self._batch: list[NewEvent] = []
         self._ids: list[str] = []
         self._told: list[tuple[CrmEvent | LifecycleEvent, str, bytes]] = []
         """Events of the pending batch for the live listeners, told once the batch is stored."""
@@ -95,8 +109,6 @@ class EventPipeline:
         """Events the store refused (disk full, unwritable file): counted, logged."""
         tracker.on_change = self._schedule_flush  # tracking changed by the API or routing is stored too
         self.lifecycle = lifecycle
-        self.lifecycle_webhook = lifecycle_webhook and extended
-        """Lifecycle events are stored (for ``dest_url_event``), not only told to the live listeners."""
         if lifecycle is not None:
             lifecycle.registry.on_touch = self._schedule_flush  # calls changed by the API decide events too
 
@@ -118,15 +130,19 @@ class EventPipeline:
         wall = event_time(event, self.clock())
         crm_event = self.tracker.on_event(event, wall, self.monotonic())
         if crm_event is not None:
-            self.append(crm_event, utc_timestamp(wall) if self.extended or self.live_listeners else "")
+            self.append(crm_event, utc_timestamp(wall))
         self._take_lifecycle()
 
     def append(self, crm_event: CrmEvent, timestamp: str) -> None:
         """Queue one CRM event (``timestamp`` ISO 8601) for the next :meth:`flush`, which runs soon."""
         event_id = new_event_id()
-        extended = extended_body(crm_event, event_id, timestamp) if self.extended or self.live_listeners else b""
-        body = extended if self.extended else compat_body(crm_event)
-        self._batch.append((crm_event.linkedid or crm_event.uniqueid, body))
+        event_type = crm_event.name
+        route = self.subscriptions.route(event_type)
+        extended = extended_body(crm_event, event_id, timestamp) if route.extended or self.live_listeners else b""
+        compat = compat_body(crm_event) if route.compat or not extended else None
+        body = extended or compat or b""
+        key = crm_event.linkedid or crm_event.uniqueid
+        self._batch.append(NewEvent(key, body, event_type, compat, route.extended, route.compat))
         self._ids.append(event_id)
         if self.live_listeners:
             self._told.append((crm_event, event_id, extended))
@@ -139,14 +155,12 @@ class EventPipeline:
                 self.append_lifecycle(event)
 
     def append_lifecycle(self, event: LifecycleEvent) -> None:
-        """Queue one lifecycle event for the next :meth:`flush`: stored with ``lifecycle_webhook``, always told."""
-        if not self.lifecycle_webhook and not self.live_listeners:
-            return
+        """Queue one lifecycle event for the next :meth:`flush`: stored (for its endpoints and the log), told."""
         event_id = new_event_id()
         body = lifecycle_body(event, event_id)
-        if self.lifecycle_webhook:
-            self._batch.append((event.linkedid, body))
-            self._ids.append(event_id)
+        route = self.subscriptions.route(event.name)
+        self._batch.append(NewEvent(event.linkedid, body, event.name, None, route.extended))
+        self._ids.append(event_id)
         if self.live_listeners:
             self._told.append((event, event_id, body))
         if not self._flush_scheduled:

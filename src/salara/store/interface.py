@@ -9,27 +9,37 @@ down, or when salara is killed. The SQLite driver
 another database implements the same methods with the same meaning.
 
 Each event is a row with a unique id (32 hex digits; the CRM drops
-duplicates by it, as delivery is at-least-once), the call key it belongs to
-and its JSON body. A call key is free text, compared whole: today the call's
-Linkedid; it may carry a PBX name (``NAME:Linkedid``). Its ``status`` is one
+duplicates by it, as delivery is at-least-once), a sequence number (the
+event log's order), its type, the call key it belongs to and its JSON body
+(and its compat body, for endpoints of the compat payload). A call key is
+free text, compared whole: today the call's Linkedid; it may carry a PBX
+name (``NAME:Linkedid``). Events are kept for the event log even when no
+endpoint gets them.
+
+Each endpoint an event goes to (``default``: ``[url] dest_url_event``; the
+``[webhook NAME]`` sections) has a *delivery* of it, whose ``status`` is one
 of:
 
-- ``blocked``: an earlier event of the same call is not done yet;
-- ``ready``: the oldest open event of its call, claimable once
-  ``next_attempt_at`` has passed (an event in retry is ``ready`` with
-  ``attempts > 0`` and a future ``next_attempt_at``);
-- ``sending``: claimed by the worker, a POST in flight; back to ``ready``
-  when the store is opened again after a crash (at-least-once);
-- ``delivered``: the CRM answered 2xx; pruned after a while;
-- ``gone``: the CRM answered ``410 Gone``; kept for ``salara events retry``.
+- ``blocked``: an earlier delivery of the same call to that endpoint is not
+  done yet;
+- ``ready``: the oldest open delivery of its call there, claimable once
+  ``next_attempt_at`` has passed (in retry: ``attempts > 0`` and a future
+  ``next_attempt_at``);
+- ``sending``: claimed by the endpoint's worker, a POST in flight; back to
+  ``ready`` when the store is opened again after a crash (at-least-once);
+- ``delivered``: the endpoint took it;
+- ``dead``: its retry schedule ended (:mod:`salara.crm.schedule`); kept,
+  counted and listed until the event is pruned, and sent again by a retry or
+  a replay.
 
-Per-call order: of each call key at most one row is ``ready`` or ``sending``,
-always its oldest open one; when it becomes delivered or gone, the next
-``blocked`` row of that call becomes ready. So a later event never overtakes
-an earlier one of its call, and a retry holds back its own call and no other.
+Per-call order, per endpoint: of each call key at most one delivery to an
+endpoint is ``ready`` or ``sending``, always its oldest open one; when it
+becomes delivered or dead, the next ``blocked`` one of that call becomes
+ready. So a later event never overtakes an earlier one of its call, and a
+retry holds back its own call at its own endpoint and nothing else.
 
 Bounds: a store keeps at most a fixed number of events. When an add goes
-over, delivered rows are deleted first, then the oldest undelivered ones,
+over, events whose deliveries are all done are deleted first, then the oldest undelivered ones,
 which are counted in :attr:`Store.dropped` and logged (never silently). The
 attempt log keeps one row per delivery attempt (time, outcome, HTTP status,
 error), bounded the same way and pruned by age too.
@@ -61,7 +71,18 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from salara.calls.tracking import TrackingChanges
-from salara.store.records import OPEN_STATUSES, Attempt, Claimed, Counts, EventInfo, Result, Status
+from salara.store.records import (
+    DEFAULT_ENDPOINT,
+    OPEN_STATUSES,
+    Attempt,
+    Claimed,
+    Counts,
+    EventInfo,
+    LoggedEvent,
+    NewEvent,
+    Result,
+    Status,
+)
 
 StoreError = sqlite3.Error
 """What a store raises when it cannot read or write (the call changed nothing).
@@ -100,18 +121,20 @@ class Store(Protocol):
 
     def add(
         self,
-        items: Sequence[tuple[str, bytes]],
+        items: Sequence[NewEvent | tuple[str, bytes]],
         *,
         ids: Sequence[str] | None = None,
         now: float | None = None,
         tracking: TrackingChanges | None = None,
     ) -> list[str]:
-        """Store events ``(call_key, body)`` in one committed transaction; return their ids.
+        """Store events in one committed transaction; return their ids.
 
-        ``ids`` gives the ids (from :func:`~salara.store.records.new_event_id`),
-        else new ones are made. ``tracking`` (``started_at`` in Unix seconds)
-        is written in the same transaction. Raises ValueError when ``ids``
-        does not match ``items``, :data:`StoreError` when nothing was stored.
+        An item is a :class:`~salara.store.records.NewEvent`, or ``(call key,
+        body)`` for that body to the ``default`` endpoint. ``ids`` gives the
+        ids (from :func:`~salara.store.records.new_event_id`), else new ones
+        are made. ``tracking`` (``started_at`` in Unix seconds) is written in
+        the same transaction. Raises ValueError when ``ids`` does not match
+        ``items``, :data:`StoreError` when nothing was stored.
         """
         ...
 
@@ -121,62 +144,112 @@ class Store(Protocol):
 
     # -- the delivery side -----------------------------------------------------
 
-    def claim(self, limit: int, now: float | None = None, *, results: Sequence[Result] = ()) -> list[Claimed]:
-        """Mark up to ``limit`` due events as in flight and return them, oldest due first.
+    def claim(
+        self,
+        limit: int,
+        now: float | None = None,
+        *,
+        results: Sequence[Result] = (),
+        endpoint: str = DEFAULT_ENDPOINT,
+    ) -> list[Claimed]:
+        """Mark up to ``limit`` due deliveries to ``endpoint`` as in flight and return them, oldest due first.
 
-        Only the oldest open event of each call is ever claimable. ``results``
-        are stored first, as by :meth:`record`, in the same transaction.
+        Only the oldest open delivery of each call is ever claimable, with
+        the body its endpoint takes (compat or extended). ``results`` are
+        stored first, as by :meth:`record`, in the same transaction.
         """
         ...
 
     def record(self, results: Sequence[Result]) -> None:
         """Store the outcomes of attempts in one transaction, with an attempt-log row each.
 
-        ``delivered`` and ``gone`` end the event and let the next event of its
-        call go; ``retry`` keeps it at the head of its call until
-        ``next_attempt_at``. Results for events no longer in flight only go to
-        the attempt log.
+        ``delivered`` and ``dead`` end the delivery and let the next one of
+        its call go; ``retry`` keeps it at the head of its call until
+        ``next_attempt_at``. Results for deliveries no longer in flight only
+        go to the attempt log.
         """
         ...
 
     def release(self, events: Iterable[Claimed]) -> None:
-        """Put claimed events back as due, without counting an attempt (the worker stopped)."""
+        """Put claimed deliveries back as due, without counting an attempt (the worker stopped)."""
         ...
 
-    def next_due(self) -> float | None:
-        """When the earliest ready event is due (Unix seconds), or None when none is waiting."""
+    def next_due(self, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+        """When the earliest ready delivery to ``endpoint`` is due (Unix seconds), or None."""
         ...
 
     def prune(self, delivered_before: float, attempts_before: float, *, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` events delivered before ``delivered_before``; return how many.
+        """Delete up to ``limit`` events delivered everywhere before ``delivered_before`` (or stored, if none).
 
         Also deletes attempt-log rows older than ``attempts_before`` and those
-        over the store's bound.
+        over the store's bound. Returns how many events went.
         """
+        ...
+
+    # -- endpoints ---------------------------------------------------------------
+
+    def disable(self, endpoint: str, reason: str, now: float | None = None) -> None:
+        """Mark ``endpoint`` disabled (a ``410 Gone``) until :meth:`enable`; kept over restarts."""
+        ...
+
+    def enable(self, endpoint: str) -> bool:
+        """Enable ``endpoint`` again; False when it was not disabled."""
+        ...
+
+    def disabled(self) -> dict[str, tuple[float, str]]:
+        """The disabled endpoints: ``{name: (since, Unix s; reason)}``."""
         ...
 
     # -- operators and metrics -------------------------------------------------
 
-    def counts(self) -> Counts:
-        """Events by state (for metrics and the command line, not per event)."""
+    def counts(self, endpoint: str | None = None) -> Counts:
+        """Deliveries by state, to ``endpoint`` or all (for metrics and the command line, not per event)."""
         ...
 
     def depth(self) -> int:
-        """Events not done yet (pending, retrying, in flight)."""
+        """Deliveries not done yet (pending, retrying, in flight)."""
         ...
 
     def list_events(
-        self, statuses: Iterable[Status] = (*OPEN_STATUSES, "gone"), *, limit: int = 100
+        self,
+        statuses: Iterable[Status] = (*OPEN_STATUSES, "dead"),
+        *,
+        limit: int = 100,
+        endpoint: str | None = None,
+        call_key: str | None = None,
+        type_: str | None = None,
+        since: float | None = None,
+        after: int = 0,
     ) -> list[EventInfo]:
-        """Up to ``limit`` events in ``statuses``, oldest first (``salara events list``)."""
+        """Up to ``limit`` deliveries in ``statuses``, event sequence over ``after``, oldest first.
+
+        ``endpoint``, ``call_key``, ``type_`` and ``since`` (stored since,
+        Unix s) narrow it (None: any).
+        """
         ...
 
-    def attempts(self, event_id: str) -> list[Attempt]:
-        """The attempt log of one event, oldest first."""
+    def event_log(self, after: int = 0, limit: int = 100) -> list[LoggedEvent]:
+        """Up to ``limit`` stored events with a sequence number over ``after``, oldest first (``/v1/event-log``)."""
         ...
 
-    def retry(self, ids: Iterable[str] | None = None, *, now: float | None = None) -> int:
-        """Make gone and retrying events due now again (``salara events retry``); return how many changed."""
+    def attempts(self, event_id: str, endpoint: str | None = None) -> list[Attempt]:
+        """The attempt log of one event (to ``endpoint``, or all), oldest first."""
+        ...
+
+    def retry(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        now: float | None = None,
+        endpoint: str | None = None,
+        since: float | None = None,
+        delivered: bool = False,
+    ) -> int:
+        """Send dead (and with ``delivered``, delivered) deliveries again; return how many changed.
+
+        Waiting ones become due now. ``ids``, ``endpoint``, ``since`` (Unix s)
+        choose them; None: all. Per-call order holds; ids stay the same.
+        """
         ...
 
     # -- idempotency keys --------------------------------------------------------

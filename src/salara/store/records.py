@@ -10,11 +10,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Final, Literal
 
-Status = Literal["blocked", "ready", "sending", "delivered", "gone"]
-Outcome = Literal["delivered", "retry", "gone"]
+Status = Literal["blocked", "ready", "sending", "delivered", "dead"]
+Outcome = Literal["delivered", "retry", "dead"]
 
 OPEN_STATUSES: Final[tuple[Status, ...]] = ("blocked", "ready", "sending")
-"""Statuses of events not yet done: the outbox depth."""
+"""Statuses of deliveries not yet done: the outbox depth."""
+DEFAULT_ENDPOINT: Final = "default"
+"""The endpoint of ``[url] dest_url_event``; ``[webhook NAME]`` sections may not take this name."""
 
 
 def new_event_id() -> str:
@@ -27,14 +29,37 @@ def new_event_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to store: its call key, ``body`` (the extended or lifecycle JSON), type, compat form.
+
+    ``endpoints`` name the endpoints that get ``body``; ``compat_endpoints``
+    those that get ``compat``, the SPEC §2 body (None: the event has none, or
+    no endpoint wants it). No endpoint at all: it is kept for the event log.
+    """
+
+    call_key: str
+    body: bytes
+    type: str = ""
+    compat: bytes | None = None
+    endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
+    compat_endpoints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
-    """An event handed to the worker: its row ``seq``, id, call key, body and past attempts."""
+    """A delivery handed to a worker: event row ``seq``, id, call key, body, past attempts, endpoint.
+
+    ``created_at`` (Unix seconds) is when the event was stored: its retry
+    schedule runs from there.
+    """
 
     seq: int
     id: str
     call_key: str
     body: bytes
     attempts: int
+    endpoint: str = DEFAULT_ENDPOINT
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +68,9 @@ class Result:
 
     ``at`` is when the attempt was made; ``http_status`` the CRM's answer
     (None when there was none); ``error`` why it failed ("" on success);
-    ``next_attempt_at`` when to try again (``retry`` only).
+    ``next_attempt_at`` when to try again (``retry`` only); ``latency_ms``
+    how long the attempt took; ``answer`` the first bytes of the answer's
+    body as text, as received (escape it to show it).
     """
 
     event: Claimed
@@ -52,11 +79,13 @@ class Result:
     http_status: int | None = None
     error: str = ""
     next_attempt_at: float = 0.0
+    latency_ms: float | None = None
+    answer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class EventInfo:
-    """One event as ``salara events list`` shows it. Times are Unix seconds."""
+    """One delivery of an event to ``endpoint``, as ``salara events list`` and the API show it (Unix seconds)."""
 
     id: str
     call_key: str
@@ -67,27 +96,46 @@ class EventInfo:
     last_status: int | None
     last_error: str | None
     body: bytes
+    seq: int = 0
+    type: str = ""
+    endpoint: str = DEFAULT_ENDPOINT
+    done_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One stored event of the event log: its sequence number, id, type, call key, time (Unix s), body."""
+
+    seq: int
+    id: str
+    type: str
+    call_key: str
+    created_at: float
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One row of the attempt log."""
+    """One row of the attempt log; ``latency_ms`` and ``answer`` (first bytes of the body) when known."""
 
     event_id: str
     at: float
     outcome: Outcome
     http_status: int | None
     error: str | None
+    endpoint: str = DEFAULT_ENDPOINT
+    latency_ms: float | None = None
+    answer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """Events by state: never tried yet, waiting for a retry, in flight, gone, delivered."""
+    """Deliveries by state: never tried yet, waiting for a retry, in flight, dead, delivered."""
 
     pending: int = 0
     retrying: int = 0
     sending: int = 0
-    gone: int = 0
+    dead: int = 0
     delivered: int = 0
     """Delivered and not yet pruned."""
 

@@ -1,8 +1,11 @@
-"""The SQL of the SQLite store: its tables, its schema version, the statements that change rows.
+"""The SQLite store's file: its tables, its schema version and the move from older versions.
 
-:func:`connect` opens a file and makes its tables.
+:func:`connect` opens a file and makes its tables (the statements that
+change rows are :mod:`salara.store.statements`).
 ``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`; a file of a newer
-version is refused. The version counts changes older code cannot live with
+version is refused, a file of version 1 is moved to version 2 when the
+service opens it (its events keep their ids, bodies and states, as
+deliveries to the ``default`` endpoint). The version counts changes older code cannot live with
 (a column it reads changed, a row it writes means something else); a table
 older code never reads (``idempotency_keys``) does not raise it, so going
 back to an older salara keeps the file.
@@ -23,7 +26,8 @@ from typing import Final
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: one delivery state per event (one endpoint). 2: events apart from their deliveries, per endpoint."""
 
 DAMAGED_CODES: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 """SQLite's primary result codes for a file that is not a database or whose content is corrupt."""
@@ -35,27 +39,46 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     call_key TEXT NOT NULL,
+    type TEXT NOT NULL DEFAULT '',
     body BLOB NOT NULL,
+    compat BLOB,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_created ON events (created_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER NOT NULL,
+    endpoint TEXT NOT NULL,
+    call_key TEXT NOT NULL,
     status TEXT NOT NULL,
+    compat INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     next_attempt_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     done_at REAL,
     last_status INTEGER,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS events_due ON events (status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS events_call ON events (call_key, status);
-CREATE INDEX IF NOT EXISTS events_delivered ON events (done_at) WHERE status = 'delivered';
+    last_error TEXT,
+    PRIMARY KEY (seq, endpoint)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, endpoint, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_call ON deliveries (endpoint, call_key, status);
 CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER PRIMARY KEY,
+    endpoint TEXT NOT NULL DEFAULT 'default',
     event_id TEXT NOT NULL,
     at REAL NOT NULL,
     outcome TEXT NOT NULL,
     http_status INTEGER,
-    error TEXT
+    error TEXT,
+    latency_ms REAL,
+    answer TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_at ON attempts (at);
+CREATE INDEX IF NOT EXISTS attempts_event ON attempts (event_id);
+CREATE TABLE IF NOT EXISTS endpoint_state (
+    endpoint TEXT PRIMARY KEY,
+    disabled_at REAL,
+    reason TEXT
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tracked_calls (
     linkedid TEXT PRIMARY KEY,
     caller TEXT NOT NULL,
@@ -88,78 +111,34 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_at ON idempotency_keys (created_at);
 """
 """The tables and indexes; every statement may run again on an existing file."""
 
-# -- events --------------------------------------------------------------------
-
-# A new event is ready unless an earlier one of its call is still open.
-INSERT: Final = """
-INSERT INTO events (id, call_key, body, status, created_at, next_attempt_at)
-VALUES (?1, ?2, ?3,
-        CASE WHEN EXISTS (SELECT 1 FROM events
-                          WHERE call_key = ?2 AND status IN ('blocked', 'ready', 'sending'))
-             THEN 'blocked' ELSE 'ready' END,
-        ?4, ?4)
+FROM_VERSION_1: Final = """
+DROP INDEX IF EXISTS events_due;
+DROP INDEX IF EXISTS events_call;
+DROP INDEX IF EXISTS events_delivered;
+DROP INDEX IF EXISTS attempts_at;
+ALTER TABLE events RENAME TO events_v1;
+ALTER TABLE attempts RENAME TO attempts_v1
 """
-# Make the oldest blocked event of a call ready, unless the call has one open.
-PROMOTE: Final = """
-UPDATE events SET status = 'ready'
-WHERE seq = (SELECT seq FROM events WHERE call_key = ?1 AND status = 'blocked' ORDER BY seq LIMIT 1)
-  AND NOT EXISTS (SELECT 1 FROM events WHERE call_key = ?1 AND status IN ('ready', 'sending'))
+"""Version 1's tables set aside before version 2's are made; :data:`FROM_VERSION_1_COPY` fills those."""
+FROM_VERSION_1_COPY: Final = """
+INSERT INTO events (seq, id, call_key, type, body, compat, created_at)
+SELECT seq, id, call_key,
+       CASE WHEN json_valid(body) THEN coalesce(json_extract(body, '$.type'), json_extract(body, '$.event'), '')
+            ELSE '' END,
+       body, body, created_at
+FROM events_v1;
+INSERT INTO deliveries (seq, endpoint, call_key, status, created_at, next_attempt_at, attempts, done_at,
+                        last_status, last_error)
+SELECT seq, 'default', call_key, CASE status WHEN 'gone' THEN 'dead' ELSE status END, created_at,
+       next_attempt_at, attempts, done_at, last_status, last_error
+FROM events_v1;
+INSERT INTO attempts (seq, endpoint, event_id, at, outcome, http_status, error)
+SELECT seq, 'default', event_id, at, CASE outcome WHEN 'gone' THEN 'dead' ELSE outcome END, http_status, error
+FROM attempts_v1;
+DROP TABLE events_v1;
+DROP TABLE attempts_v1
 """
-CLAIM: Final = """
-SELECT seq, id, call_key, body, attempts FROM events
-WHERE status = 'ready' AND next_attempt_at <= ?
-ORDER BY next_attempt_at, seq LIMIT ?
-"""
-DELIVERED: Final = """
-UPDATE events SET status = 'delivered', attempts = attempts + 1, done_at = ?2,
-                  last_status = ?3, last_error = NULL
-WHERE seq = ?1 AND status = 'sending'
-"""
-GONE: Final = """
-UPDATE events SET status = 'gone', attempts = attempts + 1, done_at = ?2,
-                  last_status = ?3, last_error = ?4
-WHERE seq = ?1 AND status = 'sending'
-"""
-RETRY: Final = """
-UPDATE events SET status = 'ready', attempts = attempts + 1, next_attempt_at = ?5,
-                  last_status = ?3, last_error = ?4
-WHERE seq = ?1 AND status = 'sending'
-"""
-LOG_ATTEMPT: Final = "INSERT INTO attempts (event_id, at, outcome, http_status, error) VALUES (?, ?, ?, ?, ?)"
-REQUEUE_GONE: Final = """
-UPDATE events SET attempts = 0, done_at = NULL, next_attempt_at = ?2,
-       status = CASE WHEN EXISTS (SELECT 1 FROM events AS open
-                                  WHERE open.call_key = events.call_key
-                                    AND open.status IN ('blocked', 'ready', 'sending'))
-                     THEN 'blocked' ELSE 'ready' END
-WHERE seq = ?1 AND status = 'gone'
-"""
-
-# -- call tracking ---------------------------------------------------------------
-
-END_CALL: Final = "DELETE FROM tracked_calls WHERE linkedid = ?"
-END_CALL_STATE: Final = "DELETE FROM tracked_call_state WHERE linkedid = ?"
-REMOVE_CHANNEL: Final = "DELETE FROM live_channels WHERE uniqueid = ?"
-PUT_CALL: Final = "INSERT OR REPLACE INTO tracked_calls VALUES (?, ?, ?, ?, ?)"
-PUT_CALL_STATE: Final = "INSERT OR REPLACE INTO tracked_call_state VALUES (?, ?, ?)"
-PUT_CHANNEL: Final = "INSERT OR REPLACE INTO live_channels VALUES (?, ?, ?, ?, ?, ?)"
-LOAD_CALLS: Final = (
-    "SELECT linkedid, caller, exten, source, started_at, client_state, answered_at"
-    " FROM tracked_calls LEFT JOIN tracked_call_state USING (linkedid) ORDER BY started_at"
-)
-LOAD_CHANNELS: Final = "SELECT uniqueid, linkedid, name, state, caller, exten FROM live_channels"
-
-# -- idempotency keys ------------------------------------------------------------
-
-PUT_KEY: Final = "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?)"
-COUNT_KEYS: Final = "SELECT count(*) FROM idempotency_keys"
-# The oldest first; ties (same created_at) in key order, so the cut is well defined.
-TRIM_KEYS: Final = """
-DELETE FROM idempotency_keys WHERE (scope, key) IN
-    (SELECT scope, key FROM idempotency_keys ORDER BY created_at, scope, key LIMIT ?)
-"""
-EXPIRE_KEYS: Final = "DELETE FROM idempotency_keys WHERE scope = ? AND created_at < ?"
-GET_KEY: Final = "SELECT fingerprint, result FROM idempotency_keys WHERE scope = ? AND key = ?"
+"""An event of version 1 keeps its one body as both forms: the endpoint it was stored for sends the same bytes."""
 
 
 def statements(script: str) -> list[str]:
@@ -236,11 +215,19 @@ def _setup(db: sqlite3.Connection, path: Path, *, readonly: bool, busy_timeout_s
     if str(mode).lower() != "wal":
         log.warning("outbox %s: WAL journal not available (%s)", path, mode)
     db.execute("PRAGMA synchronous = NORMAL")
-    _check_version(db, path)
+    version = _check_version(db, path)
     db.execute("BEGIN IMMEDIATE")
     try:
+        migrate = version == 1
+        if migrate:
+            for statement in statements(FROM_VERSION_1):
+                db.execute(statement)
         for statement in statements(SCHEMA):
             db.execute(statement)
+        if migrate:
+            for statement in statements(FROM_VERSION_1_COPY):
+                db.execute(statement)
+            log.info("outbox %s: moved to schema version %d (deliveries per endpoint)", path, SCHEMA_VERSION)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         db.execute("ROLLBACK")
@@ -248,10 +235,11 @@ def _setup(db: sqlite3.Connection, path: Path, *, readonly: bool, busy_timeout_s
     db.execute("COMMIT")
 
 
-def _check_version(db: sqlite3.Connection, path: Path) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+def _check_version(db: sqlite3.Connection, path: Path) -> int:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"{path}: outbox schema {version} is newer than this salara's")
+    return version
 
 
 def is_damaged(exc: BaseException) -> bool:

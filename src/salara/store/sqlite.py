@@ -2,10 +2,11 @@
 
 The SQLite driver of the store (:class:`~salara.store.interface.Store`; its
 module doc tells what the rows mean and how events of a call keep their
-order). Here claiming is a plain range scan of the ``(status,
-next_attempt_at)`` index, and the file holds everything: events, the attempt
-log, call tracking (tables ``tracked_calls`` and ``live_channels``) and
-idempotency keys (:mod:`salara.store.schema`).
+order). Here claiming is a plain range scan of the ``(status, endpoint,
+next_attempt_at)`` index of deliveries, and the file holds everything:
+events, their deliveries per endpoint, the attempt log, the endpoints
+disabled by a ``410 Gone``, call tracking (tables ``tracked_calls`` and
+``live_channels``) and idempotency keys (:mod:`salara.store.schema`).
 
 Durability: WAL journal with ``synchronous=NORMAL``. A committed transaction
 survives the process being killed (SIGKILL); a power loss may lose the last
@@ -15,8 +16,8 @@ Commits then never wait for the disk; only SQLite's automatic checkpoints
 milliseconds every few hundred commits. (Checkpointing from a thread instead
 lets the WAL grow without bound while commits keep coming.)
 
-Bounds: at most ``max_rows`` events. When an add goes over, delivered rows
-are deleted first, then the oldest undelivered ones, which are counted in
+Bounds: at most ``max_rows`` events. When an add goes over, events whose
+deliveries are all done are deleted first, then the oldest undelivered ones, which are counted in
 :attr:`Outbox.dropped` and logged (never silently). The attempt log keeps one
 row per delivery attempt (time, outcome, HTTP status, error), at most
 ``max_rows`` of them, pruned by age too. At most ``max_keys`` idempotency
@@ -42,8 +43,17 @@ from typing import Final, Self, cast
 
 from salara.calls.tracking import TrackingChanges
 from salara.store import queries, schema
+from salara.store import statements as sql
+from salara.store.inspection import Inspection
 from salara.store.interface import Store
-from salara.store.records import OPEN_STATUSES, Attempt, Claimed, Counts, EventInfo, Result, Status, new_event_id
+from salara.store.records import (
+    DEFAULT_ENDPOINT,
+    Claimed,
+    NewEvent,
+    Result,
+    Status,
+    new_event_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +63,7 @@ MAX_KEYS: Final = 10_000
 """Idempotency keys kept at most by default; the oldest go first."""
 
 
-class Outbox(Store):
+class Outbox(Inspection, Store):
     """The outbox in the SQLite file at ``path`` (created if missing, mode 0600).
 
     Opening it makes events that were in flight when the last process died
@@ -134,10 +144,9 @@ class Outbox(Store):
 
     def _recover(self) -> None:
         with self._write():
-            resumed = self._db.execute("UPDATE events SET status = 'ready' WHERE status = 'sending'").rowcount
-            # Every call with blocked events has a head; cheap insurance at start.
-            keys = self._db.execute("SELECT DISTINCT call_key FROM events WHERE status = 'blocked'")
-            self._promote([key for (key,) in keys.fetchall()])
+            resumed = self._db.execute(sql.RESUME).rowcount
+            # Every call with blocked deliveries has a head; cheap insurance at start.
+            queries.promote(self._db, self._db.execute(sql.HEADS).fetchall())
             if self._rows > self.max_rows:
                 self._trim()
         if resumed:
@@ -162,20 +171,22 @@ class Outbox(Store):
 
     def add(
         self,
-        items: Sequence[tuple[str, bytes]],
+        items: Sequence[NewEvent | tuple[str, bytes]],
         *,
         ids: Sequence[str] | None = None,
         now: float | None = None,
         tracking: TrackingChanges | None = None,
     ) -> list[str]:
-        """Store events ``(call_key, body)`` in one committed transaction; return their ids.
+        """Store events in one committed transaction; return their ids.
 
-        ``ids`` gives the ids (from :func:`new_event_id`), else new ones are
-        made. Call once per batch (one AMI read), not per event. When the
-        outbox goes over ``max_rows``, the oldest rows make room (see the
-        module doc). ``tracking`` (call tracking changed by the same read,
-        ``started_at`` in Unix seconds) is written in the same transaction.
-        Raises ValueError when ``ids`` does not match ``items``,
+        An item is a :class:`~salara.store.records.NewEvent` or ``(call key,
+        body)``: that body for the ``default`` endpoint. ``ids`` gives the ids
+        (from :func:`new_event_id`), else new ones are made. Call once per
+        batch (one AMI read), not per event. When the outbox goes over
+        ``max_rows``, the oldest rows make room (see the module doc).
+        ``tracking`` (call tracking changed by the same read, ``started_at``
+        in Unix seconds) is written in the same transaction. Raises
+        ValueError when ``ids`` does not match ``items``,
         :class:`sqlite3.Error` when the file cannot be written (nothing stored).
         """
         if ids is None:
@@ -185,11 +196,14 @@ class Outbox(Store):
         if not items and not tracking:
             return []
         at = time.time() if now is None else now
-        rows = [(event_id, key, body, at) for event_id, (key, body) in zip(ids, items, strict=True)]
+        events = [
+            (event_id, item if isinstance(item, NewEvent) else NewEvent(*item))
+            for event_id, item in zip(ids, items, strict=True)
+        ]
         with self._write():
-            if rows:
-                self._db.executemany(schema.INSERT, rows)
-                self._rows += len(rows)
+            if events:
+                queries.add(self._db, events, at)
+                self._rows += len(events)
                 if self._rows > self.max_rows:
                     self._trim()
             if tracking:
@@ -202,26 +216,22 @@ class Outbox(Store):
 
     def _trim(self) -> None:
         excess = self._rows - self.max_rows
-        # Delivered rows first: nothing is lost. Some slack, so that a full
-        # outbox does not trim on every add.
+        # Events done everywhere first: nothing is lost. Some slack, so that a
+        # full outbox does not trim on every add.
         slack = self.max_rows // 100
-        self._rows -= self._db.execute(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE status = 'delivered'"
-            " ORDER BY done_at LIMIT ?)",
-            (excess + slack,),
-        ).rowcount
+        done = [seq for (seq,) in self._db.execute(sql.DONE_EVENTS, (float("inf"), excess + slack)).fetchall()]
+        queries.delete_events(self._db, done)
+        self._rows -= len(done)
         excess = self._rows - self.max_rows
         if excess <= 0:
             return
-        # Rows in flight stay: their POST is under way.
-        victims = self._db.execute(
-            "SELECT seq, call_key FROM events WHERE status != 'sending' ORDER BY seq LIMIT ?", (excess,)
-        ).fetchall()
-        self._db.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq, _ in victims])
+        # Events with a delivery in flight stay: its POST is under way.
+        victims = [seq for (seq,) in self._db.execute(sql.VICTIMS, (excess,)).fetchall()]
+        heads = queries.delete_events(self._db, victims)
         self._rows -= len(victims)
         self.dropped += len(victims)
         self._drops_unlogged += len(victims)
-        self._promote({key for _, key in victims})
+        queries.promote(self._db, heads)
         self._log_drops()
 
     def _log_drops(self, *, force: bool = False) -> None:
@@ -239,30 +249,38 @@ class Outbox(Store):
 
     # -- the delivery side -----------------------------------------------------
 
-    def claim(self, limit: int, now: float | None = None, *, results: Sequence[Result] = ()) -> list[Claimed]:
-        """Mark up to ``limit`` due events as in flight and return them, oldest due first.
+    def claim(
+        self,
+        limit: int,
+        now: float | None = None,
+        *,
+        results: Sequence[Result] = (),
+        endpoint: str = DEFAULT_ENDPOINT,
+    ) -> list[Claimed]:
+        """Mark up to ``limit`` due deliveries to ``endpoint`` as in flight and return them, oldest due first.
 
-        Only the oldest open event of each call is ever claimable (module
-        doc). ``results`` are stored first, as by :meth:`record`, in the same
-        transaction (one commit per look of the worker).
+        Only the oldest open delivery of each call is ever claimable (module
+        doc). Each comes with the body its endpoint takes. ``results`` are
+        stored first, as by :meth:`record`, in the same transaction (one
+        commit per look of the worker).
         """
         at = time.time() if now is None else now
         if limit <= 0 and not results:
             return []
         with self._write():
             self._record(results)
-            rows = self._db.execute(schema.CLAIM, (at, limit)).fetchall() if limit > 0 else []
+            rows = self._db.execute(sql.CLAIM, (endpoint, at, limit)).fetchall() if limit > 0 else []
             if rows:
-                self._db.executemany("UPDATE events SET status = 'sending' WHERE seq = ?", [(row[0],) for row in rows])
+                self._db.executemany(sql.SENDING, [(row[0], endpoint) for row in rows])
         return [Claimed(*row) for row in rows]
 
     def record(self, results: Sequence[Result]) -> None:
         """Store the outcomes of attempts in one transaction, with an attempt-log row each.
 
-        ``delivered`` and ``gone`` end the event and let the next event of its
-        call go; ``retry`` keeps it at the head of its call until
-        ``next_attempt_at``. Results for events no longer in flight (dropped,
-        or re-queued by hand) only go to the attempt log.
+        ``delivered`` and ``dead`` end the delivery and let the next one of
+        its call to that endpoint go; ``retry`` keeps it at the head of its
+        call until ``next_attempt_at``. Results for deliveries no longer in
+        flight (dropped, or re-queued by hand) only go to the attempt log.
         """
         if results:
             with self._write():
@@ -270,74 +288,72 @@ class Outbox(Store):
 
     def _record(self, results: Sequence[Result]) -> None:
         if results:
-            self._promote(queries.record(self._db, results))
+            queries.promote(self._db, queries.record(self._db, results))
 
     def release(self, events: Iterable[Claimed]) -> None:
-        """Put claimed events back as due, without counting an attempt (the worker stopped)."""
-        rows = [(event.seq,) for event in events]
+        """Put claimed deliveries back as due, without counting an attempt (the worker stopped)."""
+        rows = [(event.seq, event.endpoint) for event in events]
         if rows:
             with self._write():
-                self._db.executemany("UPDATE events SET status = 'ready' WHERE seq = ? AND status = 'sending'", rows)
+                self._db.executemany(sql.RELEASE, rows)
 
-    def next_due(self) -> float | None:
-        """When the earliest ready event is due (Unix seconds), or None when none is waiting."""
-        row = self._db.execute("SELECT min(next_attempt_at) FROM events WHERE status = 'ready'").fetchone()
+    def next_due(self, endpoint: str = DEFAULT_ENDPOINT) -> float | None:
+        """When the earliest ready delivery to ``endpoint`` is due (Unix seconds), or None when none is waiting."""
+        row = self._db.execute(sql.NEXT_DUE, (endpoint,)).fetchone()
         return cast(float | None, row[0])
 
     def prune(self, delivered_before: float, attempts_before: float, *, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` events delivered before ``delivered_before``; return how many.
+        """Delete up to ``limit`` events delivered everywhere before ``delivered_before`` (or stored, if none).
 
         Also deletes attempt-log rows older than ``attempts_before`` and all
-        but the newest ``max_rows`` of them.
+        but the newest ``max_rows`` of them. Returns how many events went.
         """
         with self._write():
             db = self._db
-            pruned = db.execute(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
-                " WHERE status = 'delivered' AND done_at < ? ORDER BY done_at LIMIT ?)",
-                (delivered_before, limit),
-            ).rowcount
-            self._rows -= pruned
+            done = [seq for (seq,) in db.execute(sql.DONE_EVENTS, (delivered_before, limit)).fetchall()]
+            queries.delete_events(db, done)
+            self._rows -= len(done)
             db.execute("DELETE FROM attempts WHERE at < ?", (attempts_before,))
             db.execute("DELETE FROM attempts WHERE seq <= (SELECT max(seq) FROM attempts) - ?", (self.max_rows,))
-        return pruned
+        return len(done)
 
-    # -- operators and metrics -------------------------------------------------
+    # -- endpoints ---------------------------------------------------------------
 
-    def counts(self) -> Counts:
-        """Events by state (scans the table: for metrics and the command line, not per event)."""
-        return queries.counts(self._db)
+    def disable(self, endpoint: str, reason: str, now: float | None = None) -> None:
+        """Mark ``endpoint`` disabled (it answered ``410 Gone``): its deliveries wait until :meth:`enable`."""
+        with self._write():
+            self._db.execute(sql.DISABLE, (endpoint, time.time() if now is None else now, reason))
 
-    def depth(self) -> int:
-        """Events not done yet (pending, retrying, in flight)."""
-        row = self._db.execute("SELECT count(*) FROM events WHERE status IN ('blocked', 'ready', 'sending')").fetchone()
-        return int(row[0])
+    def enable(self, endpoint: str) -> bool:
+        """Enable ``endpoint`` again; False when it was not disabled."""
+        with self._write():
+            return self._db.execute(sql.ENABLE, (endpoint,)).rowcount > 0
 
-    def list_events(
-        self, statuses: Iterable[Status] = (*OPEN_STATUSES, "gone"), *, limit: int = 100
-    ) -> list[EventInfo]:
-        """Up to ``limit`` events in ``statuses``, oldest first (``salara events list``)."""
-        wanted = list(statuses)
-        return queries.list_events(self._db, wanted, limit) if wanted else []
+    def retry(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        now: float | None = None,
+        endpoint: str | None = None,
+        since: float | None = None,
+        delivered: bool = False,
+    ) -> int:
+        """Make deliveries due now again (``salara events retry``, a replay); return how many changed.
 
-    def attempts(self, event_id: str) -> list[Attempt]:
-        """The attempt log of one event, oldest first."""
-        return queries.attempts(self._db, event_id)
-
-    def retry(self, ids: Iterable[str] | None = None, *, now: float | None = None) -> int:
-        """Make events due now again (``salara events retry``); return how many changed.
-
-        Gone events are re-queued (their attempt count starts again; one whose
-        call has an open event waits behind it) and events waiting for a
-        retry are due at once. ``ids`` limits it to those events; None means
-        all. A running worker picks them up at its next look at the outbox.
+        Dead deliveries are re-queued (their attempt count starts again; one
+        whose call has an open delivery waits behind it), and with
+        ``delivered`` the delivered ones too (a replay); those waiting for a
+        retry are due at once. ``ids`` (event ids), ``endpoint`` and ``since``
+        (stored since, Unix s) choose them; None means all. A running worker
+        picks them up at its next look at the outbox.
         """
         at = time.time() if now is None else now
         chosen = None if ids is None else tuple(ids)
         if chosen == ():
             return 0
+        statuses: tuple[Status, ...] = ("dead", "delivered") if delivered else ("dead",)
         with self._write():
-            return queries.retry(self._db, chosen, at)
+            return queries.requeue(self._db, at, endpoint=endpoint, ids=chosen, since=since, statuses=statuses)
 
     # -- idempotency keys --------------------------------------------------------
 
@@ -376,9 +392,6 @@ class Outbox(Store):
                 self._rows = self._count_rows()
             raise
         self._db.execute("COMMIT")
-
-    def _promote(self, call_keys: Iterable[str]) -> None:
-        self._db.executemany(schema.PROMOTE, [(key,) for key in call_keys])
 
     def _count_rows(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
