@@ -67,7 +67,9 @@ def crm_client(config: Config) -> aiohttp.ClientSession:
 
 def crm_lookup(config: Config, client: aiohttp.ClientSession) -> CrmLookup | None:
     """The routing lookup of ``[url] dest_url`` on ``client``; None without a ``dest_url``."""
-    return CrmLookup(client, config.url.dest_url, config.keys.key_word) if config.url.dest_url else None
+    if not config.url.dest_url:
+        return None
+    return CrmLookup(client, config.url.dest_url, config.keys.key_word, name_key=config.routing.key_caller_name)
 
 
 class RetiredClients:

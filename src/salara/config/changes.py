@@ -68,7 +68,13 @@ WEBHOOK_KEYS: Final = frozenset(
 """Keys the event delivery workers are built with: a change starts new ones on the same outbox."""
 
 LOOKUP_KEYS: Final = frozenset(
-    {("url", "dest_url"), ("url", "tls_verify"), ("general", "curlopt_timeout"), ("keys", "key_word")}
+    {
+        ("url", "dest_url"),
+        ("url", "tls_verify"),
+        ("general", "curlopt_timeout"),
+        ("keys", "key_word"),
+        ("routing", "key_caller_name"),
+    }
 )
 """Keys the CRM routing lookup (and its HTTP client) is built with."""
 

@@ -163,6 +163,8 @@ class Routing(_Section):
     cache_max_age: float = Field(3600.0, ge=0)
     """Oldest CRM answer (seconds) reused for the same caller when the CRM fails; 0 disables."""
     cache_size: int = Field(10_000, ge=0)
+    key_caller_name: str = Field("caller_name", min_length=1, max_length=64)
+    """The key of the CRM's routing answer that names the caller (``CALLERID(name)``, lifecycle events)."""
 
 
 class Outbox(_Section):
