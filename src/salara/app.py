@@ -34,6 +34,7 @@ from salara.ami.client import AMIClient, AMISettings
 from salara.api.app import create_app
 from salara.api.security.connections import uvicorn_options
 from salara.api.security.tokens import exposure_problem
+from salara.api.ui.feed import CallFeed
 from salara.calls.lifecycle import CallLifecycle
 from salara.calls.tracking import CallTracker
 from salara.config import Config
@@ -97,6 +98,8 @@ class Services:
     metrics: Metrics
     outbox: Outbox | None = None
     deliveries: Deliveries | None = None
+    feed: CallFeed | None = None
+    """Wakes the console's live calls (``/ui``) after the call model folded an event."""
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -145,12 +148,14 @@ class Services:
             )
         )
         ami.add_event_listener(pipeline.on_event)
+        feed = CallFeed()
+        ami.add_event_listener(feed.on_event)  # after the fold: the registry has the change
         ami.add_event_listener(metrics.count_event)
         ami.add_event_listener(Recorder(pbx, tracker.registry).on_event)  # after the fold: the channel is known
         ami.add_action_listener(metrics.observe_action)
         ami.add_state_listener(resync.on_ami_state)
         ami.add_state_listener(channels.on_ami_state)
-        return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, deliveries)
+        return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, deliveries, feed)
 
     def __post_init__(self) -> None:
         self.retired = RetiredClients()
@@ -282,7 +287,7 @@ async def serve(config: Config) -> None:
     if problem is not None:
         raise ConfigError("url", "rest_server", problem)
     services = Services.build(config)
-    app = create_app(services.control, hub=services.hub, metrics=services.metrics)
+    app = create_app(services.control, hub=services.hub, metrics=services.metrics, feed=services.feed)
     listen = config.url.rest_server
     server = _Server(
         uvicorn.Config(

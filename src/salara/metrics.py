@@ -68,6 +68,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import salara
 from salara.ami.messages import Event
+from salara.series import LatencySeries
 from salara.store.interface import StoreError
 from salara.store.records import OPEN_STATUSES
 
@@ -90,7 +91,7 @@ BUILD_LABELS: Final = ("version", "python")
 ACTION_BUCKETS_S: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUEST_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-STREAMING_ROUTES: Final = frozenset({"/v1/events"})
+STREAMING_ROUTES: Final = frozenset({"/v1/events", "/ui/api/calls/live"})
 """Routes whose requests last as long as the client stays: counted, not timed."""
 DELIVERY_OUTCOMES: Final = {"delivered": "delivered", "retry": "retried", "dead": "dead"}
 """A delivery attempt's outcome as the store records it -> its label (as ``webhook_deliveries_total``'s)."""
@@ -125,6 +126,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.events: Counter[str] = Counter()
         """AMI events received, by type (filled by :meth:`count_event`)."""
+        self.lookup_series = LatencySeries()
+        """CRM lookup durations over the last hour, for the console's chart (:mod:`salara.series`)."""
+        self.delivery_series = LatencySeries()
+        """Webhook POST durations over the last hour, for the console's chart."""
         self.action_seconds = Histogram(
             "salara_ami_action_seconds",
             "Time from sending an AMI action to its answer, seconds",
@@ -186,9 +191,11 @@ class Metrics:
 
     def observe_delivery(self, result: Result, seconds: float) -> None:
         self.delivery_seconds.labels(DELIVERY_OUTCOMES.get(result.outcome, result.outcome)).observe(seconds)
+        self.delivery_series.observe(seconds, time.time())
 
     def observe_lookup(self, answered: bool, seconds: float) -> None:
         self.lookup_seconds.labels("answered" if answered else "failed").observe(seconds)
+        self.lookup_series.observe(seconds, time.time())
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else "OTHER"

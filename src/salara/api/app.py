@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -13,10 +15,16 @@ from salara.api.compat.dispatch import COMPAT_PATH, CompatFirst
 from salara.api.compat.module import ModuleErrors
 from salara.api.openapi import install_openapi
 from salara.api.security import access as security
+from salara.api.security.browser import BrowserGate, Sessions
 from salara.api.security.tokens import Security
+from salara.api.ui.feed import CallFeed
+from salara.api.ui.routes import create_router as ui_router
 from salara.control import CallControl
 from salara.events.hub import EventHub
 from salara.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, Sources
+
+if TYPE_CHECKING:
+    from salara.routing.script import Router
 
 
 def create_app(
@@ -25,6 +33,8 @@ def create_app(
     hub: EventHub | None = None,
     metrics: Metrics | None = None,
     outbox: object | None = None,
+    feed: CallFeed | None = None,
+    router: Router | None = None,
 ) -> FastAPI:
     """Build the FastAPI app serving ``control`` (and through it, its PBX and call model).
 
@@ -38,7 +48,13 @@ def create_app(
     ``/metrics`` and the description need the ``state`` right. ``outbox`` is
     the event store whose ``recovered_from`` ``/ready`` shows (default:
     ``metrics.sources.outbox``). Without ``hub`` or ``metrics`` (tests),
-    fresh ones are made (not fed by AMI).
+    fresh ones are made (not fed by AMI). ``/ui`` is the web console
+    (:mod:`salara.api.ui`; ``feed`` wakes its live calls, default one not
+    fed by AMI); ``router`` is the routing whose decisions
+    ``/v1/routing/decisions`` lists (default ``metrics.sources.router``).
+    The session cookie of the console authenticates ``/ui``, the
+    documentation and ``/v1``, never the compat endpoint
+    (:mod:`salara.api.security.browser`).
     """
     config = control.config
     hub = hub if hub is not None else EventHub()
@@ -54,7 +70,9 @@ def create_app(
         openapi_url=None,
     )
     app.serve_compat(control)  # ahead of FastAPI, through the middleware below (salara.api.compat.dispatch)
-    security.install(app, Security(config))
+    guard = Security(config)
+    sessions = Sessions()
+    security.install(app, guard, browser=BrowserGate(guard, sessions))
     if config.general.answers == "module":  # every compat error as the old module's code sent it
         app.add_middleware(ModuleErrors)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
@@ -85,7 +103,13 @@ def create_app(
     @app.get("/docs", include_in_schema=False, dependencies=state)
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=OPENAPI_PATH, title=f"{app.title} - Swagger UI", oauth2_redirect_url=OAUTH2_REDIRECT_PATH
+            openapi_url=OPENAPI_PATH,
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=OAUTH2_REDIRECT_PATH,
+            swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the validator's site
         )
 
     @app.get(OAUTH2_REDIRECT_PATH, include_in_schema=False, dependencies=state)
@@ -94,7 +118,13 @@ def create_app(
 
     @app.get("/redoc", include_in_schema=False, dependencies=state)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url=OPENAPI_PATH, title=f"{app.title} - ReDoc")
+        return get_redoc_html(
+            openapi_url=OPENAPI_PATH,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{VENDOR}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False,
+        )
 
     tracker = control.tracker
 
@@ -135,7 +165,10 @@ def create_app(
         """salara's metrics in the Prometheus text format (see :mod:`salara.metrics`)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    app.include_router(v1.create_router(control, hub, access=security.TokenAccess()))
+    decisions = router if router is not None else metrics.sources.router
+    app.include_router(v1.create_router(control, hub, access=security.TokenAccess(), decisions=decisions))
+    # Its routes as they are, so the compat dispatch (which reads the app's route paths) leaves /ui alone.
+    app.router.routes.extend(ui_router(control, metrics, sessions, feed if feed is not None else CallFeed()).routes)
 
     # The compat endpoint answers on any path, so it is registered last.
     @app.api_route(COMPAT_PATH, methods=["GET", "POST"], include_in_schema=False)
@@ -147,6 +180,8 @@ def create_app(
 
 OPENAPI_PATH = "/openapi.json"
 OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
+VENDOR = "/ui/static/vendor"
+"""Swagger UI and ReDoc, shipped in the package (``salara/api/ui/static/vendor/VENDORED.md``)."""
 
 
 def readiness(control: CallControl, outbox: object | None, *, detailed: bool) -> dict[str, object]:

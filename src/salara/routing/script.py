@@ -40,6 +40,7 @@ from salara.routing.breaker import CircuitBreaker
 from salara.routing.cache import AnswerCache
 from salara.routing.channels import CHANNEL_WAIT_S, LiveChannels, Verdict
 from salara.routing.decision import Decision, Source, candidates, choose
+from salara.routing.journal import CrmRecord, DecisionJournal, candidate_records
 from salara.routing.table import RouteTable
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class Router:
         """FastAGI requests that were not a live channel (not routed)."""
         self.untracked = 0
         """Calls routed while AMI could not vouch for their channel (no call events)."""
+        self.journal = DecisionJournal()
+        """The last routing decisions (``GET /v1/routing/decisions``, the console)."""
 
     @property
     def deadline_s(self) -> float:
@@ -143,11 +146,14 @@ class Router:
         """Longest wait for AMI to report a request's channel: at most a quarter of the deadline."""
         return min(CHANNEL_WAIT_S, self.deadline_s / 4)
 
-    async def decide(self, caller: str, context: str, *, started: float | None = None) -> Routed:
+    async def decide(
+        self, caller: str, context: str, *, started: float | None = None, call_id: str | None = None
+    ) -> Routed:
         """Route ``caller``: finishes within the deadline (``curlopt_timeout`` seconds).
 
         The deadline runs from ``started`` (``time.monotonic()``; default now):
-        time already spent on the call counts.
+        time already spent on the call counts. The decision is kept in
+        :attr:`journal` (with ``call_id``, the call's Linkedid, when known).
         """
         if started is None:
             started = time.monotonic()
@@ -168,6 +174,17 @@ class Router:
         decision = choose(options, states, self.config.url.good_status)
         elapsed = time.monotonic() - started
         self.decisions[decision.source] += 1
+        crm = CrmRecord(crm_exten, crm_answer.caller_name if crm_answer else None, crm_source, crm_error)
+        self.journal.record(
+            wall=time.time(),
+            caller=caller,
+            context=context,
+            crm=crm,
+            candidates=candidate_records(options, states, decision),
+            decision=decision,
+            elapsed_s=elapsed,
+            call_id=call_id,
+        )
         log.info(
             "route %s -> %s via %s in %.1f ms (%s)%s",
             escape(caller) or "<unknown>",
@@ -213,7 +230,7 @@ class Router:
                 escape(verdict.reason),
             )
         try:
-            routed = await self.decide(caller, context, started=started)
+            routed = await self.decide(caller, context, started=started, call_id=verdict.linkedid)
         except Exception:
             # A bug must not leave the caller unrouted: fall back without the CRM.
             log.exception("routing %s failed; using the table and default", escape(caller))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from salara.api.security.browser import BrowserGate
 from salara.api.security.denials import denial_response, log_denial
 from salara.api.security.middleware import SecurityMiddleware
 from salara.api.security.tokens import Denial, Principal, Security
@@ -104,10 +105,10 @@ def require(right: Right) -> Callable[[Request], Principal]:
     return dependency
 
 
-def install(app: FastAPI, security: Security) -> None:
-    """Put ``security`` in front of every route of ``app``."""
+def install(app: FastAPI, security: Security, browser: BrowserGate | None = None) -> None:
+    """Put ``security`` in front of every route of ``app`` (and ``browser``'s sessions and guards, when given)."""
     app.state.security = security
-    app.add_middleware(SecurityMiddleware, security=security)
+    app.add_middleware(SecurityMiddleware, security=security, browser=browser)
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:

@@ -16,7 +16,7 @@ from salara.api.security.tokens import Denial
 
 log = logging.getLogger(__name__)
 
-API_PATH_PREFIXES = ("/v1/", "/metrics", "/ready", "/health", "/docs", "/redoc", "/openapi.json")
+API_PATH_PREFIXES = ("/v1/", "/metrics", "/ready", "/health", "/docs", "/redoc", "/openapi.json", "/ui")
 """Paths whose errors use the ``{"error", "message"}`` shape; every other path is the compat endpoint."""
 
 _CODES = {

@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from salara.api.security.browser import BrowserGate, covered
 from salara.api.security.connections import OVER_CAP_EXTENSION
 from salara.api.security.denials import denial_headers, error_body, log_denial
 from salara.api.security.tokens import Denial, Principal, Security, credential_from
@@ -89,9 +91,11 @@ class TokenReloader:
 class SecurityMiddleware:
     """Authenticate every HTTP request, then read its body within the limits."""
 
-    def __init__(self, app: ASGIApp, security: Security) -> None:
+    def __init__(self, app: ASGIApp, security: Security, browser: BrowserGate | None = None) -> None:
         self.app = app
         self.security = security
+        self.browser = browser
+        """Sessions and the cross-site guards of ``/ui``, the documentation and ``/v1`` (never the compat path)."""
         self.reloader = TokenReloader(security, security.config.path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,16 +114,20 @@ class SecurityMiddleware:
             denial = Denial(503, "too many open connections from this address", over_cap.get("retry_after_s"))
             await self._refuse(scope, receive, send, denial, close=True)
             return
+        headers = Headers(scope=scope)
         fields = header_fields(scope)
         principal: Principal | None = None
         self.reloader.poll(time.monotonic())
         if path not in OPEN_PATHS and not signed_link(path, scope.get("query_string", b"")):
             result = self.security.authenticate(host, credential_from(fields))
-            if isinstance(result, Denial):
-                log_denial(method, path, host, "-", result)
-                await self._refuse(scope, receive, send, result)
+            gated: Principal | Denial | None = result
+            if self.browser is not None and covered(path):  # sessions, cross-site and rebinding guards
+                gated = self.browser.authenticate(method, path, headers, result, time.monotonic())
+            if isinstance(gated, Denial):
+                log_denial(method, path, host, "-", gated)
+                await self._refuse(scope, receive, send, gated)
                 return
-            principal = result
+            principal = gated
         scope.setdefault("state", {})["principal"] = principal
         api = self.security.config.api
         try:

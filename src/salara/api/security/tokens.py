@@ -193,6 +193,22 @@ class Security:
                 found = principal
         return found
 
+    @property
+    def has_tokens(self) -> bool:
+        """Whether any token is configured (else loopback clients need none)."""
+        return bool(self._tokens)
+
+    def by_hash(self, stored: str) -> Principal | None:
+        """The principal of the configured token whose stored hash is ``stored``; None once it is revoked.
+
+        A console session keeps the hash of the token it signed in with (never the token).
+        """
+        found = None
+        for digest, principal in self._tokens:
+            if hmac.compare_digest(digest, stored):
+                found = principal
+        return found
+
     def authenticate(self, client_host: str | None, credential: str | None) -> Principal | Denial:
         """Who is asking: a token's principal, or loopback; else a 401/403 denial."""
         if self._tokens:

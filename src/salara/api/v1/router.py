@@ -2,7 +2,8 @@
 
 Routes are added in this order (their order in the OpenAPI document):
 calls (:mod:`~salara.api.v1.calls`), messages (:mod:`~salara.api.v1.messages`),
-states (:mod:`~salara.api.v1.states`), live events (:mod:`~salara.api.v1.events`);
+states (:mod:`~salara.api.v1.states`), live events (:mod:`~salara.api.v1.events`), routing decisions
+(:mod:`~salara.api.v1.routing`);
 last, anything else under ``/v1`` answers 404 or 405 in the ``/v1`` error shape.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from salara.api.v1 import calls, events, messages, recordings, states
+from salara.api.v1 import calls, events, messages, recordings, routing, states
 from salara.api.v1.access import Access, OpenAccess
 from salara.api.v1.context import RouteContext
 from salara.api.v1.errors import COMMON_ERRORS, ApiError, V1Route
@@ -28,17 +29,20 @@ def create_router(
     *,
     access: Access | None = None,
     dependencies: Sequence[Any] = (),
+    decisions: routing.RoutingSource | None = None,
 ) -> APIRouter:
     """The ``/v1`` routes over ``control`` and ``hub``.
 
     ``access.authorize`` is called first in every route (:class:`Access`;
     default :class:`OpenAccess`); ``dependencies`` apply to every route
-    (e.g. ``Depends(...)`` of an access check).
+    (e.g. ``Depends(...)`` of an access check); ``decisions`` is the router whose journal
+    ``GET /v1/routing/decisions`` reads (None: it lists none).
     """
     router = APIRouter(prefix="/v1", responses=COMMON_ERRORS, dependencies=list(dependencies), route_class=V1Route)
     ctx = RouteContext(control, hub, access if access is not None else OpenAccess())
     for resource in (calls, messages, states, events, recordings):
         resource.add_routes(router, ctx)
+    routing.add_routes(router, ctx, decisions)
 
     async def unknown(request: Request) -> Response:
         """Anything else under /v1, and /v1 itself: 405 for a known path with another method, else 404."""

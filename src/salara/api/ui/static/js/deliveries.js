@@ -1,0 +1,138 @@
+// Deliveries: per webhook endpoint, the events not delivered (pending, failed, dead) with every attempt;
+// retry one, or replay every event since a time. Needs the admin right; reads /v1/webhooks.
+import { can, problem, request } from "./api.js";
+import { $, badge, clock, el, fill } from "./dom.js";
+
+const STATUSES = ["pending", "failed", "dead", "delivered"];
+const wanted = {};
+
+function attempts(list) {
+  if (!list || list.length === 0) return el("span", { class: "muted" }, "not tried yet");
+  return el(
+    "ol",
+    { class: "attempts" },
+    list.map((a) =>
+      el(
+        "li",
+        {},
+        `${clock(a.at)} `,
+        badge(a.http_status ? String(a.http_status) : "error"),
+        a.latency_ms === null || a.latency_ms === undefined ? "" : ` ${a.latency_ms} ms`,
+        a.error ? el("div", { class: "muted" }, a.error) : "",
+        a.answer ? el("div", { class: "answer" }, a.answer) : "",
+      ),
+    ),
+  );
+}
+
+async function retry(endpoint, delivery, button, note) {
+  button.disabled = true;
+  const answer = await request(
+    `/v1/webhooks/${encodeURIComponent(endpoint)}/deliveries/${encodeURIComponent(delivery.id)}/retry`,
+    { method: "POST" },
+  );
+  fill(note, answer.status < 300 ? "queued again" : problem(answer));
+  button.disabled = answer.status < 300;
+}
+
+function deliveryRow(endpoint, delivery) {
+  const note = el("div", { class: "muted" });
+  const cell = el("td", { class: "actions" });
+  if (can("admin")) {
+    const button = el("button", { type: "button", class: "secondary", "data-action": "replay" }, "Replay");
+    button.addEventListener("click", () => retry(endpoint, delivery, button, note));
+    cell.append(button);
+  }
+  cell.append(note);
+  return el(
+    "tr",
+    { "data-delivery": delivery.id },
+    el("td", { class: "num" }, String(delivery.id)),
+    el("td", {}, delivery.type ?? ""),
+    el("td", {}, delivery.call_id ?? ""),
+    el("td", {}, badge(delivery.status)),
+    el("td", {}, attempts(delivery.attempts)),
+    cell,
+  );
+}
+
+async function loadDeliveries(endpoint, table) {
+  const status = wanted[endpoint] || "failed";
+  const answer = await request(`/v1/webhooks/${encodeURIComponent(endpoint)}/deliveries?status=${status}&limit=100`);
+  const body = table.querySelector("tbody");
+  if (answer.status !== 200) {
+    fill(body, el("tr", {}, el("td", { colspan: 6, class: "error" }, problem(answer))));
+    return;
+  }
+  fill(body, answer.body.deliveries.map((d) => deliveryRow(endpoint, d)));
+}
+
+function replaySince(endpoint) {
+  const input = el("input", { type: "datetime-local", "aria-label": "since" });
+  const note = el("span", { class: "muted" });
+  const form = el("form", { class: "filter" }, el("label", {}, "Replay every event since"), input);
+  if (can("admin")) {
+    form.append(el("button", { type: "submit", "data-action": "replay-since" }, "Replay since"));
+  }
+  form.append(note);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!input.value) return;
+    const since = new Date(input.value).toISOString();
+    const answer = await request(`/v1/webhooks/${encodeURIComponent(endpoint)}/replay`, { method: "POST", body: { since } });
+    fill(note, answer.status < 300 ? "replay queued" : problem(answer));
+  });
+  return form;
+}
+
+function endpointBox(endpoint) {
+  const counts = endpoint.counts || {};
+  const table = el(
+    "table",
+    {},
+    el("thead", {}, el("tr", {}, ["Id", "Type", "Call", "Status", "Attempts", ""].map((h) => el("th", {}, h)))),
+    el("tbody"),
+  );
+  const choice = el(
+    "select",
+    { "aria-label": "status" },
+    STATUSES.map((s) => el("option", { value: s, selected: (wanted[endpoint.name] || "failed") === s }, `${s} (${counts[s] ?? 0})`)),
+  );
+  choice.addEventListener("change", () => {
+    wanted[endpoint.name] = choice.value;
+    loadDeliveries(endpoint.name, table);
+  });
+  const box = el(
+    "div",
+    { class: "endpoint", "data-endpoint": endpoint.name },
+    el("h3", {}, endpoint.name, " ", el("span", { class: "muted" }, endpoint.url ?? "")),
+    el("p", { class: "muted" }, `${endpoint.enabled ? "enabled" : "disabled"}; events: ${(endpoint.events || []).join(", ") || "all"}; payload: ${endpoint.payload ?? "-"}`),
+    el("div", { class: "filter" }, el("label", {}, "Show"), choice),
+    table,
+    replaySince(endpoint.name),
+  );
+  loadDeliveries(endpoint.name, table);
+  return box;
+}
+
+async function load() {
+  const answer = await request("/v1/webhooks");
+  const unavailable = answer.status === 404;
+  $("#deliveries-unavailable").hidden = !unavailable;
+  if (unavailable) {
+    fill($("#deliveries-body"));
+    return;
+  }
+  if (answer.status !== 200) {
+    fill($("#deliveries-body"), el("p", { class: "error" }, problem(answer)));
+    return;
+  }
+  const endpoints = Array.isArray(answer.body) ? answer.body : answer.body.webhooks || answer.body.endpoints || [];
+  fill($("#deliveries-body"), endpoints.length ? endpoints.map(endpointBox) : el("p", { class: "empty" }, "No webhook endpoint configured."));
+}
+
+export function show() {
+  load();
+}
+
+export function hide() {}
