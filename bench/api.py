@@ -207,7 +207,14 @@ class SalaraServer:
     ``edit`` rewrites the example config's text; ``env`` adds ``SALARA_*`` overrides.
     """
 
-    def __init__(self, edit: Callable[[str], str] | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        edit: Callable[[str], str] | None = None,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        self.prefix = list(prefix)
+        """A command salara runs under (``valgrind ...``), or nothing."""
         self._tmp = tempfile.TemporaryDirectory(prefix="salara-bench-")
         self.workdir = Path(self._tmp.name)
         text = EXAMPLE_CONFIG.read_text()
@@ -238,7 +245,7 @@ class SalaraServer:
         """Start salara and wait until ``GET /ready`` answers 200."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "salara", "-c", str(self.workdir / "salara.conf"), "serve"],
+                [*self.prefix, sys.executable, "-m", "salara", "-c", str(self.workdir / "salara.conf"), "serve"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,11 @@ WRK_SCRIPT = f'wrk.method = "POST"\nwrk.body = \'{BODY.decode()}\'\nwrk.headers[
 class BareServer:
     """:mod:`bench.bare` as a subprocess on a free loopback port (``with``: started, then stopped)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: Sequence[str] = (), timeout_s: float = 20) -> None:
         self.port = free_port()
+        self.prefix = list(prefix)
+        """A command the app runs under (``valgrind ...``), or nothing."""
+        self.timeout_s = timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,12 +69,12 @@ class BareServer:
 
     def __enter__(self) -> BareServer:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.bare", "--port", str(self.port)],
+            [*self.prefix, sys.executable, "-m", "bench.bare", "--port", str(self.port)],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1) as answer:
@@ -79,7 +83,7 @@ class BareServer:
             except OSError:
                 time.sleep(0.1)
         self.__exit__()
-        raise RuntimeError("the bare app did not answer within 20 s")
+        raise RuntimeError(f"the bare app did not answer within {self.timeout_s:g} s")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -110,6 +114,11 @@ class Load:
     @property
     def rate(self) -> float:
         return self.latencies.rate
+
+    @property
+    def cpu_per_request_s(self) -> float:
+        """The server's CPU seconds per answered request: steadier than a rate on a shared machine."""
+        return self.server_cpu / self.rate if self.rate else float("nan")
 
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -266,6 +275,10 @@ def report(result: ConnectionsResult) -> None:
             f"server CPU {figures.keep_alive.server_cpu:.0%}",
         )
         print(figures.single.line(f"{name}, close, 1 client"))
+        print(
+            f"{name}: CPU per request {figures.close.cpu_per_request_s * 1e6:.0f} µs (new connection), "
+            f"{figures.keep_alive.cpu_per_request_s * 1e6:.0f} µs (keep-alive)"
+        )
     print(f"ratios salara / bare: close {result.ratio('close'):.2f}, keep-alive {result.ratio('keep_alive'):.2f}")
     print(f"answer: {result.answer}; wrk: {result.salara.close.command} URL")
 
@@ -328,7 +341,10 @@ def rows(duration_s: float, notes: list[str]) -> list[Row]:
         f"(`python -m bench.bare`), both running; salara used {ours.close.server_cpu:.0%} of a core with a new "
         f"connection per request and {ours.keep_alive.server_cpu:.0%} with keep-alive, the bare app "
         f"{theirs.close.server_cpu:.0%} and {theirs.keep_alive.server_cpu:.0%}, wrk {ours.close.generator_cpu:.0%}"
-        f"-{theirs.close.generator_cpu:.0%}. 1 client: connect to the answer's last byte, Python client. "
+        f"-{theirs.close.generator_cpu:.0%}. CPU per request, new connection / keep-alive: salara "
+        f"{ours.close.cpu_per_request_s * 1e6:.0f} / {ours.keep_alive.cpu_per_request_s * 1e6:.0f} µs, the bare app "
+        f"{theirs.close.cpu_per_request_s * 1e6:.0f} / {theirs.keep_alive.cpu_per_request_s * 1e6:.0f} µs. "
+        "1 client: connect to the answer's last byte, Python client. "
         f"Answer: {result.answer}"
     )
     return table

@@ -43,7 +43,7 @@ def test_the_bare_app_answers_the_compat_json() -> None:
     for load in (keep, close):
         assert load.latencies.count > 0 and load.latencies.errors == 0
         assert 0 < load.latencies.p50_s <= load.latencies.p99_s
-        assert load.server_cpu > 0 and load.generator_cpu > 0
+        assert load.server_cpu > 0 and load.generator_cpu > 0 and load.cpu_per_request_s > 0
         assert load.command.startswith("wrk -t1 -c2 -d1s --latency")
     assert "'Connection: close'" in close.command and "Connection" not in keep.command
 
