@@ -15,6 +15,7 @@ Config values are read at each use from the config in use, so a reload
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import secrets
@@ -133,12 +134,13 @@ class RecordingFiles:
                         continue
                     os.unlink(entry.path)
                     deleted += 1
-        except PermissionError as exc:
-            self._tell_unwritable(section.monitor_dir, exc)
         except FileNotFoundError:
             pass  # no recording yet (Asterisk makes the directory)
         except OSError as exc:
-            log.warning("recording retention in %s: %s", section.monitor_dir, exc.strerror or exc)
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # EROFS: systemd's ProtectSystem=strict
+                self._tell_unwritable(section.monitor_dir, exc)
+            else:
+                log.warning("recording retention in %s: %s", section.monitor_dir, exc.strerror or exc)
         if deleted:
             log.info("recording retention: deleted %d files older than %g days", deleted, section.retention_days)
         self.deleted += deleted
@@ -148,8 +150,8 @@ class RecordingFiles:
         if not self._unwritable_told:
             self._unwritable_told = True
             log.error(
-                "recording retention cannot delete in %s (%s): add the salara user to the asterisk group and "
-                "have Asterisk write group-writable files (README, Recordings)",
+                "recording retention cannot delete in %s (%s): add the salara user to the asterisk group, make "
+                "the directory group-writable and, under systemd, ReadWritePaths= it (README, Recordings)",
                 directory,
                 exc.strerror or exc,
             )
