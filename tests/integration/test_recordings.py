@@ -6,6 +6,8 @@ SIP phone 8001 (baresip, auto-answer, sending a 440 Hz tone), then dials
 to the phone, so ``MixMonitor``'s option ``b`` records the talk. The test
 PBX writes its monitor files under its chroot (``astspooldir`` of
 ``testpbx/asterisk/asterisk.conf``), which is the salara's ``monitor_dir``.
+An incoming call routed by the salara (FastAGI, ``record_inbound``) is sent
+on to ``TALK`` too, its caller sending a tone (``Milliwatt``).
 The extensions live in a context of this module's own, removed after.
 """
 
@@ -33,6 +35,9 @@ CONTEXT = "salara-recordings-test"
 TALK = "7301"
 """Dials ``talk``: a Local channel that answers and waits, so the phone is bridged to it."""
 TALK_S = 4
+INBOUND = "7300"
+"""Where an incoming call enters: the FastAGI route of the salara under test, which sends it on to ``TALK``."""
+TALK_DEVICE = "Custom:salara-recordings-7301"
 MONITOR_DIR = pbx.ROOT / "var" / "spool" / "asterisk" / "monitor"
 """Where the test Asterisk's MixMonitor writes: ``astspooldir``/monitor inside its chroot."""
 TOKENS = {"crm": "rec-crm-token-5b1f", "caller": "rec-caller-token-77ad"}
@@ -54,13 +59,15 @@ def add_extension(exten: str, priority: str, application: str, data: str = "") -
 @pytest.fixture
 def dialplan(asterisk: None) -> Iterator[None]:
     add_extension("8001", "hint", "PJSIP/8001")  # the operator's state, checked in the call's context
+    add_extension(TALK, "hint", TALK_DEVICE)  # routing checks the destination's state
     add_extension(TALK, "1", "Dial", f"Local/talk@{CONTEXT},20")
     add_extension(TALK, "2", "Hangup")
     add_extension("talk", "1", "Answer")
     add_extension("talk", "2", "Wait", str(TALK_S))
     add_extension("talk", "3", "Hangup")
+    pbx.ami_command("Action: Setvar", f"Variable: DEVICE_STATE({TALK_DEVICE})", "Value: NOT_INUSE")
     yield
-    for exten in ("8001", TALK, "talk"):
+    for exten in ("8001", TALK, "talk", INBOUND):
         with contextlib.suppress(OSError, ConnectionError):
             pbx.ami_command("Action: DialplanExtensionRemove", f"Context: {CONTEXT}", f"Extension: {exten}")
 
@@ -95,6 +102,9 @@ def salara(salara_factory: SalaraFactory, crm: FakeCrm) -> SalaraProcess:
         SALARA_EVENT_PAYLOAD="extended",
         SALARA_EVENT_LIFECYCLE="yes",
         SALARA_RECORDINGS_RECORD_CALLS="yes",
+        SALARA_RECORDINGS_RECORD_INBOUND="yes",
+        SALARA_URL_DEST_URL="",  # routing asks no CRM: the [general] default decides
+        SALARA_GENERAL_DEFAULT=TALK,
         SALARA_RECORDINGS_MONITOR_DIR=str(MONITOR_DIR),
     )
     process.headers = bearer("crm")
@@ -205,3 +215,35 @@ def signed_expired(salara: SalaraProcess, call_id: str) -> str:
 
     key = bytes.fromhex((Path(salara.env["SALARA_OUTBOX_PATH"]).parent / "recordings.key").read_text().strip())
     return salara.url + signed_path(key, call_id, int(time.time()) - 60)
+
+
+def test_a_routed_inbound_call_is_recorded_for_its_talk(salara: SalaraProcess, crm: FakeCrm, dialplan: None) -> None:
+    agi = salara.env["SALARA_AGI_LISTEN"]
+    add_extension(INBOUND, "1", "AGI", f"agi://{agi}/route?context={CONTEXT}")
+    add_extension(INBOUND, "2", "Hangup")
+    call_id = f"salara-rec-in-{time.time_ns()}"  # the PBX is shared: know this call by its own id
+    reply = pbx.ami_command(
+        "Action: Originate",
+        f"Channel: Local/{INBOUND}@{CONTEXT}",
+        'CallerID: "Customer" <5557300>',
+        "Application: Milliwatt",  # the caller's audio once answered (a trunk's caller talks; Wait sends nothing)
+        f"ChannelId: {call_id}",
+        "Async: true",
+    )
+    assert "Success" in reply, reply
+    ended = call_ended(crm, call_id)
+    assert (ended["direction"], ended["to"], ended["result"]) == ("inbound", TALK, "answered"), ended
+    path = MONITOR_DIR / f"salara-rec-{call_id}.wav"
+    try:
+        wait_for("the recording's file", path.exists, 10)
+
+        def closed() -> bytes | None:
+            answer = httpx.get(f"{salara.url}/v1/recordings/{call_id}", headers=bearer("crm"), timeout=10)
+            return answer.content if answer.status_code == 200 and answer.content == path.read_bytes() else None
+
+        data = wait_for("the whole file", closed)
+        assert data is not None
+        assert abs(wav_seconds(data) - ended["talk_s"]) <= 1.0, (wav_seconds(data), ended["talk_s"])
+        assert isinstance(ended["recording"], str) and f"/v1/recordings/{call_id}?" in ended["recording"]
+    finally:
+        path.unlink(missing_ok=True)
