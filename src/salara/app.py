@@ -20,6 +20,7 @@ Per-request tasks (a FastAGI session, a live stream) are not parts.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -301,6 +302,9 @@ async def serve(config: Config) -> None:
             **uvicorn_options(config),
         )
     )
+    # What is built by now lives as long as the process: out of the collector's sight, so a
+    # full collection under load scans only what requests left, not the whole app (tens of ms).
+    gc.freeze()
     agi = AGIServer(
         with_call_id(services, services.router.handle),
         config.agi.listen.host,

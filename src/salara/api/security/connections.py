@@ -24,6 +24,7 @@ import ipaddress
 import json
 import logging
 import time
+import weakref
 from typing import Any
 
 from salara.api.compat.module import MODULE_ERROR_BODY
@@ -356,15 +357,25 @@ class _OneWriteTransport(RequestTransport):
 
     _head: bytes | None = None
 
+    def __init__(self, protocol: Any, cycle: Any) -> None:
+        super().__init__(protocol, cycle)
+        # The cycle holds this transport: strong references back to it and to the protocol
+        # (which holds the cycle) would leave every request's cycle and scope as cyclic
+        # garbage, and the collector's pauses in the latency tail.
+        self._cycle_of = weakref.ref(cycle)
+        self._protocol_of = weakref.ref(protocol)
+        self._cycle = self._protocol = None
+
     def write(self, data: bytes) -> None:
         head = self._head
         if head is not None:
             self._head = None
             self._transport.write(head + data)
             return
-        cycle = self._cycle
+        cycle = self._cycle_of()
         if (
-            cycle.response_started
+            cycle is not None
+            and cycle.response_started
             and not cycle.response_complete
             and cycle.chunked_encoding is False
             and cycle.expected_content_length > 0
@@ -379,7 +390,11 @@ class _OneWriteTransport(RequestTransport):
         if head is not None:
             self._head = None
             self._transport.write(head)
-        super().close()
+        protocol = self._protocol_of()
+        if protocol is not None:
+            protocol.close_after_answer(self._cycle_of())
+        else:
+            self._transport.close()
 
 
 def uvicorn_options(config: Config) -> dict[str, Any]:
