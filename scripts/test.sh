@@ -11,7 +11,9 @@ if [ $# -gt 0 ]; then
   exec .venv/bin/pytest "$@"
 fi
 # Without arguments: the Debian package's test (a chroot, apt; minutes spent
-# mostly waiting on the mirror and dpkg) runs beside the other suites.
+# mostly waiting on the mirror and dpkg) runs beside the other suites. The
+# suites that use the test PBX (tests/integration and tests/browser, the web
+# console in headless Chromium) run one after the other in the one pytest below.
 mkdir -p build
 package_log=build/package-test.log
 .venv/bin/pytest -p no:cacheprovider tests/package >"$package_log" 2>&1 &
