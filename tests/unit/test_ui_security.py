@@ -169,3 +169,12 @@ def test_sessions_expire_and_are_bounded() -> None:
     assert [sessions.get(s.id, 3.0) for s in (third, fourth)] == [third, fourth]
     sessions.drop(third.id)
     assert sessions.get(third.id, 3.0) is None and sessions.get(None, 3.0) is None
+
+
+async def test_the_cookie_is_secure_when_salara_serves_tls() -> None:
+    text = WITH_TOKENS.replace("[api]\n", "[api]\ntls_cert=/etc/salara/cert.pem\ntls_key=/etc/salara/key.pem\n")
+    client, _ = console(text)
+    async with client:
+        answer = await client.post("/ui/api/session", json={"token": STATE_ONLY})
+        attributes = {part.strip().lower() for part in answer.headers["set-cookie"].split(";")[1:]}
+        assert {"secure", "httponly", "samesite=strict"} <= attributes
