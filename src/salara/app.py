@@ -41,6 +41,7 @@ from salara.calls.tracking import CallTracker
 from salara.config import Config
 from salara.config.changes import Reload
 from salara.control import CallControl
+from salara.crm.admin import WebhookAdmin
 from salara.crm.delivery import DeliveryWorker
 from salara.crm.endpoints import Deliveries
 from salara.errors import ConfigError, SalaraError
@@ -288,7 +289,12 @@ async def serve(config: Config) -> None:
     if problem is not None:
         raise ConfigError("url", "rest_server", problem)
     services = Services.build(config)
-    app = create_app(services.control, hub=services.hub, metrics=services.metrics, feed=services.feed)
+    webhooks = (
+        WebhookAdmin(services.deliveries, lambda: services.config, services.reload) if services.deliveries else None
+    )
+    app = create_app(
+        services.control, hub=services.hub, metrics=services.metrics, feed=services.feed, webhooks=webhooks
+    )
     listen = config.url.rest_server
     server = _Server(
         uvicorn.Config(

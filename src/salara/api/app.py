@@ -20,6 +20,7 @@ from salara.api.security.tokens import Security
 from salara.api.ui.feed import CallFeed
 from salara.api.ui.routes import create_router as ui_router
 from salara.control import CallControl
+from salara.crm.admin import WebhookAdmin
 from salara.events.hub import EventHub
 from salara.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, Sources
 
@@ -35,6 +36,7 @@ def create_app(
     outbox: object | None = None,
     feed: CallFeed | None = None,
     router: Router | None = None,
+    webhooks: WebhookAdmin | None = None,
 ) -> FastAPI:
     """Build the FastAPI app serving ``control`` (and through it, its PBX and call model).
 
@@ -51,7 +53,8 @@ def create_app(
     fresh ones are made (not fed by AMI). ``/ui`` is the web console
     (:mod:`salara.api.ui`; ``feed`` wakes its live calls, default one not
     fed by AMI); ``router`` is the routing whose decisions
-    ``/v1/routing/decisions`` lists (default ``metrics.sources.router``).
+    ``/v1/routing/decisions`` lists (default ``metrics.sources.router``);
+    ``webhooks`` serves ``/v1/webhooks`` and ``/v1/event-log`` (None: 503).
     The session cookie of the console authenticates ``/ui``, the
     documentation and ``/v1``, never the compat endpoint
     (:mod:`salara.api.security.browser`).
@@ -166,7 +169,9 @@ def create_app(
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     decisions = router if router is not None else metrics.sources.router
-    app.include_router(v1.create_router(control, hub, access=security.TokenAccess(), decisions=decisions))
+    app.include_router(
+        v1.create_router(control, hub, access=security.TokenAccess(), decisions=decisions, webhooks=webhooks)
+    )
     # Its routes as they are, so the compat dispatch (which reads the app's route paths) leaves /ui alone.
     app.router.routes.extend(ui_router(control, metrics, sessions, feed if feed is not None else CallFeed()).routes)
 

@@ -27,7 +27,7 @@ The package, its imports going down:
 Import from ``salara.config`` itself; the names below are its interface.
 """
 
-from salara.config.editor import check_value, edit_route, edit_token, locked, save_route, save_token
+from salara.config.editor import check_value, edit_route, edit_token, locked, save_route, save_token, save_webhook
 from salara.config.hosts import is_local_host, mask_url, normalise_host
 from salara.config.reader import build, check, check_config, check_destinations, load, load_tokens
 from salara.config.schema import (
@@ -88,6 +88,7 @@ __all__ = [
     "read_file",
     "save_route",
     "save_token",
+    "save_webhook",
     "split_destinations",
     "stamp",
 ]

@@ -16,10 +16,10 @@ import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from salara.config.reader import build_tokens
+from salara.config.reader import build_tokens, build_webhooks, webhook_name_problem
 from salara.config.schema import TOKEN_NAME, TOKEN_SECTION
 from salara.config.source import (
     MAX_FILES,
@@ -31,6 +31,7 @@ from salara.config.source import (
     strip_comment,
 )
 from salara.config.values import destination_problem
+from salara.config.webhooks import WEBHOOK_SECTION
 from salara.errors import ConfigError
 
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -174,7 +175,7 @@ def _new_entries_file(raw: RawConfig, main: Path) -> Path | None:
     if target is None:
         return None
     if target not in raw.files and target not in read_file(main, texts={target: ""}).files:
-        reason = f"{target} is not included by {main}: add #tryinclude \"{target}\" to it"
+        reason = f'{target} is not included by {main}: add #tryinclude "{target}" to it'
         raise ConfigError("general", "edit_file", reason)
     if not target.exists():
         _create_like(target, main)
@@ -259,6 +260,11 @@ def edit_token(text: str, name: str, values: Mapping[str, str] | None) -> str:
     section = TOKEN_SECTION + name
     if not TOKEN_NAME.fullmatch(name):
         raise ConfigError(section, None, "a token name may hold only letters, digits, '_', '.' and '-'")
+    return edit_section(text, section, values)
+
+
+def edit_section(text: str, section: str, values: Mapping[str, str] | None) -> str:
+    """Return ``text`` with ``[section]`` replaced, added or (``values=None``) removed (as :func:`edit_token`)."""
     for key, value in (values or {}).items():
         if not _KEY.fullmatch(key):
             raise ConfigError(section, None, "a key may hold only letters, digits and '_'")
@@ -306,16 +312,41 @@ def save_token(path: Path, name: str, values: Mapping[str, str] | None) -> None:
     section = TOKEN_SECTION + name
     if not TOKEN_NAME.fullmatch(name):
         raise ConfigError(section, None, "a token name may hold only letters, digits, '_', '.' and '-'")
+    save_section(path, section, values, build_tokens)
+
+
+def save_webhook(path: Path, name: str, values: Mapping[str, str] | None) -> None:
+    """Write (or with ``values=None`` remove) the ``[webhook NAME]`` section at ``path``, as :func:`save_token`.
+
+    Raises :class:`ConfigError` for a bad or reserved name or a bad value (no file is changed).
+    """
+    section = WEBHOOK_SECTION + name
+    problem = webhook_name_problem(name)
+    if problem:
+        raise ConfigError(section, None, problem)
+    save_section(path, section, values, build_webhooks)
+
+
+def save_section(
+    path: Path, section: str, values: Mapping[str, str] | None, check: Callable[[RawConfig], object]
+) -> None:
+    """Write ``[section]`` of the config at ``path`` atomically, under :func:`locked`, if ``check`` passes.
+
+    The section is replaced in the file that holds it and removed from any
+    other file that also writes it; a new one goes to ``[general] edit_file``
+    when set, else to ``path``. ``check`` (a builder of the sections, which
+    raises :class:`ConfigError`) sees the files as they would be.
+    """
     with locked(path):
         raw = read_file(path)
         holders = list(dict.fromkeys(o.file for o in raw.headers.get(section, []) if o.file is not None))
         holders = holders or [_new_entries_file(raw, path) or path]
         texts = {holder: holder.read_text(encoding="utf-8") for holder in holders}
         updated = {
-            holder: edit_token(text, name, values if index == 0 else None)
+            holder: edit_section(text, section, values if index == 0 else None)
             for index, (holder, text) in enumerate(texts.items())
         }
-        build_tokens(read_file(path, texts=updated))
+        check(read_file(path, texts=updated))
         for holder, text in updated.items():
             if text != texts[holder]:
                 _rewrite(path, holder, text)

@@ -18,7 +18,7 @@ from fastapi import Request
 
 from salara.calls.visibility import EVERYONE, Viewer
 
-Right = Literal["call", "message", "state", "recordings"]
+Right = Literal["call", "message", "state", "recordings", "admin"]
 
 
 class Access(Protocol):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from salara.api.v1 import webhook_examples
+
 CALL_ID = "salara-80e54b6ae6dc"
 
 _OPERATOR_CHANNEL = {
@@ -351,3 +353,8 @@ OPERATION_ERRORS: Final[dict[str, dict[int, tuple[str, ...]]]] = {
     },
 }
 """An operation's own errors by status (replacing :data:`STATUS_ERRORS` for that status)."""
+
+# The webhook operations' examples live beside their data.
+RESPONSES.update(webhook_examples.RESPONSES)
+ERRORS.update(webhook_examples.ERRORS)
+OPERATION_ERRORS.update(webhook_examples.OPERATION_ERRORS)

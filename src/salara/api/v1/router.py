@@ -15,11 +15,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from salara.api.v1 import calls, events, messages, recordings, routing, states
+from salara.api.v1 import calls, deliveries, events, messages, recordings, routing, states
 from salara.api.v1.access import Access, OpenAccess
 from salara.api.v1.context import RouteContext
 from salara.api.v1.errors import COMMON_ERRORS, ApiError, V1Route
 from salara.control import CallControl
+from salara.crm.admin import WebhookAdmin
 from salara.events.hub import EventHub
 
 
@@ -30,6 +31,7 @@ def create_router(
     access: Access | None = None,
     dependencies: Sequence[Any] = (),
     decisions: routing.RoutingSource | None = None,
+    webhooks: WebhookAdmin | None = None,
 ) -> APIRouter:
     """The ``/v1`` routes over ``control`` and ``hub``.
 
@@ -43,6 +45,7 @@ def create_router(
     for resource in (calls, messages, states, events, recordings):
         resource.add_routes(router, ctx)
     routing.add_routes(router, ctx, decisions)
+    deliveries.add_routes(router, ctx, webhooks)
 
     async def unknown(request: Request) -> Response:
         """Anything else under /v1, and /v1 itself: 405 for a known path with another method, else 404."""
