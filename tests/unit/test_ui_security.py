@@ -8,14 +8,18 @@ requests naming a non-loopback Host are refused (DNS rebinding).
 
 from __future__ import annotations
 
+import fnmatch
 import re
+import tomllib
 
 import httpx
 
 from salara import config
 from salara.api.app import create_app
 from salara.api.security.browser import COOKIE, SESSION_TTL_S, Sessions
+from salara.api.ui.routes import static_files
 from salara.control import CallControl
+from tests.conftest import REPO
 from tests.unit.test_api_security import LOCAL, REMOTE, STATE_ONLY, TOKEN, WITH_TOKENS, FakeAMI
 
 NO_TOKENS = "[general]\ndefault_context=phones\n"
@@ -178,3 +182,16 @@ async def test_the_cookie_is_secure_when_salara_serves_tls() -> None:
         answer = await client.post("/ui/api/session", json={"token": STATE_ONLY})
         attributes = {part.strip().lower() for part in answer.headers["set-cookie"].split(";")[1:]}
         assert {"secure", "httponly", "samesite=strict"} <= attributes
+
+
+def test_every_console_file_is_package_data() -> None:
+    """The wheel (and so the Debian package) carries every file the console serves."""
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["salara"]
+    served = [f"api/ui/static/{name}" for name in static_files()]
+    assert "api/ui/static/js/main.js" in served and "api/ui/static/vendor/redoc/redoc.standalone.js" in served
+    missing = [
+        name
+        for name in served
+        if not any(fnmatch.fnmatch(name, p) and name.count("/") == p.count("/") for p in patterns)
+    ]
+    assert missing == []
