@@ -3,7 +3,15 @@
 import { can, problem, request } from "./api.js";
 import { $, badge, clock, el, fill } from "./dom.js";
 
-const STATUSES = ["pending", "failed", "dead", "delivered"];
+// A delivery's states as GET /v1/webhooks/{name}/deliveries filters them, and the count of each in the endpoint's counts.
+const STATUSES = [
+  ["", "every state", null],
+  ["pending", "pending", "pending"],
+  ["ready", "waiting for a retry", "retrying"],
+  ["sending", "being sent", "sending"],
+  ["dead", "dead", "dead"],
+  ["delivered", "delivered", "delivered"],
+];
 const wanted = {};
 
 function attempts(list) {
@@ -27,8 +35,9 @@ function attempts(list) {
 
 async function retry(endpoint, delivery, button, note) {
   button.disabled = true;
+  const id = delivery.event_id ?? delivery.id;
   const answer = await request(
-    `/v1/webhooks/${encodeURIComponent(endpoint)}/deliveries/${encodeURIComponent(delivery.id)}/retry`,
+    `/v1/webhooks/${encodeURIComponent(endpoint)}/deliveries/${encodeURIComponent(id)}/retry`,
     { method: "POST" },
   );
   fill(note, answer.status < 300 ? "queued again" : problem(answer));
@@ -56,15 +65,25 @@ function deliveryRow(endpoint, delivery) {
   );
 }
 
-async function loadDeliveries(endpoint, table) {
-  const status = wanted[endpoint] || "failed";
-  const answer = await request(`/v1/webhooks/${encodeURIComponent(endpoint)}/deliveries?status=${status}&limit=100`);
+async function loadDeliveries(endpoint, table, after = null) {
+  const status = wanted[endpoint] || "";
+  const query = new URLSearchParams({ limit: "100" });
+  if (status) query.set("status", status);
+  if (after !== null) query.set("after", String(after));
+  const answer = await request(`/v1/webhooks/${encodeURIComponent(endpoint)}/deliveries?${query}`);
   const body = table.querySelector("tbody");
+  if (after === null) fill(body);
+  table.querySelector("tfoot")?.remove();
   if (answer.status !== 200) {
     fill(body, el("tr", {}, el("td", { colspan: 6, class: "error" }, problem(answer))));
     return;
   }
-  fill(body, answer.body.deliveries.map((d) => deliveryRow(endpoint, d)));
+  body.append(...answer.body.deliveries.map((d) => deliveryRow(endpoint, d)));
+  if (answer.body.next !== null && answer.body.next !== undefined) {
+    const more = el("button", { type: "button", class: "secondary" }, "More");
+    more.addEventListener("click", () => loadDeliveries(endpoint, table, answer.body.next));
+    table.append(el("tfoot", {}, el("tr", {}, el("td", { colspan: 6 }, more))));
+  }
 }
 
 function replaySince(endpoint) {
@@ -96,7 +115,13 @@ function endpointBox(endpoint) {
   const choice = el(
     "select",
     { "aria-label": "status" },
-    STATUSES.map((s) => el("option", { value: s, selected: (wanted[endpoint.name] || "failed") === s }, `${s} (${counts[s] ?? 0})`)),
+    STATUSES.map(([value, label, key]) =>
+      el(
+        "option",
+        { value, selected: (wanted[endpoint.name] || "") === value },
+        key === null ? label : `${label} (${counts[key] ?? 0})`,
+      ),
+    ),
   );
   choice.addEventListener("change", () => {
     wanted[endpoint.name] = choice.value;
@@ -106,7 +131,12 @@ function endpointBox(endpoint) {
     "div",
     { class: "endpoint", "data-endpoint": endpoint.name },
     el("h3", {}, endpoint.name, " ", el("span", { class: "muted" }, endpoint.url ?? "")),
-    el("p", { class: "muted" }, `${endpoint.enabled ? "enabled" : "disabled"}; events: ${(endpoint.events || []).join(", ") || "all"}; payload: ${endpoint.payload ?? "-"}`),
+    el(
+      "p",
+      { class: "muted" },
+      endpoint.enabled ? "enabled" : `disabled (${endpoint.disabled_reason ?? "410 Gone"})`,
+      `; events: ${(endpoint.events || []).join(", ") || "all"}; payload: ${endpoint.payload ?? "-"}`,
+    ),
     el("div", { class: "filter" }, el("label", {}, "Show"), choice),
     table,
     replaySince(endpoint.name),
