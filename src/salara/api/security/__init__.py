@@ -14,6 +14,7 @@
   client address (through trusted reverse proxies too), request header
   deadline and size, :func:`uvicorn_options`.
 - :mod:`~salara.api.security.linger`: the lingering close after a refused body.
+- :mod:`~salara.api.security.transport`: each request's transport (one write per answer).
 
 Import from the module that defines a name; nothing is re-exported here.
 """

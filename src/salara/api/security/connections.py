@@ -24,11 +24,11 @@ import ipaddress
 import json
 import logging
 import time
-import weakref
 from typing import Any
 
 from salara.api.compat.module import MODULE_ERROR_BODY
 from salara.api.security.linger import LINGER_BYTES, LINGER_S, RequestTransport
+from salara.api.security.transport import OneWriteTransport
 from salara.config import Config
 from salara.ratelog import Throttle
 
@@ -248,7 +248,7 @@ def http_protocol(
             cycle = self.cycle
             if cycle is None or isinstance(cycle.transport, RequestTransport):
                 return
-            cycle.transport = _OneWriteTransport(self, cycle)  # type: ignore[assignment]
+            cycle.transport = OneWriteTransport(self, cycle)  # type: ignore[assignment]
             if client is None:
                 return
             if not clients.opened(client):
@@ -344,57 +344,6 @@ def http_protocol(
             self.transport.close()
 
     return GuardedHttpToolsProtocol
-
-
-class _OneWriteTransport(RequestTransport):
-    """A request's transport that sends a fixed-length answer's head with its body, in one write.
-
-    uvicorn writes the head and the body of an answer separately: two
-    syscalls, and two segments on the wire. The head of an answer with a
-    ``content-length`` (not to a HEAD) is held until the body's first write
-    (or a close); any other write (100 Continue, chunked answers) goes out at once.
-    """
-
-    _head: bytes | None = None
-
-    def __init__(self, protocol: Any, cycle: Any) -> None:
-        super().__init__(protocol, cycle)
-        # The cycle holds this transport: strong references back to it and to the protocol
-        # (which holds the cycle) would leave every request's cycle and scope as cyclic
-        # garbage, and the collector's pauses in the latency tail.
-        self._cycle_of = weakref.ref(cycle)
-        self._protocol_of = weakref.ref(protocol)
-        self._cycle = self._protocol = None
-
-    def write(self, data: bytes) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self._transport.write(head + data)
-            return
-        cycle = self._cycle_of()
-        if (
-            cycle is not None
-            and cycle.response_started
-            and not cycle.response_complete
-            and cycle.chunked_encoding is False
-            and cycle.expected_content_length > 0
-            and cycle.scope["method"] != "HEAD"  # no body follows a HEAD answer's head
-        ):
-            self._head = bytes(data)
-            return
-        self._transport.write(data)
-
-    def close(self) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self._transport.write(head)
-        protocol = self._protocol_of()
-        if protocol is not None:
-            protocol.close_after_answer(self._cycle_of())
-        else:
-            self._transport.close()
 
 
 def uvicorn_options(config: Config) -> dict[str, Any]:
