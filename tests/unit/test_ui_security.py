@@ -195,3 +195,14 @@ def test_every_console_file_is_package_data() -> None:
         if not any(fnmatch.fnmatch(name, p) and name.count("/") == p.count("/") for p in patterns)
     ]
     assert missing == []
+
+
+async def test_a_token_in_the_header_needs_no_csrf_token_even_beside_a_session() -> None:
+    client, _ = console(WITH_TOKENS)
+    async with client:
+        await sign_in(client, STATE_ONLY)
+        # Swagger UI's Authorize: the page's request carries the cookie and the token; the token decides.
+        answer = await client.delete("/v1/calls/salara-0000", headers={"authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 404 and answer.json()["error"] == "call_not_found"
+        wrong = await client.delete("/v1/calls/salara-0000", headers={"authorization": "Bearer not-a-token"})
+        assert wrong.status_code == 401
