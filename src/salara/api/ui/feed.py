@@ -29,6 +29,8 @@ REFRESH_S: Final = 5.0
 COALESCE_S: Final = 0.1
 """After a wake-up a stream waits this long, so a burst of events makes one message."""
 HEARTBEAT_S: Final = 15.0
+MAX_STREAMS: Final = 32
+"""Live streams open at once (consoles open in browsers); one more is refused (503)."""
 
 
 class CallFeed:
@@ -36,6 +38,8 @@ class CallFeed:
 
     def __init__(self) -> None:
         self.version = 0
+        self.streams = 0
+        """Live streams open now (:func:`live_calls`)."""
         self._waiter: asyncio.Future[None] | None = None
 
     def on_event(self, event: Event) -> None:
@@ -73,18 +77,22 @@ async def live_calls(control: CallControl, feed: CallFeed, viewer: Viewer) -> As
     """Server-Sent Events: ``event: calls`` with :func:`snapshot` at once and on every change; heartbeats between."""
     sent: str | None = None
     quiet_s = 0.0
-    while True:
-        version = feed.version
-        data = snapshot(control, viewer)
-        if data != sent:
-            sent = data
-            quiet_s = 0.0
-            yield f"event: calls\ndata: {data}\n\n"
-        elif quiet_s >= HEARTBEAT_S:
-            quiet_s = 0.0
-            yield ": heartbeat\n\n"
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await feed.wait(version, REFRESH_S)
-        await asyncio.sleep(COALESCE_S)
-        quiet_s += loop.time() - started
+    feed.streams += 1
+    try:
+        while True:
+            version = feed.version
+            data = snapshot(control, viewer)
+            if data != sent:
+                sent = data
+                quiet_s = 0.0
+                yield f"event: calls\ndata: {data}\n\n"
+            elif quiet_s >= HEARTBEAT_S:
+                quiet_s = 0.0
+                yield ": heartbeat\n\n"
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await feed.wait(version, REFRESH_S)
+            await asyncio.sleep(COALESCE_S)
+            quiet_s += loop.time() - started
+    finally:
+        feed.streams -= 1

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from salara.api.security import access as security
 from salara.api.security.browser import COOKIE, Sessions, session_id_of
 from salara.api.security.tokens import Principal, hash_token
-from salara.api.ui.feed import CallFeed, live_calls
+from salara.api.ui.feed import MAX_STREAMS, CallFeed, live_calls
 from salara.api.ui.views import Health, recent_calls
 from salara.api.v1.stream import EventStreamResponse
 from salara.control import CallControl
@@ -150,6 +150,11 @@ def create_router(control: CallControl, metrics: Metrics, sessions: Sessions, fe
 
     @router.get("/api/calls/live", dependencies=state)
     async def live(request: Request) -> Response:
+        if feed.streams >= MAX_STREAMS:
+            message = f"{MAX_STREAMS} live streams are open already"
+            return JSONResponse(
+                {"error": "too_many_streams", "message": message}, 503, headers={**UI_HEADERS, "Retry-After": "5"}
+            )
         return EventStreamResponse(
             live_calls(control, feed, access.viewer(request)),
             send_timeout_s=STREAM_SEND_TIMEOUT_S,
