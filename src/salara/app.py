@@ -149,6 +149,7 @@ class Services:
                 tracker=tracker,
             )
         )
+        deliveries.on_attempt = metrics.observe_delivery  # every endpoint's attempts, in one histogram
         ami.add_event_listener(pipeline.on_event)
         feed = CallFeed()
         ami.add_event_listener(feed.on_event)  # after the fold: the registry has the change

@@ -212,7 +212,7 @@ def test_crm_outage_and_sigkill_lose_nothing(
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with sqlite3.connect(db) as conn:
-            stored = conn.execute("select count(*) from events").fetchone()[0]
+            stored = conn.execute("select count(*) from deliveries").fetchone()[0]
         if stored >= total:
             break
         time.sleep(0.1)
@@ -340,7 +340,7 @@ def test_operator_commands(salara_factory: SalaraFactory, crm: FakeCrm, ami_even
     crm.wait_for(lambda c: any(r.json()["event"] == "Newchannel" for r in c.events()))
     time.sleep(0.5)
     listed = run_cli(salara, "events", "list", "--failed")
-    assert "failed 1" in listed and '"event":"Newchannel"' in listed
+    assert "dead 1" in listed and '"event":"Newchannel"' in listed
     crm.status_for = None
     assert "1 event(s) queued" in run_cli(salara, "events", "retry")
     crm.wait_for(lambda c: sum(r.json()["event"] == "Newchannel" for r in c.events()) == 2)

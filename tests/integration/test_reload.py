@@ -50,9 +50,9 @@ def config_text(crm: FakeCrm, *, newchannel: int, hangup: int, ping_interval: in
     text = swap(EXAMPLE_CONFIG.read_text(), r"dest_url_event=.*", f"dest_url_event={crm.url}/events")
     for key, value in (("newchannel", newchannel), ("hangup", hangup), ("newexten", 0), ("agentcon", 0)):
         text = swap(text, rf"{key}=\d+", f"{key}={value}")
-    text = swap(text, r"\[event\]", "[event]\npayload=extended")
+    text = swap(text, r"payload=compat", "payload=extended")
     text = swap(text, r"concurrency=\d+", "concurrency=1")  # one POST at a time: delivered in the order stored
-    text = swap(text, r"\[ami\]", f"[ami]\nping_interval={ping_interval}")
+    text = swap(text, r"ping_interval=\d+", f"ping_interval={ping_interval}")
     if broken:
         text = swap(text, r"timeout_makecall=\d+", "timeout_makecall=soon")
     return text

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from salara.config import Config
 from salara.crm.delivery import DeliveryWorker
 from salara.store.interface import Store
-from salara.store.records import DEFAULT_ENDPOINT
+from salara.store.records import DEFAULT_ENDPOINT, Result
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,18 @@ class Deliveries:
             name: make_worker(name, settings, store, config) for name, settings in self.settings.items()
         }
         self._changed = asyncio.Event()
+        self._on_attempt: Callable[[Result, float], None] | None = None
+
+    @property
+    def on_attempt(self) -> Callable[[Result, float], None] | None:
+        """Told every attempt's result and seconds, by every worker, those of later endpoints too (metrics)."""
+        return self._on_attempt
+
+    @on_attempt.setter
+    def on_attempt(self, observer: Callable[[Result, float], None] | None) -> None:
+        self._on_attempt = observer
+        for worker in self.workers.values():
+            worker.on_attempt = observer
 
     @property
     def default(self) -> DeliveryWorker | None:
@@ -120,8 +132,9 @@ class Deliveries:
                 workers[name] = old
                 continue
             worker = workers[name] = make_worker(name, wanted, self.store, config)
+            worker.on_attempt = self._on_attempt
             if old is not None:
-                worker.stats, worker.on_attempt = old.stats, old.on_attempt
+                worker.stats = old.stats
         self.settings, self.workers = settings, workers
         if changed:
             self._changed.set()
