@@ -21,7 +21,6 @@ from salara.logsafe import escape
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, slots=True)
 class LookupAnswer:
     """What the CRM said of a caller: the extension, and optionally the caller's name and a client state."""
