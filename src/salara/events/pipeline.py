@@ -130,7 +130,8 @@ class EventPipeline:
         wall = event_time(event, self.clock())
         crm_event = self.tracker.on_event(event, wall, self.monotonic())
         if crm_event is not None:
-            self.append(crm_event, utc_timestamp(wall))
+            wanted = self.live_listeners or self.subscriptions.route(crm_event.name).extended
+            self.append(crm_event, utc_timestamp(wall) if wanted else "")  # only an extended body shows it
         self._take_lifecycle()
 
     def append(self, crm_event: CrmEvent, timestamp: str) -> None:
@@ -142,7 +143,8 @@ class EventPipeline:
         compat = compat_body(crm_event) if route.compat or not extended else None
         body = extended or compat or b""
         key = crm_event.linkedid or crm_event.uniqueid
-        self._batch.append(NewEvent(key, body, event_type, compat, route.extended, route.compat))
+        # The compat body stored once: as the body itself when there is no extended one.
+        self._batch.append(NewEvent(key, body, event_type, compat if extended else None, route.extended, route.compat))
         self._ids.append(event_id)
         if self.live_listeners:
             self._told.append((crm_event, event_id, extended))
