@@ -112,7 +112,9 @@ def add_routes(router: APIRouter, ctx: RouteContext, admin: WebhookAdmin | None)
         call_id: Annotated[str | None, Query(max_length=160)] = None,
         type: Annotated[Literal[EVENT_TYPES] | None, Query(description="Only this event type.")] = None,  # type: ignore[valid-type]
         since: Annotated[datetime | None, Query(description="Stored at or after (ISO 8601).")] = None,
-        after: Annotated[int, Query(ge=0, description="The page after this seq (the last page's next).")] = 0,
+        after: Annotated[
+            int, Query(ge=0, le=2**63 - 1, description="The page after this seq (the last page's next).")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         """An endpoint's deliveries, oldest first, each with every attempt (status, latency, first bytes)."""
@@ -147,7 +149,9 @@ def add_routes(router: APIRouter, ctx: RouteContext, admin: WebhookAdmin | None)
     @router.get("/event-log", tags=["events"], operation_id="readEventLog")
     async def event_log(
         request: Request,
-        after: Annotated[int, Query(ge=0, description="Events with a sequence number over this one.")] = 0,
+        after: Annotated[
+            int, Query(ge=0, le=2**63 - 1, description="Events with a sequence number over this one.")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         """Stored events, oldest first, each with its sequence number; page with ``after=<next>``."""
