@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from salara import fields
@@ -171,6 +171,15 @@ class Outbox(_Section):
     """``[outbox]``: the durable store of events waiting for the CRM."""
 
     path: str = "/var/lib/salara/outbox.db"
+    """The SQLite file of the store, when there is no ``url``."""
+    url: str = ""
+    """``postgresql://user:password@host:port/database`` (libpq's URI): the store on PostgreSQL; empty: SQLite.
+
+    Its tables are made by ``salara db migrate``."""
+    node: str = Field("", max_length=128)
+    """This node's name on a PostgreSQL store: its claims are its own (empty: the host name). Each node its own."""
+    lease: float = Field(60.0, gt=0, le=3600)
+    """Seconds a PostgreSQL claim holds a delivery, then another node may send it (above ``curlopt_timeout``)."""
     max_rows: int = Field(100_000, gt=0)
     retry_max: float = Field(300.0, gt=0)
     """Longest wait between two delivery attempts of one event, seconds (a ``Retry-After`` may ask more)."""
@@ -180,6 +189,14 @@ class Outbox(_Section):
     """Days a stored event is kept once every endpoint is done with it (the event log), within ``max_rows``."""
     concurrency: int = Field(256, gt=0, le=1024)
     """Most event POSTs in flight to the CRM; how many it takes is found below that (from 8)."""
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("a postgresql:// URL (libpq's URI form), or empty for the SQLite file at path")
+        return value
 
 
 ASTERISK_CONTROL_VARIABLES = (

@@ -1,0 +1,30 @@
+"""Opening the store the config names: PostgreSQL when ``[outbox] url`` is set, else the SQLite file at ``path``."""
+
+from __future__ import annotations
+
+from salara.config.schema import Outbox as OutboxSection
+from salara.store.interface import Store
+
+
+def open_store(section: OutboxSection, *, recover: bool = True, readonly: bool = False) -> Store:
+    """The store of ``[outbox]``, open (see the drivers for ``recover`` and ``readonly``).
+
+    The service opens it with the defaults; the command line with
+    ``recover=False`` or ``readonly=True``. Raises
+    :data:`~salara.store.interface.StoreError` when it cannot be opened.
+    The PostgreSQL driver is imported only when it is used.
+    """
+    if section.url:
+        from salara.store.postgres import PostgresStore
+
+        return PostgresStore(
+            section.url,
+            max_rows=section.max_rows,
+            node=section.node,
+            lease_s=section.lease,
+            recover=recover,
+            readonly=readonly,
+        )
+    from salara.store.sqlite import Outbox
+
+    return Outbox(section.path, max_rows=section.max_rows, recover=recover, readonly=readonly)
