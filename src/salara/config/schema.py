@@ -347,8 +347,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "recordings": Recordings,
 }
 SECRET_KEYS = frozenset({("ami", "secret"), ("url", "webhook_secret")})
-URL_KEYS = frozenset({("url", "dest_url"), ("url", "dest_url_event")})
-"""CRM URLs: shown through :func:`mask_url`, as they may carry credentials."""
+URL_KEYS = frozenset({("url", "dest_url"), ("url", "dest_url_event"), ("outbox", "url")})
+"""CRM URLs and the PostgreSQL store's: shown through :func:`mask_url`, as they may carry credentials."""
 TOKEN_SECTION = "token "
 """Token sections are ``[token NAME]``; the name keeps its case."""
 

@@ -5,6 +5,15 @@ from __future__ import annotations
 from salara.config.schema import Outbox as OutboxSection
 from salara.store.interface import Store
 
+__all__ = ["open_store", "safe_name"]
+
+
+def safe_name(url: str) -> str:
+    """The PostgreSQL store's ``url`` without its password, for messages (see :mod:`salara.store.pginspection`)."""
+    from salara.store.pginspection import safe_name as name
+
+    return name(url)
+
 
 def open_store(section: OutboxSection, *, recover: bool = True, readonly: bool = False) -> Store:
     """The store of ``[outbox]``, open (see the drivers for ``recover`` and ``readonly``).
