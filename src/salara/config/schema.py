@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from salara import fields
@@ -172,10 +172,8 @@ class Outbox(_Section):
 
     path: str = "/var/lib/salara/outbox.db"
     """The SQLite file of the store, when there is no ``url``."""
-    url: str = ""
-    """``postgresql://user:password@host:port/database`` (libpq's URI): the store on PostgreSQL; empty: SQLite.
-
-    Its tables are made by ``salara db migrate``."""
+    url: str = Field("", pattern=r"^(postgres(ql)?://\S*)?$")
+    """``postgresql://user:password@host:port/db`` (libpq's URI): the store on PostgreSQL (``salara db migrate``)."""
     node: str = Field("", max_length=128)
     """This node's name on a PostgreSQL store: its claims are its own (empty: the host name). Each node its own."""
     lease: float = Field(60.0, gt=0, le=3600)
@@ -189,14 +187,6 @@ class Outbox(_Section):
     """Days a stored event is kept once every endpoint is done with it (the event log), within ``max_rows``."""
     concurrency: int = Field(256, gt=0, le=1024)
     """Most event POSTs in flight to the CRM; how many it takes is found below that (from 8)."""
-
-    @field_validator("url")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        value = value.strip()
-        if value and not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("a postgresql:// URL (libpq's URI form), or empty for the SQLite file at path")
-        return value
 
 
 ASTERISK_CONTROL_VARIABLES = (

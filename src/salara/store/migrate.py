@@ -22,6 +22,8 @@ from typing import Final
 
 import psycopg
 
+from salara.store.interface import StoreFailure
+
 MIGRATION_LOCK: Final = 0x5A1A_4A00
 """The advisory lock key (a 64-bit integer) held while migrating."""
 FILE_NAME: Final = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS salara_schema (
 """
 
 
-class SchemaMismatch(Exception):
+class SchemaMismatch(StoreFailure):
     """The database's schema is not this salara's: not migrated yet (``behind``) or newer."""
 
     def __init__(self, message: str, *, behind: bool) -> None:
@@ -125,3 +127,18 @@ def check(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         raise SchemaMismatch(
             f"the database's store schema {current} is newer than this salara's ({wanted})", behind=False
         )
+
+
+def migrate_url(url: str, *, connect_timeout_s: float = 10.0) -> tuple[list[Migration], int]:
+    """Connect to the database at ``url`` and :func:`migrate` it; return the migrations applied and the version now.
+
+    Raises :class:`~salara.store.interface.StoreFailure` (its cause the
+    driver's error) when the database cannot be reached or a migration
+    fails, :class:`SchemaMismatch` when it is newer than this salara.
+    """
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s))) as conn:
+            done = migrate(conn)
+            return done, applied(conn)
+    except psycopg.Error as exc:
+        raise StoreFailure(str(exc).strip()) from exc

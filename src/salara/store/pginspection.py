@@ -48,7 +48,9 @@ class PgInspection:
         """Raise a database error (or a schema found not this salara's) as StoreFailure."""
         try:
             yield
-        except (psycopg.Error, migrate.SchemaMismatch) as exc:
+        except migrate.SchemaMismatch as exc:
+            raise StoreFailure(f"{self.name}: {exc}") from exc
+        except psycopg.Error as exc:
             raise StoreFailure(f"{self.name}: {str(exc).strip()}") from exc
 
     def disabled(self) -> dict[str, tuple[float, str]]:
