@@ -73,7 +73,18 @@ ADAPTERS = {
 
 WIRING = ("salara.app", "salara.cli", "salara.__main__")
 
-IO_MODULES = ("asyncio", "socket", "time", "sqlite3", "psycopg", "aiohttp", "fastapi", "starlette", "uvicorn", "selectors")
+IO_MODULES = (
+    "asyncio",
+    "socket",
+    "time",
+    "sqlite3",
+    "psycopg",
+    "aiohttp",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "selectors",
+)
 
 
 def module_name(path: Path) -> str:
