@@ -29,6 +29,8 @@ of:
   ``next_attempt_at``);
 - ``sending``: claimed by the endpoint's worker, a POST in flight; back to
   ``ready`` when the store is opened again after a crash (at-least-once);
+  on PostgreSQL the claim is a node's lease, which another node takes over
+  once it lapses (:mod:`salara.store.postgres`);
 - ``delivered``: the endpoint took it;
 - ``dead``: its retry schedule ended (:mod:`salara.crm.schedule`); kept,
   counted and listed until the event is pruned, and sent again by a retry or
