@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -180,3 +181,27 @@ def test_the_name_never_shows_the_password() -> None:
         "postgresql://salara@db.example:5433/events"
     )
     assert "hunter2" not in safe_name("postgresql://u:hunter2@[::1/x")
+
+
+def test_the_config_chooses_the_driver(pg_url: str, tmp_path: Path) -> None:
+    from salara.config.schema import Outbox as Section
+    from salara.store.opening import open_store
+    from salara.store.sqlite import Outbox
+
+    with open_store(Section(url=pg_url, node="east", lease=5.0)) as store:
+        assert isinstance(store, PostgresStore) and (store.node, store.lease_s) == ("east", 5.0)
+    with open_store(Section(path=str(tmp_path / "outbox.db"))) as store:
+        assert isinstance(store, Outbox)
+    with pytest.raises(ValueError):
+        Section(url="mysql://db/events")
+
+
+def test_show_config_masks_the_databases_password(tmp_path: Path) -> None:
+    from salara.cli import main
+
+    conf = tmp_path / "salara.conf"
+    conf.write_text("[outbox]\nurl=postgresql://salara:hunter2@db.example/events\n")
+    conf.chmod(0o600)
+    result = CliRunner().invoke(main, ["-c", str(conf), "show", "config"])
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output and "url=postgresql://***@db.example/events" in result.output
