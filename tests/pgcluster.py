@@ -30,7 +30,7 @@ def bin_dir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -43,7 +43,7 @@ class Cluster:
         self.binaries = binaries
         self.dir = Path(tempfile.mkdtemp(prefix="salara-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
 
     def url(self, dbname: str = "postgres") -> str:

@@ -19,7 +19,7 @@ from salara.store import migrate
 from salara.store.interface import StoreError, StoreFailure
 from salara.store.postgres import PostgresStore
 from salara.store.records import Claimed, Counts, Result
-from tests.pgcluster import Cluster
+from tests.pgcluster import Cluster, free_port
 
 NOW = 1_700_000_000.0
 LEASE_S = 30.0
@@ -172,6 +172,21 @@ def test_a_broken_connection_is_opened_again_at_the_next_call(
     with pytest.raises(StoreFailure):
         a.depth()  # the call that finds it broken fails, changing nothing
     assert a.depth() == 1
+
+
+def test_an_unreachable_database_fails_calls_at_once_instead_of_connecting_each_time(
+    pg_url: str, pg_cluster: Cluster, nodes: tuple[PostgresStore, PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = nodes
+    a.close()
+    monkeypatch.setattr(a, "_url", pg_url.replace(f":{pg_cluster.port}/", f":{free_port()}/"))  # nothing listens
+    with pytest.raises(StoreFailure):
+        a.depth()
+    connects: list[object] = []
+    monkeypatch.setattr(psycopg, "connect", lambda *args, **kw: connects.append(args))
+    with pytest.raises(StoreFailure, match="unreachable"):
+        a.depth()
+    assert connects == [], "no new attempt within the pause"
 
 
 def test_the_name_never_shows_the_password() -> None:

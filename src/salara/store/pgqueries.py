@@ -127,6 +127,12 @@ def delete_events(db: Connection, seqs: Sequence[int]) -> set[Head]:
     return heads
 
 
+def count_events(db: Connection) -> int:
+    """How many events the store holds (scans the table: at opening only)."""
+    row = db.execute(sql.COUNT_EVENTS).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 def seqs(db: Connection, statement: str, params: dict[str, object] | tuple[object, ...]) -> list[int]:
     """The first column of ``statement``'s rows, as ints (event sequence numbers)."""
     return [int(seq) for (seq,) in db.execute(statement, params).fetchall()]

@@ -19,33 +19,34 @@ CRM drops duplicates by id). Outcomes and releases change a delivery only
 while the reporting node still holds it: a node that comes back after its
 lease was taken over only adds to the attempt log. A node that restarts
 under the same name (``node``) makes its own claims due again at once, as
-the SQLite store does on opening. Choose ``lease_s`` well above the longest
-POST (``[general] curlopt_timeout``) and the worker's idle look (5 s).
+the SQLite store does on opening. The renewal does not wait for a POST to
+end, so ``lease_s`` need only be well above the longest gap between two
+looks of a worker (its idle look, 5 s) plus a stalled event loop.
 
 Sync, not async. The store's methods stay synchronous and run on the event
 loop thread, on one sync :class:`psycopg.Connection` (psycopg 3) in
 autocommit mode with explicit transactions. Each method is one short
-transaction of a few indexed statements; on a database on the same host or
-LAN a round trip is about 0.1 ms, the same order as a SQLite commit, which
-the event loop already waits for. Keeping the protocol synchronous keeps its
-main guarantee simple: an event is stored (committed) before the pipeline
-does anything else with it, with no other task running in between, so no
-caller had to change. The cost: a slow or unreachable database stalls the
-event loop; so every statement is bounded by ``statement_timeout_s`` and a
-connection attempt by ``connect_timeout_s``. A database far away (several ms
-per round trip) would need the protocol made async (psycopg's
+transaction of a few indexed statements: a round trip to a database on the
+same host or LAN is about 0.1 ms, and an add commits in under 1 ms on a
+local cluster (SQLite: about 0.3 ms), which the event loop already waits for
+today. Staying synchronous keeps the protocol's main guarantee simple (an
+event is committed before the pipeline does anything else with it, no other
+task running in between) and no caller changes. The cost: a slow database
+stalls the event loop, so every statement is bounded by
+``statement_timeout_s`` and a connection attempt by ``connect_timeout_s``; a
+database several ms away would need the protocol made async (psycopg's
 ``AsyncConnection``), a change of every caller.
 
 Errors: every :class:`psycopg.Error` is raised as
 :class:`~salara.store.interface.StoreFailure` (the transaction rolled back:
-nothing changed). A connection found broken is opened again at the next call.
+nothing changed). A connection found broken is opened again at the next call;
+after a failed attempt, calls fail at once for :data:`RECONNECT_PAUSE_S`.
 
-Bounds: as the SQLite store's (``max_rows`` events, ``max_keys`` keys). The
-event count is kept in memory from the count at opening, so with several
-nodes adding, each trims by its own count; only the leading node adds.
-
-Times are Unix seconds (``time.time()``). The URL's password never appears
-in :attr:`PostgresStore.name`.
+Bounds: as the SQLite store's (``max_rows`` events, ``max_keys`` keys), by
+an event count kept in memory from opening. Both it and the event log's
+order (sequence numbers are given at insert, seen at commit) assume one
+node adds at a time: the leading one. Times are Unix seconds; the URL's
+password never appears in :attr:`PostgresStore.name`.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ import psycopg
 from salara.calls.tracking import TrackingChanges
 from salara.store import migrate, pgqueries
 from salara.store import pgstatements as sql
-from salara.store.interface import Store
+from salara.store.interface import Store, StoreFailure
 from salara.store.pginspection import PgInspection, safe_name
 from salara.store.records import (
     DEFAULT_ENDPOINT,
@@ -80,6 +81,8 @@ DROP_LOG_INTERVAL_S: Final = 10.0
 """A full store logs its drops at most this often (each message gives the count)."""
 MAX_KEYS: Final = 10_000
 """Idempotency keys kept at most by default; the oldest go first."""
+RECONNECT_PAUSE_S: Final = 1.0
+"""After a failed connection attempt, calls fail at once for this long, without trying again."""
 
 
 class PostgresStore(PgInspection, Store):
@@ -105,7 +108,7 @@ class PostgresStore(PgInspection, Store):
         recover: bool = True,
         readonly: bool = False,
         max_keys: int = MAX_KEYS,
-        connect_timeout_s: float = 5.0,
+        connect_timeout_s: float = 2.0,
         statement_timeout_s: float = 5.0,
     ) -> None:
         if max_rows <= 0 or max_keys <= 0 or lease_s <= 0:
@@ -118,16 +121,15 @@ class PostgresStore(PgInspection, Store):
         self.readonly = readonly
         self.connect_timeout_s = connect_timeout_s
         self.statement_timeout_s = statement_timeout_s
-        self.dropped = 0
-        """Undelivered events dropped because the store was full, since opening."""
-        self.recovered_from: str | None = None
-        """Always None: a database is never set aside (only a damaged SQLite file is)."""
+        self.dropped = 0  # undelivered events dropped because the store was full, since opening
+        self.recovered_from: str | None = None  # a database is never set aside (a damaged SQLite file is)
         self._drops_unlogged = 0
         self._drops_logged_at = float("-inf")
         self._renewed: dict[str, float] = {}
         self._db: pgqueries.Connection | None = None
+        self._down_until = float("-inf")
         with self._guard():
-            self._rows = self._count_rows(self._connection())
+            self._rows = pgqueries.count_events(self._connection())
         if recover and not readonly:
             self._recover()
 
@@ -144,7 +146,14 @@ class PostgresStore(PgInspection, Store):
         self._db = None
         if db is not None:
             db.close()
-        db = psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, round(self.connect_timeout_s)))
+        if time.monotonic() < self._down_until:
+            raise StoreFailure(f"{self.name}: unreachable (the last connection attempt failed); trying again shortly")
+        try:
+            db = psycopg.connect(self._url, autocommit=True, connect_timeout=max(2, round(self.connect_timeout_s)))
+        except psycopg.Error:
+            # The event loop must not wait for a connection attempt on every call while the database is down.
+            self._down_until = time.monotonic() + RECONNECT_PAUSE_S
+            raise
         try:
             db.execute(
                 "SELECT set_config('statement_timeout', %s, false)", (f"{int(self.statement_timeout_s * 1000)}",)
@@ -388,7 +397,3 @@ class PostgresStore(PgInspection, Store):
         except BaseException:
             self._rows = rows
             raise
-
-    def _count_rows(self, db: pgqueries.Connection) -> int:
-        row = db.execute(sql.COUNT_EVENTS).fetchone()
-        return int(row[0]) if row is not None else 0
