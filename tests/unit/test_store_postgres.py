@@ -8,6 +8,7 @@ database are two salara nodes. The database is the throwaway cluster's
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +16,13 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from salara.crm.delivery import DeliveryWorker
 from salara.store import migrate
 from salara.store.interface import StoreError, StoreFailure
 from salara.store.postgres import PostgresStore
 from salara.store.records import Claimed, Counts, Result
 from tests.pgcluster import Cluster, free_port
+from tests.unit.crm_server import RecordingCRM, running, until
 
 NOW = 1_700_000_000.0
 LEASE_S = 30.0
@@ -220,3 +223,27 @@ def test_show_config_masks_the_databases_password(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["-c", str(conf), "show", "config"])
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.output and "url=postgresql://***@db.example/events" in result.output
+
+
+async def test_the_surviving_nodes_worker_delivers_what_a_dead_node_held_once_its_lease_lapses(pg_url: str) -> None:
+    crm = RecordingCRM()
+    await crm.start()
+    dead = PostgresStore(pg_url, max_rows=1000, node="a", lease_s=1.0)
+    survivor = PostgresStore(pg_url, max_rows=1000, node="b", lease_s=1.0)
+    try:
+        added = dead.add([("A", b'{"event":"A1"}'), ("A", b'{"event":"A2"}'), ("B", b'{"event":"B1"}')])
+        assert len(dead.claim(10)) == 2  # A1 and B1 in flight on node a
+        dead.close()  # killed mid-delivery
+        killed = time.monotonic()
+        worker = DeliveryWorker(survivor, crm.url, retry_min_s=0.02, retry_max_s=0.1, timeout_s=5.0, idle_poll_s=0.1)
+        async with running(worker):
+            await until(lambda: len(crm.delivered()) == 3, "node b delivers all three")
+        took = time.monotonic() - killed
+        requests = crm.delivered()
+        assert [r.name for r in requests].index("A1") < [r.name for r in requests].index("A2"), "per-call order"
+        assert sorted(r.id for r in requests) == sorted(added), "the ids the events were stored with"
+        assert 1.0 <= took < 10.0, "sent once node a's lease lapsed (1 s), not before, and soon after"
+        assert survivor.counts() == Counts(delivered=3)
+    finally:
+        survivor.close()
+        await crm.stop()
