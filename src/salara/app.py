@@ -59,7 +59,7 @@ from salara.routing.channels import LiveChannels
 from salara.routing.script import Router
 from salara.routing.table import RouteTable
 from salara.store.interface import Store
-from salara.store.opening import open_store
+from salara.store.opening import open_store, wakeups
 from salara.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,9 @@ class Services:
         }
         if self.deliveries is not None:
             parts["delivery"] = self.deliveries.run
+            wake = wakeups(self.config.outbox, self.deliveries.notify)  # PostgreSQL: LISTEN/NOTIFY
+            if wake is not None:
+                parts["store-wakeups"] = wake
         if self.outbox is not None:
             keep_s = self.config.outbox.keep_days * 86400.0
             parts["retention"] = Retention(self.outbox, keep_s=keep_s).run

@@ -57,6 +57,7 @@ ADAPTERS = {
         "salara.store.pgqueries",
         "salara.store.pgstatements",
         "salara.store.migrate",
+        "salara.store.pglisten",
     ),
     "CRM HTTP client": (
         "salara.crm.client",

@@ -7,6 +7,7 @@ database are two salara nodes. The database is the throwaway cluster's
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from salara.crm.delivery import DeliveryWorker
 from salara.store import migrate
 from salara.store.interface import StoreError, StoreFailure
+from salara.store.pglisten import listen
 from salara.store.postgres import PostgresStore
 from salara.store.records import Claimed, Counts, Result
 from tests.pgcluster import Cluster, free_port
@@ -247,3 +249,28 @@ async def test_the_surviving_nodes_worker_delivers_what_a_dead_node_held_once_it
     finally:
         survivor.close()
         await crm.stop()
+
+
+async def test_a_retry_or_an_enable_on_another_node_wakes_this_nodes_workers(
+    nodes: tuple[PostgresStore, PostgresStore], pg_url: str
+) -> None:
+    a, b = nodes
+    woken = asyncio.Event()
+    task = asyncio.create_task(listen(pg_url, woken.set))
+    try:
+        await asyncio.wait_for(woken.wait(), 10)  # once on listening
+        woken.clear()
+        a.add([("A", b"a1")], now=NOW)
+        (event,) = a.claim(1, now=NOW)
+        a.record([Result(event, "dead", NOW, 410, "gone")])
+        await asyncio.sleep(0.2)
+        assert not woken.is_set(), "outcomes wake nobody"
+        assert b.retry() == 1  # another node, or the command line
+        await asyncio.wait_for(woken.wait(), 10)
+        woken.clear()
+        b.disable("crm2", "HTTP 410", now=NOW)
+        assert b.enable("crm2")
+        await asyncio.wait_for(woken.wait(), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

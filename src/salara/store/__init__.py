@@ -8,6 +8,7 @@
 - :mod:`salara.store.postgres`: :class:`~salara.store.postgres.PostgresStore`, the driver on a
   PostgreSQL database shared by nodes (claims with a lease), with its SQL in
   :mod:`salara.store.pgstatements` and :mod:`salara.store.pgqueries`, its schema in the migrations
-  run by :mod:`salara.store.migrate` (``salara db migrate``);
+  run by :mod:`salara.store.migrate` (``salara db migrate``), its wake-ups of other nodes'
+  workers in :mod:`salara.store.pglisten`;
 - :mod:`salara.store.opening`: :func:`~salara.store.opening.open_store`, the store ``[outbox]`` names.
 """

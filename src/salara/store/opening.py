@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+
 from salara.config.schema import Outbox as OutboxSection
 from salara.store.interface import Store
 
-__all__ = ["open_store", "safe_name"]
+__all__ = ["open_store", "safe_name", "wakeups"]
 
 
 def safe_name(url: str) -> str:
@@ -37,3 +40,16 @@ def open_store(section: OutboxSection, *, recover: bool = True, readonly: bool =
     from salara.store.sqlite import Outbox
 
     return Outbox(section.path, max_rows=section.max_rows, recover=recover, readonly=readonly)
+
+
+def wakeups(section: OutboxSection, wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+    """A background part calling ``wake()`` when another process re-queues events (PostgreSQL), else None.
+
+    See :mod:`salara.store.pglisten`; the SQLite store has nothing like it
+    (its workers find re-queued events at their next idle look).
+    """
+    if not section.url:
+        return None
+    from salara.store.pglisten import listen
+
+    return functools.partial(listen, section.url, wake)

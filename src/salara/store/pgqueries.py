@@ -238,7 +238,8 @@ def requeue(
 ) -> int:
     """Send deliveries again from ``at``: done ones (in ``statuses``) start over, waiting ones are due at once.
 
-    As :func:`salara.store.queries.requeue`: per-call order holds. Returns how many changed.
+    As :func:`salara.store.queries.requeue`: per-call order holds. Wakes every node's workers when one
+    changed (at commit). Returns how many changed.
     """
     where, params = _filters(statuses, endpoint, ids, since)
     chosen = db.execute(
@@ -256,6 +257,8 @@ def requeue(
     waiting = db.execute(
         f"UPDATE deliveries AS u SET next_attempt_at = %s WHERE (u.seq, u.endpoint) IN ({due})", (at, *params)
     ).rowcount
+    if chosen or waiting:
+        db.execute(sql.WAKE)
     return len(chosen) + waiting
 
 

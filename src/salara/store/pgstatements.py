@@ -95,6 +95,7 @@ RESUME: Final = """
 UPDATE deliveries SET status = 'ready', claimed_by = NULL, lease_until = NULL
 WHERE status = 'sending' AND claimed_by = %s
 """
+WAKE: Final = "SELECT pg_notify('salara_outbox', '')"  # at commit, to every node listening (salara.store.pglisten)
 HEADS: Final = "SELECT DISTINCT endpoint, call_key FROM deliveries WHERE status = 'blocked'"
 
 # Events delivered everywhere before %(before)s (or that no endpoint got), oldest first; a dead delivery keeps
@@ -125,7 +126,11 @@ DISABLE: Final = """
 INSERT INTO endpoint_state (endpoint, disabled_at, reason) VALUES (%s, %s, %s)
 ON CONFLICT (endpoint) DO UPDATE SET disabled_at = excluded.disabled_at, reason = excluded.reason
 """
-ENABLE: Final = "DELETE FROM endpoint_state WHERE endpoint = %s"
+# Enabling wakes every node's workers (salara.store.pglisten): one row per endpoint enabled.
+ENABLE: Final = """
+WITH enabled AS (DELETE FROM endpoint_state WHERE endpoint = %s RETURNING 1)
+SELECT pg_notify('salara_outbox', '') FROM enabled
+"""
 DISABLED: Final = "SELECT endpoint, disabled_at, reason FROM endpoint_state WHERE disabled_at IS NOT NULL"
 
 # -- call tracking ---------------------------------------------------------------
