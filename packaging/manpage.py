@@ -96,7 +96,7 @@ def manpage() -> str:
         "(\\fB[general] edit_file\\fR); included by the main file.",
         ".TP",
         "\\fI/var/lib/salara/outbox.db\\fR",
-        "Call events waiting for the CRM.",
+        "Call events waiting for the CRM (unless \\fB[outbox] url\\fR names a PostgreSQL database).",
         ".SH ENVIRONMENT",
         ".TP",
         "\\fBSALARA_CONFIG\\fR",

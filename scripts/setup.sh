@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything salara and its tests need on Debian 12, as root; idempotent.
 #   - Debian packages: python3 (3.11+) with venv, Debian's python3.11-venv (the .deb), debootstrap, curl,
-#     chromium and chromium-driver (the web console's browser tests)
+#     chromium and chromium-driver (the web console's browser tests), postgresql (the PostgreSQL store's
+#     tests start a throwaway cluster; no system cluster is made)
 #   - .venv with salara and its development tools (and promtool, from Debian's prometheus package)
 #   - the test PBX (Asterisk 22 + a SIP phone in a Debian sid chroot, .testpbx/)
 set -euo pipefail
@@ -20,6 +21,13 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 # The Debian package (packaging/build-deb.sh) is built on Debian's own interpreter.
 /usr/bin/python3.11 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3.11-venv)
+# The PostgreSQL store's tests start a throwaway cluster with Debian's initdb and pg_ctl (tests/pgcluster.py);
+# no system cluster is made or started (create_main_cluster = false, before the package is installed).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+  mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/salara-tests.conf
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   apt-get update -qq

@@ -58,7 +58,8 @@ from salara.reload import RetiredClients, crm_client, crm_lookup, reload
 from salara.routing.channels import LiveChannels
 from salara.routing.script import Router
 from salara.routing.table import RouteTable
-from salara.store.sqlite import Outbox
+from salara.store.interface import Store
+from salara.store.opening import open_store, wakeups
 from salara.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Services:
     crm: aiohttp.ClientSession
     hub: EventHub
     metrics: Metrics
-    outbox: Outbox | None = None
+    outbox: Store | None = None
     deliveries: Deliveries | None = None
     feed: CallFeed | None = None
     """Wakes the console's live calls (``/ui``) after the call model folded an event."""
@@ -116,7 +117,7 @@ class Services:
             tracker.registry, inbound_contexts=config.calls.inbound_contexts, recording_url=control.recordings.url
         )
         # Stored even without an endpoint: the event log (/v1/event-log) and call tracking over restarts.
-        outbox = Outbox(config.outbox.path, max_rows=config.outbox.max_rows)
+        outbox = open_store(config.outbox)  # [outbox] url: PostgreSQL; else the SQLite file at path
         deliveries = Deliveries(outbox, config)
         if not deliveries.workers:
             log.warning("no [url] dest_url_event and no [webhook NAME]: call events are stored for /v1/event-log only")
@@ -178,6 +179,9 @@ class Services:
         }
         if self.deliveries is not None:
             parts["delivery"] = self.deliveries.run
+            wake = wakeups(self.config.outbox, self.deliveries.notify)  # PostgreSQL: LISTEN/NOTIFY
+            if wake is not None:
+                parts["store-wakeups"] = wake
         if self.outbox is not None:
             keep_s = self.config.outbox.keep_days * 86400.0
             parts["retention"] = Retention(self.outbox, keep_s=keep_s).run

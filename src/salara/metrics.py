@@ -81,8 +81,8 @@ if TYPE_CHECKING:
     from salara.events.hub import EventHub
     from salara.events.pipeline import EventPipeline
     from salara.routing.script import Router
+    from salara.store.interface import Store
     from salara.store.records import Result
-    from salara.store.sqlite import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Sources:
     control: CallControl | None = None
     hub: EventHub | None = None
     pipeline: EventPipeline | None = None
-    outbox: Outbox | None = None
+    outbox: Store | None = None
     delivery: DeliveryWorker | None = None
     router: Router | None = None
     tracker: CallTracker | None = None
@@ -320,7 +320,7 @@ def _calls(control: CallControl) -> Iterator[Metric]:
     )
 
 
-def _outbox(outbox: Outbox) -> Iterator[Metric]:
+def _outbox(outbox: Store) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "salara_outbox_recovered",
         "Damaged outbox files set aside at start (a fresh outbox started; see the ERROR log line)",

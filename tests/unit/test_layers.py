@@ -51,6 +51,13 @@ ADAPTERS = {
         "salara.store.queries",
         "salara.store.statements",
         "salara.store.inspection",
+        "salara.store.opening",
+        "salara.store.postgres",
+        "salara.store.pginspection",
+        "salara.store.pgqueries",
+        "salara.store.pgstatements",
+        "salara.store.migrate",
+        "salara.store.pglisten",
     ),
     "CRM HTTP client": (
         "salara.crm.client",
@@ -67,7 +74,18 @@ ADAPTERS = {
 
 WIRING = ("salara.app", "salara.cli", "salara.__main__")
 
-IO_MODULES = ("asyncio", "socket", "time", "sqlite3", "aiohttp", "fastapi", "starlette", "uvicorn", "selectors")
+IO_MODULES = (
+    "asyncio",
+    "socket",
+    "time",
+    "sqlite3",
+    "psycopg",
+    "aiohttp",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "selectors",
+)
 
 
 def module_name(path: Path) -> str:

@@ -1,7 +1,7 @@
 """Several endpoints, the retry schedule that ends, dead letters, replay, Retry-After, 410, rotation, the log.
 
 Real HTTP servers on 127.0.0.1 (:class:`~tests.unit.crm_server.RecordingCRM`)
-receive what the workers post from a real SQLite outbox.
+receive what the workers post from a real store (a SQLite file, and a PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import email.utils
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,10 @@ import standardwebhooks
 from salara.crm.delivery import DeliveryWorker
 from salara.crm.schedule import REFUSED_TRIES, Schedule, retry_after_s
 from salara.crm.signing import new_secret
+from salara.store.interface import Store
 from salara.store.records import NewEvent, Result
 from salara.store.sqlite import Outbox
+from tests.unit.conftest import OpenStore
 from tests.unit.crm_server import RecordingCRM, Request, running, until
 
 NOW = 1_700_000_000.0
@@ -44,12 +46,11 @@ async def other() -> AsyncIterator[RecordingCRM]:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    with Outbox(tmp_path / "outbox.db", max_rows=10_000) as store:
-        yield store
+def outbox(open_store: OpenStore) -> Store:
+    return open_store(max_rows=10_000)
 
 
-def worker(outbox: Outbox, url: str, name: str, **kw: object) -> DeliveryWorker:
+def worker(outbox: Store, url: str, name: str, **kw: object) -> DeliveryWorker:
     options: dict[str, object] = {"retry_min_s": 0.02, "retry_max_s": 0.1, "timeout_s": 5.0, "concurrency": 4}
     options.update(kw)
     return DeliveryWorker(outbox, url, endpoint=name, disable_on_gone=name != "default", **options)  # type: ignore[arg-type]
@@ -63,7 +64,7 @@ def calls(requests: list[Request]) -> dict[str, list[str]]:
     return out
 
 
-def add(outbox: Outbox, endpoints: dict[str, tuple[str, ...]], *names: str) -> dict[str, str]:
+def add(outbox: Store, endpoints: dict[str, tuple[str, ...]], *names: str) -> dict[str, str]:
     """Events ``<call><n>``: a ``Hangup``, or with an ``E`` a ``call.ended``; each to ``endpoints[its type]``."""
     items = []
     for name in names:
@@ -102,7 +103,7 @@ def test_retry_after_sets_the_earliest_next_try_on_429_and_503_only() -> None:
 
 
 async def test_two_endpoints_get_their_own_types_and_a_dead_one_holds_back_no_other(
-    crm: RecordingCRM, other: RecordingCRM, outbox: Outbox
+    crm: RecordingCRM, other: RecordingCRM, outbox: Store
 ) -> None:
     routes = {"Hangup": ("default", "crm2"), "call.ended": ("crm2",)}
     await other.stop()  # crm2 is down at first
@@ -119,7 +120,7 @@ async def test_two_endpoints_get_their_own_types_and_a_dead_one_holds_back_no_ot
 
 
 async def test_a_refused_event_goes_dead_after_five_tries_the_call_goes_on_and_a_replay_delivers_it(
-    crm: RecordingCRM, outbox: Outbox
+    crm: RecordingCRM, outbox: Store
 ) -> None:
     accept = asyncio.Event()
 
@@ -149,7 +150,7 @@ async def test_a_refused_event_goes_dead_after_five_tries_the_call_goes_on_and_a
 
 
 async def test_retry_after_on_a_503_holds_every_request_to_the_endpoint_until_then(
-    crm: RecordingCRM, outbox: Outbox
+    crm: RecordingCRM, outbox: Store
 ) -> None:
     refused_at: list[float] = []
 
@@ -173,7 +174,7 @@ async def test_retry_after_on_a_503_holds_every_request_to_the_endpoint_until_th
         await until(lambda: len(crm.delivered()) == 2, "both delivered after it")
 
 
-async def test_410_disables_a_named_endpoint_until_it_is_enabled(crm: RecordingCRM, outbox: Outbox) -> None:
+async def test_410_disables_a_named_endpoint_until_it_is_enabled(crm: RecordingCRM, outbox: Store) -> None:
     gone = True
 
     async def policy(request: Request) -> int:
@@ -198,7 +199,7 @@ async def test_410_disables_a_named_endpoint_until_it_is_enabled(crm: RecordingC
 
 
 async def test_during_a_rotation_either_secret_verifies_with_the_standardwebhooks_library(
-    crm: RecordingCRM, outbox: Outbox
+    crm: RecordingCRM, outbox: Store
 ) -> None:
     old, new = new_secret(), new_secret()
     delivery = worker(outbox, crm.url, "crm2", secret=f"{new} {old}")
@@ -226,7 +227,7 @@ async def test_during_a_rotation_either_secret_verifies_with_the_standardwebhook
 # -- the store: replay, the log, the move from schema 1 ------------------------------------
 
 
-def test_replay_since_sends_delivered_events_again_in_per_call_order(outbox: Outbox) -> None:
+def test_replay_since_sends_delivered_events_again_in_per_call_order(outbox: Store) -> None:
     ids = add(outbox, {"Hangup": ("crm2",)}, "A1", "A2", "B1")
 
     def deliver_all() -> list[str]:
@@ -244,7 +245,7 @@ def test_replay_since_sends_delivered_events_again_in_per_call_order(outbox: Out
     assert order.index(ids["A1"]) < order.index(ids["A2"]) and sorted(order) == sorted(ids.values())
 
 
-def test_the_event_log_pages_every_stored_event_once_in_order_also_without_an_endpoint(outbox: Outbox) -> None:
+def test_the_event_log_pages_every_stored_event_once_in_order_also_without_an_endpoint(outbox: Store) -> None:
     ids = add(outbox, {}, *[f"C{n}" for n in range(1, 8)])  # no endpoint gets them
     assert outbox.depth() == 0
     seen, after = [], 0

@@ -7,12 +7,13 @@ the credentials of the config file; they do not need the service running.
 :mod:`salara.cli.common`; the commands, by what they work on, in
 :mod:`salara.cli.pbx` (Asterisk, and the test post to the CRM),
 :mod:`salara.cli.admin` (the config file: routes, tokens) and
-:mod:`salara.cli.events` (the outbox and the calls the service tracks).
+:mod:`salara.cli.events` (the outbox and the calls the service tracks),
+:mod:`salara.cli.db` (the PostgreSQL store's migrations).
 """
 
 from __future__ import annotations
 
-from salara.cli import admin, events, pbx
+from salara.cli import admin, db, events, pbx
 from salara.cli.common import main
 
-__all__ = ["admin", "events", "main", "pbx"]
+__all__ = ["admin", "db", "events", "main", "pbx"]

@@ -1,6 +1,6 @@
 """The commands about call events and tracked calls: ``events``, ``show tracked``, ``forget``.
 
-``events`` opens the outbox file beside the running service;
+``events`` opens the store (the outbox file, or the PostgreSQL database) beside the running service;
 ``show tracked`` and ``forget`` ask the running service over its API.
 """
 
@@ -21,9 +21,9 @@ import click
 
 from salara.cli.common import load_config, main, show
 from salara.logsafe import escape
-from salara.store.interface import StoreError
+from salara.store.interface import Store, StoreError
+from salara.store.opening import open_store, safe_name
 from salara.store.records import Status
-from salara.store.sqlite import Outbox
 
 
 @main.group()
@@ -31,24 +31,28 @@ def events() -> None:
     """Call events waiting in the outbox (works while the service runs)."""
 
 
-def _outbox(ctx: click.Context, *, readonly: bool) -> Outbox:
-    """The outbox, opened beside a service that may be delivering from it.
+def _outbox(ctx: click.Context, *, readonly: bool) -> Store:
+    """The store (``[outbox]``), opened beside a service that may be delivering from it.
 
     Never with the service's recovery (events in flight due again, trimming,
     a damaged file set aside): that would send again what is in flight.
     ``readonly`` writes nothing at all. Raises :class:`click.ClickException`
-    when there is no file or it cannot be opened (damaged, locked, newer).
+    when there is no SQLite file or the store cannot be opened (damaged,
+    locked, newer; a database unreachable or not migrated).
     """
     config = load_config(ctx)
-    path = Path(config.outbox.path)
-    if not path.exists():
-        raise click.ClickException(f"no outbox at {path}")
+    section = config.outbox
+    if section.url:
+        where = safe_name(section.url)
+    else:
+        where = section.path
+        if not Path(section.path).exists():
+            raise click.ClickException(f"no outbox at {section.path}")
     try:
-        return Outbox(path, max_rows=config.outbox.max_rows, recover=False, readonly=readonly)
+        return open_store(section, recover=False, readonly=readonly)
     except StoreError as exc:
-        raise click.ClickException(
-            f"cannot open the outbox {path}: {exc} (salara serve sets a damaged file aside when it starts)"
-        ) from None
+        hint = "" if section.url else " (salara serve sets a damaged file aside when it starts)"
+        raise click.ClickException(f"cannot open the outbox {where}: {exc}{hint}") from None
 
 
 ENDPOINT_HELP = "Only deliveries to this endpoint: default ([url] dest_url_event) or a [webhook NAME]."

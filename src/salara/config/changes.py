@@ -35,6 +35,9 @@ RESTART_KEYS: Final = frozenset(
         ("agi", "header_timeout"),
         ("calls", "inbound_contexts"),
         ("outbox", "path"),  # the open event store
+        ("outbox", "url"),
+        ("outbox", "node"),
+        ("outbox", "lease"),
         ("outbox", "max_rows"),
     }
     | {("ami", key) for key in SECTIONS["ami"].model_fields}  # the AMI session

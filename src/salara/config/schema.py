@@ -171,6 +171,13 @@ class Outbox(_Section):
     """``[outbox]``: the durable store of events waiting for the CRM."""
 
     path: str = "/var/lib/salara/outbox.db"
+    """The SQLite file of the store, when there is no ``url``."""
+    url: str = Field("", pattern=r"^(postgres(ql)?://\S*)?$")
+    """``postgresql://user:password@host:port/db`` (libpq's URI): the store on PostgreSQL (``salara db migrate``)."""
+    node: str = Field("", max_length=128)
+    """This node's name on a PostgreSQL store: its claims are its own (empty: the host name). Each node its own."""
+    lease: float = Field(60.0, gt=0, le=3600)
+    """Seconds a PostgreSQL claim holds a delivery unrenewed; then another node may send it (renewed every 1/3)."""
     max_rows: int = Field(100_000, gt=0)
     retry_max: float = Field(300.0, gt=0)
     """Longest wait between two delivery attempts of one event, seconds (a ``Retry-After`` may ask more)."""
@@ -330,8 +337,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "recordings": Recordings,
 }
 SECRET_KEYS = frozenset({("ami", "secret"), ("url", "webhook_secret")})
-URL_KEYS = frozenset({("url", "dest_url"), ("url", "dest_url_event")})
-"""CRM URLs: shown through :func:`mask_url`, as they may carry credentials."""
+URL_KEYS = frozenset({("url", "dest_url"), ("url", "dest_url_event"), ("outbox", "url")})
+"""CRM URLs and the PostgreSQL store's: shown through :func:`mask_url`, as they may carry credentials."""
 TOKEN_SECTION = "token "
 """Token sections are ``[token NAME]``; the name keeps its case."""
 

@@ -5,8 +5,10 @@ committed transaction per batch) before anything else happens to it; the
 delivery worker (:mod:`salara.crm.delivery`) claims due events, posts them
 and records each outcome there. Nothing is lost when the CRM is slow or
 down, or when salara is killed. The SQLite driver
-(:class:`salara.store.sqlite.Outbox`) implements it today; a driver for
-another database implements the same methods with the same meaning.
+(:class:`salara.store.sqlite.Outbox`, one machine) and the PostgreSQL one
+(:class:`salara.store.postgres.PostgresStore`, nodes sharing a database)
+implement the same methods with the same meaning; :func:`salara.store.opening.open_store`
+opens the one the config names.
 
 Each event is a row with a unique id (32 hex digits; the CRM drops
 duplicates by it, as delivery is at-least-once), a sequence number (the
@@ -27,6 +29,8 @@ of:
   ``next_attempt_at``);
 - ``sending``: claimed by the endpoint's worker, a POST in flight; back to
   ``ready`` when the store is opened again after a crash (at-least-once);
+  on PostgreSQL the claim is a node's lease, which another node takes over
+  once it lapses (:mod:`salara.store.postgres`);
 - ``delivered``: the endpoint took it;
 - ``dead``: its retry schedule ended (:mod:`salara.crm.schedule`); kept,
   counted and listed until the event is pruned, and sent again by a retry or
@@ -68,7 +72,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Final, Protocol, Self
 
 from salara.calls.tracking import TrackingChanges
 from salara.store.records import (
@@ -84,11 +88,20 @@ from salara.store.records import (
     Status,
 )
 
-StoreError = sqlite3.Error
-"""What a store raises when it cannot read or write (the call changed nothing).
 
-Today this is :class:`sqlite3.Error` itself, which the callers catch; a second
-driver makes it a base class that both drivers raise.
+class StoreFailure(Exception):
+    """A store other than SQLite could not read or write (the call changed nothing); the driver's error is its cause.
+
+    The PostgreSQL driver (:mod:`salara.store.postgres`) raises it for
+    every database error, so that its callers need not know the driver.
+    """
+
+
+StoreError: Final = (sqlite3.Error, StoreFailure)
+"""What a store raises when it cannot read or write (the call changed nothing): catch it with ``except StoreError``.
+
+The SQLite driver raises :class:`sqlite3.Error` itself; the others
+:class:`StoreFailure`.
 """
 
 
