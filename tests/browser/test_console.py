@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
@@ -274,15 +273,9 @@ def test_a_token_without_admin_sees_no_deliveries_and_no_replay(
     assert browser.find_elements(By.CSS_SELECTOR, "#live-table button[data-action=hangup]") == []  # no call right
 
 
-def webhooks_served(salara: SalaraProcess) -> bool:
-    return httpx.get(f"{salara.url}/v1/webhooks", headers=salara.headers, timeout=5).status_code != 404
-
-
 def test_a_refused_delivery_shows_its_attempts_and_replay_delivers_it(
     browser: webdriver.Chrome, salara: SalaraProcess, crm: FakeCrm
 ) -> None:
-    if not webhooks_served(salara):
-        pytest.skip("GET /v1/webhooks is not served yet (src/salara/api/v1/deliveries.py); enabled once it lands")
     crm.status = 500  # every event refused
     incoming_call("5553001")
     crm.wait_for(lambda c: bool(c.events()), 30)  # the call's first event, refused
@@ -319,14 +312,3 @@ def test_a_refused_delivery_shows_its_attempts_and_replay_delivers_it(
         " {method: 'POST', body: {since: new Date(0).toISOString()}})).then(a => done([a.status, a.body.message]));"
     )
     assert status == [403, "token 'console-monitor' lacks the 'admin' right"]
-
-
-def test_the_deliveries_view_says_not_available_while_the_api_is_missing(
-    browser: webdriver.Chrome, salara: SalaraProcess
-) -> None:
-    if webhooks_served(salara):
-        pytest.skip("GET /v1/webhooks is served: the view shows deliveries (test above)")
-    sign_in(browser, salara)
-    open_view(browser, "deliveries")
-    until(browser, "the notice", lambda d: d.find_element(By.ID, "deliveries-unavailable").is_displayed())
-    assert browser.find_element(By.ID, "deliveries-unavailable").text.startswith("Not available")

@@ -8,6 +8,7 @@ MixMonitor would name them, into a temporary monitor directory.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -109,19 +110,25 @@ def test_retention_deletes_only_salaras_own_files_older_than_the_retention(tmp_p
 def test_retention_in_a_directory_it_may_not_write_says_so_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root may write anywhere")
     cfg = conf(tmp_path, retention_days="1")
     monitor = tmp_path / "monitor"
     monitor.mkdir()
     (monitor / "salara-rec-c1.wav").write_bytes(b"RIFF")
     os.utime(monitor / "salara-rec-c1.wav", (0, 0))
-    monitor.chmod(0o555)
+
+    # Root may write anywhere but in an immutable directory (EPERM); anyone else not in a read-only one (EACCES).
+    def protect(on: bool) -> None:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "+i" if on else "-i", str(monitor)], check=True)
+        else:
+            monitor.chmod(0o555 if on else 0o755)
+
+    protect(True)
     try:
         files = RecordingFiles(lambda: cfg)
         assert files.sweep(time.time()) == 0 and files.sweep(time.time()) == 0
     finally:
-        monitor.chmod(0o755)
+        protect(False)
     assert sum("cannot delete" in r.message for r in caplog.records) == 1
 
 

@@ -147,17 +147,11 @@ function endpointBox(endpoint) {
 
 async function load() {
   const answer = await request("/v1/webhooks");
-  const unavailable = answer.status === 404;
-  $("#deliveries-unavailable").hidden = !unavailable;
-  if (unavailable) {
-    fill($("#deliveries-body"));
-    return;
-  }
   if (answer.status !== 200) {
     fill($("#deliveries-body"), el("p", { class: "error" }, problem(answer)));
     return;
   }
-  const endpoints = Array.isArray(answer.body) ? answer.body : answer.body.webhooks || answer.body.endpoints || [];
+  const endpoints = answer.body.webhooks;
   fill($("#deliveries-body"), endpoints.length ? endpoints.map(endpointBox) : el("p", { class: "empty" }, "No webhook endpoint configured."));
 }
 
