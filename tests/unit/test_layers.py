@@ -51,6 +51,7 @@ ADAPTERS = {
         "salara.store.queries",
         "salara.store.statements",
         "salara.store.inspection",
+        "salara.store.drops",
         "salara.store.opening",
         "salara.store.postgres",
         "salara.store.pginspection",

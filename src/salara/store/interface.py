@@ -108,8 +108,11 @@ The SQLite driver raises :class:`sqlite3.Error` itself; the others
 class Store(Protocol):
     """The durable store of events, attempts, call tracking and idempotency keys (module doc)."""
 
-    dropped: int
-    """Undelivered events dropped because the store was full, since opening."""
+    @property
+    def dropped(self) -> int:
+        """Undelivered events dropped because the store was full, since opening."""
+        ...
+
     recovered_from: str | None
     """Where the store's damaged file was moved when the service opened it (a fresh one started), else None."""
 

@@ -64,6 +64,7 @@ import psycopg
 from salara.calls.tracking import TrackingChanges
 from salara.store import migrate, pgqueries
 from salara.store import pgstatements as sql
+from salara.store.drops import Drops
 from salara.store.interface import Store, StoreFailure
 from salara.store.pginspection import PgInspection, safe_name
 from salara.store.records import (
@@ -77,8 +78,6 @@ from salara.store.records import (
 
 log = logging.getLogger(__name__)
 
-DROP_LOG_INTERVAL_S: Final = 10.0
-"""A full store logs its drops at most this often (each message gives the count)."""
 MAX_KEYS: Final = 10_000
 """Idempotency keys kept at most by default; the oldest go first."""
 RECONNECT_PAUSE_S: Final = 1.0
@@ -121,10 +120,8 @@ class PostgresStore(PgInspection, Store):
         self.readonly = readonly
         self.connect_timeout_s = connect_timeout_s
         self.statement_timeout_s = statement_timeout_s
-        self.dropped = 0  # undelivered events dropped because the store was full, since opening
+        self.drops = Drops(safe_name(url), max_rows)
         self.recovered_from: str | None = None  # a database is never set aside (a damaged SQLite file is)
-        self._drops_unlogged = 0
-        self._drops_logged_at = float("-inf")
         self._renewed: dict[str, float] = {}
         self._db: pgqueries.Connection | None = None
         self._down_until = float("-inf")
@@ -132,6 +129,11 @@ class PostgresStore(PgInspection, Store):
             self._rows = pgqueries.count_events(self._connection())
         if recover and not readonly:
             self._recover()
+
+    @property
+    def dropped(self) -> int:
+        """Undelivered events dropped because the store was full, since opening."""
+        return self.drops.total
 
     @property
     def name(self) -> str:
@@ -182,7 +184,7 @@ class PostgresStore(PgInspection, Store):
 
     def close(self) -> None:
         """Close the connection (idempotent). Logs drops not yet logged."""
-        self._log_drops(force=True)
+        self.drops.log(force=True)
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -248,23 +250,8 @@ class PostgresStore(PgInspection, Store):
         victims = pgqueries.seqs(db, sql.VICTIMS, (excess,))
         heads = pgqueries.delete_events(db, victims)
         self._rows -= len(victims)
-        self.dropped += len(victims)
-        self._drops_unlogged += len(victims)
+        self.drops.add(len(victims))
         pgqueries.promote(db, heads)
-        self._log_drops()
-
-    def _log_drops(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if self._drops_unlogged and (force or now - self._drops_logged_at >= DROP_LOG_INTERVAL_S):
-            log.warning(
-                "outbox %s is full (max_rows=%d): dropped the %d oldest undelivered events (%d in all)",
-                self.name,
-                self.max_rows,
-                self._drops_unlogged,
-                self.dropped,
-            )
-            self._drops_unlogged = 0
-            self._drops_logged_at = now
 
     # -- the delivery side -----------------------------------------------------
 

@@ -44,6 +44,7 @@ from typing import Final, Self, cast
 from salara.calls.tracking import TrackingChanges
 from salara.store import queries, schema
 from salara.store import statements as sql
+from salara.store.drops import Drops
 from salara.store.inspection import Inspection
 from salara.store.interface import Store
 from salara.store.records import (
@@ -57,8 +58,6 @@ from salara.store.records import (
 
 log = logging.getLogger(__name__)
 
-DROP_LOG_INTERVAL_S: Final = 10.0
-"""A full outbox logs its drops at most this often (each message gives the count)."""
 MAX_KEYS: Final = 10_000
 """Idempotency keys kept at most by default; the oldest go first."""
 
@@ -101,10 +100,7 @@ class Outbox(Inspection, Store):
         self.max_rows = max_rows
         self.max_keys = max_keys
         self.readonly = readonly
-        self.dropped = 0
-        """Undelivered events dropped because the outbox was full, since opening."""
-        self._drops_unlogged = 0
-        self._drops_logged_at = float("-inf")
+        self.drops = Drops(str(self.path), max_rows)
         self._rows = 0
         self.recovered_from: str | None = None
         """Where a damaged file found at opening was moved (the service only), else None."""
@@ -121,6 +117,11 @@ class Outbox(Inspection, Store):
                 exc.aside,
             )
             self._open(busy_timeout_s, recover=True, set_aside_damaged=False)
+
+    @property
+    def dropped(self) -> int:
+        """Undelivered events dropped because the outbox was full, since opening."""
+        return self.drops.total
 
     @property
     def name(self) -> str:
@@ -156,7 +157,7 @@ class Outbox(Inspection, Store):
 
     def close(self) -> None:
         """Close the database (idempotent). Logs drops not yet logged."""
-        self._log_drops(force=True)
+        self.drops.log(force=True)
         self._db.close()
 
     def __enter__(self) -> Self:
@@ -229,23 +230,8 @@ class Outbox(Inspection, Store):
         victims = [seq for (seq,) in self._db.execute(sql.VICTIMS, (excess,)).fetchall()]
         heads = queries.delete_events(self._db, victims)
         self._rows -= len(victims)
-        self.dropped += len(victims)
-        self._drops_unlogged += len(victims)
+        self.drops.add(len(victims))
         queries.promote(self._db, heads)
-        self._log_drops()
-
-    def _log_drops(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if self._drops_unlogged and (force or now - self._drops_logged_at >= DROP_LOG_INTERVAL_S):
-            log.warning(
-                "outbox %s is full (max_rows=%d): dropped the %d oldest undelivered events (%d in all)",
-                self.path,
-                self.max_rows,
-                self._drops_unlogged,
-                self.dropped,
-            )
-            self._drops_unlogged = 0
-            self._drops_logged_at = now
 
     # -- the delivery side -----------------------------------------------------
 
