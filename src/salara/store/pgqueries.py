@@ -18,7 +18,7 @@ import psycopg
 
 from salara.calls.tracking import CallRow, ChannelRow, TrackingChanges
 from salara.store import pgstatements as sql
-from salara.store.records import Attempt, Claimed, Counts, EventInfo, LoggedEvent, NewEvent, Result, Status
+from salara.store.records import Attempt, Claimed, Counts, EventInfo, LoggedEvent, NewEvent, Result, Status, attempt_row
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 Head = tuple[str, str]
@@ -90,18 +90,7 @@ def record(db: Connection, results: Sequence[Result], node: str) -> set[Head]:
             by_statement[sql.RETRY].append(row)
         if result.outcome != "retry":
             finished.add((event.endpoint, event.call_key))
-        log_rows.append(
-            (
-                event.endpoint,
-                event.id,
-                result.at,
-                result.outcome,
-                result.http_status,
-                result.error or None,
-                result.latency_ms,
-                result.answer,
-            )
-        )
+        log_rows.append(attempt_row(result))
     with db.cursor() as cur:
         for statement, rows in by_statement.items():
             if rows:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from salara.calls.tracking import CallRow, ChannelRow, TrackingChanges
 from salara.store import statements as sql
-from salara.store.records import Attempt, Counts, EventInfo, LoggedEvent, NewEvent, Result, Status
+from salara.store.records import Attempt, Counts, EventInfo, LoggedEvent, NewEvent, Result, Status, attempt_row
 
 Head = tuple[str, str]
 """``(endpoint, call key)``: a call whose next delivery to an endpoint may now go."""
@@ -56,18 +56,7 @@ def record(db: sqlite3.Connection, results: Sequence[Result]) -> set[Head]:
             finished.add((event.endpoint, event.call_key))
         else:
             retry.append((*key, result.error, result.next_attempt_at))
-        log_rows.append(
-            (
-                event.endpoint,
-                event.id,
-                result.at,
-                result.outcome,
-                result.http_status,
-                result.error or None,
-                result.latency_ms,
-                result.answer,
-            )
-        )
+        log_rows.append(attempt_row(result))
     for statement, rows in ((sql.DELIVERED, delivered), (sql.DEAD, dead), (sql.RETRY, retry)):
         if rows:
             db.executemany(statement, rows)

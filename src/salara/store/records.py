@@ -83,6 +83,25 @@ class Result:
     answer: str | None = None
 
 
+AttemptRow = tuple[str, str, float, str, int | None, str | None, float | None, str | None]
+"""An attempt-log row as both drivers write it: endpoint, event id, at, outcome, status, error, ms, answer."""
+
+
+def attempt_row(result: Result) -> AttemptRow:
+    """The attempt-log row of ``result`` (an empty error stored as none)."""
+    event = result.event
+    return (
+        event.endpoint,
+        event.id,
+        result.at,
+        result.outcome,
+        result.http_status,
+        result.error or None,
+        result.latency_ms,
+        result.answer,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EventInfo:
     """One delivery of an event to ``endpoint``, as ``salara events list`` and the API show it (Unix seconds)."""
