@@ -10,7 +10,6 @@ to ``build/screenshots/``.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from salara.api.security.tokens import hash_token
 from testpbx import pbx
+from tests import dialplan as shared_dialplan
 from tests.browser.conftest import keep_curated, requested_urls, screenshot
 from tests.conftest import EXAMPLE_CONFIG, REPO, SalaraFactory, SalaraProcess
 from tests.crm import FakeCrm
@@ -56,16 +56,7 @@ def crm() -> Iterator[FakeCrm]:
 
 
 def add_extension(exten: str, priority: str, application: str, data: str = "") -> None:
-    reply = pbx.ami_command(
-        "Action: DialplanExtensionAdd",
-        f"Context: {CONTEXT}",
-        f"Extension: {exten}",
-        f"Priority: {priority}",
-        f"Application: {application}",
-        f"ApplicationData: {data}",
-        "Replace: yes",
-    )
-    assert "Success" in reply, reply
+    shared_dialplan.add_extension(CONTEXT, exten, priority, application, data)
 
 
 @pytest.fixture
@@ -83,8 +74,7 @@ def salara(salara_factory: SalaraFactory, crm: FakeCrm) -> Iterator[SalaraProces
     add_extension(INBOUND, "1", "AGI", f"agi://{process.env['SALARA_AGI_LISTEN']}/route?context=phones")
     add_extension(INBOUND, "2", "Hangup")
     yield process
-    with contextlib.suppress(OSError, ConnectionError):
-        pbx.ami_command("Action: DialplanExtensionRemove", f"Context: {CONTEXT}", f"Extension: {INBOUND}")
+    shared_dialplan.remove_extensions(CONTEXT, INBOUND)
 
 
 def incoming_call(caller: str, name: str = "Customer") -> str:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from testpbx import pbx
+from tests import dialplan as shared_dialplan
 from tests.amiwatch import EventWatch
 from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, SalaraProcess
 from tests.crm import FakeCrm
@@ -50,16 +51,7 @@ def phone_is_free(asterisk: None) -> None:
 
 
 def add_extension(exten: str, priority: str, application: str, data: str = "") -> None:
-    reply = pbx.ami_command(
-        "Action: DialplanExtensionAdd",
-        f"Context: {CONTEXT}",
-        f"Extension: {exten}",
-        f"Priority: {priority}",
-        f"Application: {application}",
-        f"ApplicationData: {data}",
-        "Replace: yes",
-    )
-    assert "Success" in reply, reply
+    shared_dialplan.add_extension(CONTEXT, exten, priority, application, data)
 
 
 @pytest.fixture
@@ -75,9 +67,7 @@ def dialplan(asterisk: None) -> Iterator[None]:
     add_extension(RINGS, "3", "Hangup")
     pbx.ami_command("Action: Setvar", f"Variable: DEVICE_STATE({RINGS_DEVICE})", "Value: NOT_INUSE")
     yield
-    for exten in ("8001", BUSY, f"{BUSY}b", RINGS, INBOUND):
-        with contextlib.suppress(OSError, ConnectionError):
-            pbx.ami_command("Action: DialplanExtensionRemove", f"Context: {CONTEXT}", f"Extension: {exten}")
+    shared_dialplan.remove_extensions(CONTEXT, "8001", BUSY, f"{BUSY}b", RINGS, INBOUND)
 
 
 class Lifecycle:

@@ -13,7 +13,6 @@ The extensions live in a context of this module's own, removed after.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import time
 import wave
@@ -27,6 +26,7 @@ import pytest
 
 from salara.api.security import tokens as auth
 from testpbx import pbx
+from tests import dialplan as shared_dialplan
 from tests.conftest import EXAMPLE_CONFIG, SalaraFactory, SalaraProcess, free_port
 from tests.crm import FakeCrm
 from tests.integration.test_v1_api import phone_idle, wait_for
@@ -44,16 +44,7 @@ TOKENS = {"crm": "rec-crm-token-5b1f", "caller": "rec-caller-token-77ad"}
 
 
 def add_extension(exten: str, priority: str, application: str, data: str = "") -> None:
-    reply = pbx.ami_command(
-        "Action: DialplanExtensionAdd",
-        f"Context: {CONTEXT}",
-        f"Extension: {exten}",
-        f"Priority: {priority}",
-        f"Application: {application}",
-        f"ApplicationData: {data}",
-        "Replace: yes",
-    )
-    assert "Success" in reply, reply
+    shared_dialplan.add_extension(CONTEXT, exten, priority, application, data)
 
 
 @pytest.fixture
@@ -67,9 +58,7 @@ def dialplan(asterisk: None) -> Iterator[None]:
     add_extension("talk", "3", "Hangup")
     pbx.ami_command("Action: Setvar", f"Variable: DEVICE_STATE({TALK_DEVICE})", "Value: NOT_INUSE")
     yield
-    for exten in ("8001", TALK, "talk", INBOUND):
-        with contextlib.suppress(OSError, ConnectionError):
-            pbx.ami_command("Action: DialplanExtensionRemove", f"Context: {CONTEXT}", f"Extension: {exten}")
+    shared_dialplan.remove_extensions(CONTEXT, "8001", TALK, "talk", INBOUND)
 
 
 @pytest.fixture(autouse=True)
