@@ -201,20 +201,25 @@ def _exchange(port: int, request: bytes) -> bool:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(request)
-        data = b""
-        while (end := data.find(b"\r\n\r\n")) < 0:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return False
-            data += chunk
-        length = CONTENT_LENGTH.search(data, 0, end)
-        need = end + 4 + (int(length.group(1)) if length else 0)
-        while len(data) < need:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return False
-            data += chunk
-        return data.startswith(b"HTTP/1.1 200")
+        return read_answer(sock)
+
+
+def read_answer(sock: socket.socket, status: bytes = b"200") -> bool:
+    """Read one answer from ``sock`` (framed by its content-length); whether its status was ``status``."""
+    data = b""
+    while (end := data.find(b"\r\n\r\n")) < 0:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    length = CONTENT_LENGTH.search(data, 0, end)
+    need = end + 4 + (int(length.group(1)) if length else 0)
+    while len(data) < need:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    return data.startswith(b"HTTP/1.1 " + status)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.api import SalaraServer
-from bench.connections import BODY, CONTENT_LENGTH, BareServer
+from bench.connections import BODY, BareServer, read_answer
 
 WARM_UP = 50
 
@@ -38,23 +38,6 @@ def _request(close: bool, body: bytes = BODY) -> bytes:
     return head + connection + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def _answer(sock: socket.socket, status: bytes = b"200") -> bool:
-    data = b""
-    while (end := data.find(b"\r\n\r\n")) < 0:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    length = CONTENT_LENGTH.search(data, 0, end)
-    need = end + 4 + (int(length.group(1)) if length else 0)
-    while len(data) < need:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    return data.startswith(b"HTTP/1.1 " + status)
-
-
 def requests(port: int, count: int, *, keep_alive: bool, body: bytes = BODY, status: bytes = b"200") -> int:
     """Send ``count`` requests (``body``) one after the other; how many were answered ``status``."""
     request = _request(not keep_alive, body)
@@ -63,12 +46,12 @@ def requests(port: int, count: int, *, keep_alive: bool, body: bytes = BODY, sta
         with socket.create_connection(("127.0.0.1", port)) as sock:
             for _ in range(count):
                 sock.sendall(request)
-                ok += _answer(sock, status)
+                ok += read_answer(sock, status)
         return ok
     for _ in range(count):
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(request)
-            ok += _answer(sock, status)
+            ok += read_answer(sock, status)
     return ok
 
 
