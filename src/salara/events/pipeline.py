@@ -41,7 +41,7 @@ from salara.calls.events import CrmEvent
 from salara.calls.lifecycle import CallLifecycle, LifecycleEvent
 from salara.calls.tracking import CallTracker, TrackingChanges, folds
 from salara.events.payload import compat_body, event_time, extended_body, lifecycle_body
-from salara.events.subscriptions import Subscriptions
+from salara.events.subscriptions import Route, Subscriptions
 from salara.store.interface import StoreError
 from salara.store.records import NewEvent, new_event_id
 from salara.utc import utc_timestamp
@@ -130,15 +130,18 @@ class EventPipeline:
         wall = event_time(event, self.clock())
         crm_event = self.tracker.on_event(event, wall, self.monotonic())
         if crm_event is not None:
-            wanted = self.live_listeners or self.subscriptions.route(crm_event.name).extended
-            self.append(crm_event, utc_timestamp(wall) if wanted else "")  # only an extended body shows it
+            route = self.subscriptions.route(crm_event.name)
+            wanted = self.live_listeners or route.extended  # only an extended body shows the time
+            self._append(crm_event, utc_timestamp(wall) if wanted else "", route)
         self._take_lifecycle()
 
     def append(self, crm_event: CrmEvent, timestamp: str) -> None:
         """Queue one CRM event (``timestamp`` ISO 8601) for the next :meth:`flush`, which runs soon."""
+        self._append(crm_event, timestamp, self.subscriptions.route(crm_event.name))
+
+    def _append(self, crm_event: CrmEvent, timestamp: str, route: Route) -> None:
         event_id = new_event_id()
         event_type = crm_event.name
-        route = self.subscriptions.route(event_type)
         extended = extended_body(crm_event, event_id, timestamp) if route.extended or self.live_listeners else b""
         compat = compat_body(crm_event) if route.compat or not extended else None
         body = extended or compat or b""

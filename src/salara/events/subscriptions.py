@@ -36,11 +36,6 @@ class Subscriptions:
         """Where events of ``event_type`` go (nowhere for a type no endpoint gets)."""
         return self.routes.get(event_type, _NOWHERE)
 
-    @property
-    def endpoints(self) -> frozenset[str]:
-        """Every endpoint that gets some type."""
-        return frozenset(name for route in self.routes.values() for name in (*route.extended, *route.compat))
-
     @classmethod
     def single(cls, *, extended: bool, lifecycle: bool = False, name: str = DEFAULT_ENDPOINT) -> Subscriptions:
         """One endpoint ``name``: every SPEC §2 type in the compat or extended body; lifecycle types if asked."""

@@ -48,7 +48,7 @@ class Replay(BaseModel):
     since: datetime
 
 
-def _admin(ctx: RouteContext, admin: WebhookAdmin | None) -> WebhookAdmin:
+def _admin(admin: WebhookAdmin | None) -> WebhookAdmin:
     if admin is None:
         raise ApiError(503, "no_store", "salara runs without its event store here")
     return admin
@@ -59,7 +59,7 @@ def add_routes(router: APIRouter, ctx: RouteContext, admin: WebhookAdmin | None)
 
     def guard(request: Request, right: Literal["admin", "state"] = "admin") -> WebhookAdmin:
         ctx.authorize(request, right, None, None)
-        return _admin(ctx, admin)
+        return _admin(admin)
 
     def found(call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
