@@ -395,7 +395,11 @@ def test_transfer_redirects_the_call_elsewhere(v1: V1, ami_events: EventWatch) -
 def test_states_of_extensions_endpoints_and_channels(v1: V1) -> None:
     pbx.ami_command("Action: Setvar", "Variable: DEVICE_STATE(Custom:9003)", "Value: INUSE")
     try:
-        state = v1.get("/v1/extensions/9003", params={"context": "sim"}).json()
+        # Answered from Asterisk's ExtensionStatus events once read: they follow the change by a fraction of a ms.
+        state = wait_for(
+            "9003 in use",
+            lambda: (got := v1.get("/v1/extensions/9003", params={"context": "sim"}).json())["state"] == 1 and got,
+        )
         assert state == {
             "exten": "9003",
             "context": "sim",

@@ -49,6 +49,12 @@ class FakeAMI:
         self.originated: list[list[tuple[str, object]]] = []
         """The fields of every Originate."""
 
+    def add_event_listener(self, listener: object) -> None:
+        """No events: the answers carry no hint, so no state is kept between requests."""
+
+    def add_state_listener(self, listener: object) -> None:
+        pass
+
     async def action(self, name: str, fields: object = None, check: bool = True) -> FakeResponse:
         self.actions.append(name)
         return FakeResponse({"Status": "0"})

@@ -33,6 +33,7 @@ CORE = (
     "salara.config.hosts",
     "salara.config.changes",
     "salara.pbx.records",
+    "salara.pbx.hints",
     "salara.api.compat.request",
     "salara.store.records",
     "salara.eventtypes",

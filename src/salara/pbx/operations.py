@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 
 from salara.ami.client import AMIClient
 from salara.ami.messages import Event, Response
 from salara.errors import AMIActionError, NotFound
+from salara.pbx.hints import HintStates
 from salara.pbx.records import (
     ChannelInfo,
     EndpointInfo,
@@ -49,6 +51,12 @@ class PBX:
         self.ami = ami
         self.good_status = good_status
         self._state_queries: dict[tuple[str, str], asyncio.Task[ExtensionInfo]] = {}
+        self.hints = HintStates(good_status)
+        ami.add_event_listener(self.hints.on_event)
+        ami.add_state_listener(self._link_changed)
+
+    def _link_changed(self, ready: bool) -> None:
+        self.hints.clear()
 
     @property
     def ready(self) -> bool:
@@ -59,10 +67,15 @@ class PBX:
         """AMI ``ExtensionState``: the hint state of ``exten@context``.
 
         State -1 ``Unknown`` when there is no such extension or it has no
-        hint. Identical queries made while one is in flight share its answer:
-        CRMs poll the same extensions in bursts, and the state a joiner gets
-        was read at most one AMI round trip before it asked.
+        hint. A hint read once is then answered from its ``ExtensionStatus``
+        events without a round trip (:mod:`salara.pbx.hints`). Identical
+        queries made while one is in flight share its answer: CRMs poll the
+        same extensions in bursts, and the state a joiner gets was read at
+        most one AMI round trip before it asked.
         """
+        known = self.hints.get(exten, context, time.monotonic())
+        if known is not None:
+            return known
         key = (exten, context)
         query = self._state_queries.get(key)
         if query is None:
@@ -78,8 +91,10 @@ class PBX:
             query.exception()  # retrieved here: every waiter may have gone
 
     async def _extension_state(self, exten: str, context: str) -> ExtensionInfo:
+        token = self.hints.reading()
         response = await self.ami.action("ExtensionState", {"Exten": exten, "Context": context})
-        return extension_state_of(exten, context, response, self.good_status)
+        info = extension_state_of(exten, context, response, self.good_status)
+        return self.hints.answered(info, token, time.monotonic())
 
     async def endpoint(self, name: str) -> EndpointInfo:
         """AMI ``PJSIPShowEndpoint`` normalised: contacts, reachability, device state.
