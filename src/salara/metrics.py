@@ -51,7 +51,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -126,6 +126,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.events: Counter[str] = Counter()
         """AMI events received, by type (filled by :meth:`count_event`)."""
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.lookup_series = LatencySeries()
         """CRM lookup durations over the last hour, for the console's chart (:mod:`salara.series`)."""
         self.delivery_series = LatencySeries()
@@ -198,10 +199,25 @@ class Metrics:
         self.lookup_series.observe(seconds, time.time())
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        method = method if method in METHODS else "OTHER"
-        self.api_requests.labels(method, route, str(status)).inc()
-        if route not in STREAMING_ROUTES:
-            self.api_seconds.labels(method, route).observe(seconds)
+        """Count one HTTP request (``route`` its template) and, but for streams, its duration in seconds."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_series(method, route, status)
+        counter, histogram = children
+        counter.inc()
+        if histogram is not None:
+            histogram.observe(seconds)
+
+    def _request_series(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        # labels() looks its child up under a lock with the labels re-checked: a tenth of a compat request.
+        # Methods, route templates and statuses are few; the dict stays small (bounded anyway).
+        label = method if method in METHODS else "OTHER"
+        counter = self.api_requests.labels(label, route, str(status))
+        histogram = None if route in STREAMING_ROUTES else self.api_seconds.labels(label, route)
+        if len(self._request_children) < 4096:
+            self._request_children[(method, route, status)] = (counter, histogram)
+        return counter, histogram
 
     def render(self) -> bytes:
         """The text exposition of every metric."""

@@ -4,11 +4,12 @@ Old CRMs poll states in bursts, many with a new connection per request. For
 such a request FastAPI's outer layers (server errors, telemetry, the app's
 body limit), matching every ``/v1`` route's pattern, solving dependencies
 and the exception stack cost more than the request itself (py-spy: about
-half of salara's CPU per request). :class:`CompatFirst` is the FastAPI app
-that sends a compat request straight through the app's own middleware
-(metrics, ``[general] answers = module``, security: every one added with
-``add_middleware``, in the same order) to
-:class:`~salara.api.compat.endpoint.CompatEndpoint`, under Starlette's
+half of salara's CPU per request), and the app's own middleware (metrics,
+``[general] answers = module``, security), each wrapping ``send`` or
+``receive``, a third of the rest. :class:`CompatFirst` is the FastAPI app
+that sends a compat request straight to
+:class:`~salara.api.compat.endpoint.CompatEndpoint`, which does that
+middleware's work inline with the same functions, under Starlette's
 ``ServerErrorMiddleware`` (an unexpected error is still a 500 and logged).
 Every other request goes to FastAPI unchanged. The answers are the
 catch-all route's, byte for byte.
@@ -24,10 +25,13 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from salara.api.compat.endpoint import CompatEndpoint
+from salara.api.compat.endpoint import COMPAT_ROUTE, CompatEndpoint
+from salara.api.compat.module import ModuleErrors
+from salara.api.security.middleware import SecurityMiddleware
 from salara.control import CallControl
+from salara.metrics import Metrics, MetricsMiddleware
 
-COMPAT_PATH = "/{path:path}"
+COMPAT_PATH = COMPAT_ROUTE
 """The catch-all route of the compat endpoint (registered last)."""
 
 
@@ -85,14 +89,31 @@ class CompatFirst(FastAPI):
 
     def _build_compat(self) -> tuple[ASGIApp, CompatPaths]:
         assert self._control is not None
-        app: ASGIApp = CompatEndpoint(self._control, self.state.security)
-        for entry in reversed(self.user_middleware):
+        gate: SecurityMiddleware | None = None
+        metrics: Metrics | None = None
+        module_errors = False
+        for entry in self.user_middleware:
+            kwargs: dict[str, Any] = dict(entry.kwargs)
             cls: Any = entry.cls
-            app = cls(app, *entry.args, **entry.kwargs)
+            if cls is SecurityMiddleware:
+                gate = SecurityMiddleware(self._no_app, kwargs["security"], kwargs.get("browser"))
+            elif cls is MetricsMiddleware:
+                metrics = kwargs["metrics"]
+            elif cls is ModuleErrors:
+                module_errors = True
+            else:  # its work would be skipped on the compat path: refuse to start rather than serve without it
+                raise TypeError(f"the compat endpoint does not run middleware {cls!r}")
+        if gate is None:
+            raise TypeError("the compat endpoint needs the security middleware installed first")
+        app = CompatEndpoint(self._control, self.state.security, gate, metrics, module_errors=module_errors)
         error_handler = self.exception_handlers.get(500) or self.exception_handlers.get(Exception)
         self._compat = ServerErrorMiddleware(app, handler=error_handler, debug=self.debug)
         self._paths = CompatPaths(self.routes)
         return self._compat, self._paths
+
+    @staticmethod
+    async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:  # the gate's phases only are used
+        raise RuntimeError("the compat endpoint's security gate has no app behind it")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._control is None or scope["type"] != "http":

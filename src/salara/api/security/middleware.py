@@ -105,30 +105,48 @@ class SecurityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope.get("path", "")
-        method: str = scope.get("method", "")
-        client = scope.get("client")
-        host = client[0] if client else None
-        over_cap = scope.get("extensions", {}).get(OVER_CAP_EXTENSION)
-        if over_cap is not None:  # relayed by a proxy for a client over its cap (logged by the protocol)
-            denial = Denial(503, "too many open connections from this address", over_cap.get("retry_after_s"))
+        denial = over_cap(scope)
+        if denial is not None:  # relayed by a proxy for a client over its cap (logged by the protocol)
             await self._refuse(scope, receive, send, denial, close=True)
             return
-        headers = Headers(scope=scope)
         fields = header_fields(scope)
-        principal: Principal | None = None
+        admitted = self.admit(scope, fields)
+        if isinstance(admitted, Denial):
+            log_denial(scope.get("method", ""), scope.get("path", ""), client_host(scope), "-", admitted)
+            await self._refuse(scope, receive, send, admitted)
+            return
+        scope.setdefault("state", {})["principal"] = admitted
+        body = await self.read_body(receive, fields)
+        if isinstance(body, bytes):
+            await self.app(scope, _replay(body, receive), send)
+            return
+        if body is not None:
+            who = admitted.name if admitted else "-"
+            log_denial(scope.get("method", ""), scope.get("path", ""), client_host(scope), who, body)
+            await self._refuse(scope, receive, send, body, close=True)
+
+    def admit(self, scope: Scope, fields: dict[str, str]) -> Principal | Denial | None:
+        """Who sends the HTTP request ``scope`` (headers ``fields``, from :func:`header_fields`).
+
+        None for a path served to anyone (``/health``, a signed recording
+        link); a :class:`Denial` (401, 403) to answer, not yet logged.
+        """
+        path: str = scope.get("path", "")
         self.reloader.poll(time.monotonic())
-        if path not in OPEN_PATHS and not signed_link(path, scope.get("query_string", b"")):
-            result = self.security.authenticate(host, credential_from(fields))
-            gated: Principal | Denial | None = result
-            if self.browser is not None and covered(path):  # sessions, cross-site and rebinding guards
-                gated = self.browser.authenticate(method, path, headers, result, time.monotonic())
-            if isinstance(gated, Denial):
-                log_denial(method, path, host, "-", gated)
-                await self._refuse(scope, receive, send, gated)
-                return
-            principal = gated
-        scope.setdefault("state", {})["principal"] = principal
+        if path in OPEN_PATHS or signed_link(path, scope.get("query_string", b"")):
+            return None
+        result = self.security.authenticate(client_host(scope), credential_from(fields))
+        if self.browser is not None and covered(path):  # sessions, cross-site and rebinding guards
+            return self.browser.authenticate(
+                scope.get("method", ""), path, Headers(scope=scope), result, time.monotonic()
+            )
+        return result
+
+    async def read_body(self, receive: Receive, fields: dict[str, str]) -> bytes | Denial | None:
+        """The request's body, read within ``[api] max_body_bytes`` and ``request_timeout`` (seconds).
+
+        A :class:`Denial` (413, 408) to answer, not yet logged; None when the client left.
+        """
         api = self.security.config.api
         try:
             declared = int(fields.get("content-length", "0") or "0")
@@ -137,19 +155,16 @@ class SecurityMiddleware:
         try:
             if declared > api.max_body_bytes:
                 raise BodyTooLarge
+            if body_arrived(receive):  # nothing to wait for: no timer to set and cancel
+                return await self._read_body(receive, api.max_body_bytes)
             async with asyncio.timeout(api.request_timeout):  # a timer, not a task as wait_for makes
-                body = await self._read_body(receive, api.max_body_bytes)
+                return await self._read_body(receive, api.max_body_bytes)
         except BodyTooLarge:
-            denial = Denial(413, f"body larger than {api.max_body_bytes} bytes")
+            return Denial(413, f"body larger than {api.max_body_bytes} bytes")
         except TimeoutError:
-            denial = Denial(408, f"the request body did not arrive within {api.request_timeout:g} s")
+            return Denial(408, f"the request body did not arrive within {api.request_timeout:g} s")
         except ClientGone:
-            return
-        else:
-            await self.app(scope, _replay(body, receive), send)
-            return
-        log_denial(method, path, host, principal.name if principal else "-", denial)
-        await self._refuse(scope, receive, send, denial, close=True)
+            return None
 
     @staticmethod
     async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -165,7 +180,7 @@ class SecurityMiddleware:
                 raise BodyTooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return b"".join(chunks)
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, denial: Denial, close: bool = False) -> None:
@@ -174,6 +189,31 @@ class SecurityMiddleware:
             headers["connection"] = "close"
         response = JSONResponse(error_body(scope.get("path", ""), denial.status, denial.reason), denial.status, headers)
         await response(scope, receive, send)
+
+
+def client_host(scope: Scope) -> str | None:
+    """The client's address of an ASGI scope (after uvicorn's proxy headers), or None."""
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def over_cap(scope: Scope) -> Denial | None:
+    """The 503 for a request a trusted proxy relayed for a client over its connection cap, else None."""
+    over = scope.get("extensions", {}).get(OVER_CAP_EXTENSION)
+    if over is None:
+        return None
+    return Denial(503, "too many open connections from this address", over.get("retry_after_s"))
+
+
+def body_arrived(receive: Receive) -> bool:
+    """Whether uvicorn already holds the whole body ``receive`` gives (so reading it cannot wait).
+
+    uvicorn's ``receive`` is its request cycle's bound method; the cycle's
+    ``more_body`` is False once the request's last byte arrived (uvicorn
+    0.54, the pinned minor). Anything else: False (read under the timeout).
+    """
+    cycle = getattr(receive, "__self__", None)
+    return cycle is not None and getattr(cycle, "more_body", True) is False and hasattr(cycle, "body")
 
 
 def header_fields(scope: Scope) -> dict[str, str]:

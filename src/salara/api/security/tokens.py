@@ -26,6 +26,7 @@ Pure: no sockets, no clock (time is an argument). The HTTP side is
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -63,6 +64,11 @@ def is_loopback(host: str | None) -> bool:
     """Whether a client address is on loopback (``127.0.0.0/8``, ``::1``, v4-mapped too)."""
     if not host:
         return False
+    return _is_loopback(host)
+
+
+@functools.lru_cache(maxsize=1024)  # asked on every request without tokens; parsing it is a tenth of one
+def _is_loopback(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
