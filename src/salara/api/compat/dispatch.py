@@ -9,8 +9,8 @@ half of salara's CPU per request), and the app's own middleware (metrics,
 ``receive``, a third of the rest. :class:`CompatFirst` is the FastAPI app
 that sends a compat request straight to
 :class:`~salara.api.compat.endpoint.CompatEndpoint`, which does that
-middleware's work inline with the same functions, under Starlette's
-``ServerErrorMiddleware`` (an unexpected error is still a 500 and logged).
+middleware's work inline with the same functions (an unexpected error is
+still a 500 and logged, as Starlette's ``ServerErrorMiddleware`` does).
 Every other request goes to FastAPI unchanged. The answers are the
 catch-all route's, byte for byte.
 """
@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -105,9 +104,9 @@ class CompatFirst(FastAPI):
                 raise TypeError(f"the compat endpoint does not run middleware {cls!r}")
         if gate is None:
             raise TypeError("the compat endpoint needs the security middleware installed first")
-        app = CompatEndpoint(self._control, self.state.security, gate, metrics, module_errors=module_errors)
-        error_handler = self.exception_handlers.get(500) or self.exception_handlers.get(Exception)
-        self._compat = ServerErrorMiddleware(app, handler=error_handler, debug=self.debug)
+        if self.exception_handlers.get(500) or self.exception_handlers.get(Exception) or self.debug:
+            raise TypeError("the compat endpoint answers unexpected errors with a plain 500 only")
+        self._compat = CompatEndpoint(self._control, self.state.security, gate, metrics, module_errors=module_errors)
         self._paths = CompatPaths(self.routes)
         return self._compat, self._paths
 

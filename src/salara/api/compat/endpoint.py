@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from salara.api.compat.answers import StateAnswer, answer
@@ -287,6 +287,7 @@ class CompatEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500  # what the metrics middleware counts when no answer was sent
+        started_answer = False
         try:
             result = await self._answer(scope, receive)
             if result is not None:
@@ -294,8 +295,15 @@ class CompatEndpoint:
                 body = result.body
                 if self.module_errors and status >= 400 and body.startswith(COMPAT_ERROR_PREFIX):
                     result = Answer(status, MODULE_ERROR_BODY, result.headers)
+                started_answer = True
                 await send({"type": "http.response.start", "status": status, "headers": result.raw_headers()})
                 await send({"type": "http.response.body", "body": result.body})
+        except Exception:
+            # As Starlette's ServerErrorMiddleware: a plain 500 if nothing was sent, and the error raised on
+            # for uvicorn to log it.
+            if not started_answer:
+                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
         finally:
             if self.metrics is not None:
                 self.metrics.observe_request(scope["method"], COMPAT_ROUTE, status, time.perf_counter() - started)
