@@ -172,6 +172,8 @@ def http_protocol(
         _awaiting_headers = True
         _header_bytes = 0
         _header_timer: asyncio.TimerHandle | None = None
+        _headers_due = 0.0
+        """When (``loop.time()``) the headers of the request being read are due."""
         _counted = False
         _linger_timer: asyncio.TimerHandle | None = None
         _linger_left = -1
@@ -205,7 +207,7 @@ def http_protocol(
             self._refuse(503, "too many open connections from this address", log_it=False, retry_after_s=5)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
+            self._stop_timer()
             if self._linger_timer is not None:
                 self._linger_timer.cancel()
                 self._linger_timer = None
@@ -306,11 +308,17 @@ def http_protocol(
             self.transport.close()
 
         def _arm(self) -> None:
+            # One timer per connection, not one per request: a kept-alive connection's next request only moves
+            # the deadline, and the timer, when it fires early, waits for the rest.
             self._awaiting_headers = True
+            self._headers_due = self.loop.time() + header_timeout_s
             if self._header_timer is None:
-                self._header_timer = self.loop.call_later(header_timeout_s, self._too_slow)
+                self._header_timer = self.loop.call_at(self._headers_due, self._too_slow)
 
         def _disarm(self) -> None:
+            self._awaiting_headers = False
+
+        def _stop_timer(self) -> None:
             self._awaiting_headers = False
             if self._header_timer is not None:
                 self._header_timer.cancel()
@@ -318,11 +326,15 @@ def http_protocol(
 
         def _too_slow(self) -> None:
             self._header_timer = None
-            if self._awaiting_headers and not self.transport.is_closing():
-                self._refuse(408, f"request headers did not arrive within {header_timeout_s:g} s")
+            if not self._awaiting_headers or self.transport.is_closing():
+                return  # between requests: the next one sets a timer again
+            if self.loop.time() < self._headers_due:
+                self._header_timer = self.loop.call_at(self._headers_due, self._too_slow)
+                return
+            self._refuse(408, f"request headers did not arrive within {header_timeout_s:g} s")
 
         def _refuse(self, status: int, reason: str, *, log_it: bool = True, retry_after_s: int | None = None) -> None:
-            self._disarm()
+            self._stop_timer()
             if log_it:
                 client = self.client[0] if self.client else "?"
                 log.warning("API connection from %s closed (%d): %s", client, status, reason)
