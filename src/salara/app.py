@@ -20,6 +20,7 @@ Per-request tasks (a FastAGI session, a live stream) are not parts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -52,6 +53,7 @@ from salara.events.retention import Retention
 from salara.events.subscriptions import Subscriptions
 from salara.logformat import CALL_ID
 from salara.metrics import Metrics, Sources
+from salara.nodes import LeaderGauge, Node
 from salara.pbx import PBX
 from salara.recordings.recorder import Recorder
 from salara.reload import RetiredClients, crm_client, crm_lookup, reload
@@ -103,6 +105,7 @@ class Services:
     deliveries: Deliveries | None = None
     feed: CallFeed | None = None
     """Wakes the console's live calls (``/ui``) after the call model folded an event."""
+    node: Node | None = None  # nodes on a PostgreSQL store: this one's role (salara.nodes); None: SQLite
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -151,6 +154,9 @@ class Services:
             )
         )
         deliveries.on_attempt = metrics.observe_delivery  # every endpoint's attempts, in one histogram
+        node = Node.of(config.outbox, pipeline, resync, outbox)  # PostgreSQL: one node of several, leading or not
+        metrics.registry.register(LeaderGauge(node))
+        control.shared_keys = outbox if config.outbox.url else None  # an Idempotency-Key holds across nodes
         ami.add_event_listener(pipeline.on_event)
         feed = CallFeed()
         ami.add_event_listener(feed.on_event)  # after the fold: the registry has the change
@@ -159,7 +165,7 @@ class Services:
         ami.add_action_listener(metrics.observe_action)
         ami.add_state_listener(resync.on_ami_state)
         ami.add_state_listener(channels.on_ami_state)
-        return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, deliveries, feed)
+        return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, deliveries, feed, node)
 
     def __post_init__(self) -> None:
         self.retired = RetiredClients()
@@ -171,21 +177,22 @@ class Services:
         return self.deliveries.default if self.deliveries is not None else None
 
     def parts(self) -> dict[str, Callable[[], Awaitable[None]]]:
-        """The long-lived background parts by name: AMI session, event delivery, resynchronisation."""
+        """The long-lived parts by name: AMI, resync, the duties (delivery...; on PostgreSQL: while leading)."""
         parts: dict[str, Callable[[], Awaitable[None]]] = {
             "ami": self.ami.run,
             "resync": self.resync.run,
             "recordings": self.control.recordings.run,  # retention
         }
+        duties: dict[str, Callable[[], Awaitable[None]]] = {}  # the node part runs them while it leads
         if self.deliveries is not None:
-            parts["delivery"] = self.deliveries.run
+            duties["delivery"] = self.deliveries.run
             wake = wakeups(self.config.outbox, self.deliveries.notify)  # PostgreSQL: LISTEN/NOTIFY
             if wake is not None:
-                parts["store-wakeups"] = wake
+                duties["store-wakeups"] = wake
         if self.outbox is not None:
             keep_s = self.config.outbox.keep_days * 86400.0
-            parts["retention"] = Retention(self.outbox, keep_s=keep_s).run
-        return parts
+            duties["retention"] = Retention(self.outbox, keep_s=keep_s).run
+        return parts | (duties if self.node is None else {"node": functools.partial(self.node.run, duties)})
 
     def reload(self) -> Reload | None:
         """Read the config again and take what may change live (SIGHUP): :func:`salara.reload.reload`."""

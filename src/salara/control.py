@@ -27,7 +27,7 @@ from salara.calls.tracking import CallTracker
 from salara.calls.visibility import EVERYONE, Viewer, sees
 from salara.config import Config
 from salara.errors import AMIActionError, Conflict, NotFound, Unprocessable
-from salara.idempotency import IdempotencyCache
+from salara.idempotency import IdempotencyCache, KeyStore, Shared, call_record, placed_call
 from salara.pbx import PBX, ExtensionInfo, new_channel_id
 from salara.recordings.files import RecordingFiles
 
@@ -90,6 +90,8 @@ class CallControl:
         self.registry = tracker.registry
         self.config = config
         self.idempotency = idempotency if idempotency is not None else IdempotencyCache()
+        self.shared_keys: KeyStore | None = None
+        """Where every node finds the keys (nodes on one PostgreSQL store); None: this node's only."""
         self.clock = clock
         self.monotonic = monotonic
         self.recordings = RecordingFiles(lambda: self.config)
@@ -239,7 +241,14 @@ class CallControl:
             + ((request.client_state,) if request.client_state is not None else ())  # keys kept before it existed
             + ((("record", request.record),) if request.record is not None else ())
         )
-        return await self.idempotency.run(idempotency_key, fingerprint, self.monotonic(), work, scope=owner)
+        shared = None
+        if self.shared_keys is not None:
+
+            def decode(record: bytes) -> Call:
+                return placed_call(record, self.registry, self.monotonic())
+
+            shared = Shared(self.shared_keys, call_record, decode, self.clock())
+        return await self.idempotency.run(idempotency_key, fingerprint, self.monotonic(), work, owner, shared)
 
     async def _place(self, request: PlaceCall) -> Call:
         try:

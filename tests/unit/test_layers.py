@@ -60,6 +60,7 @@ ADAPTERS = {
         "salara.store.pgstatements",
         "salara.store.migrate",
         "salara.store.pglisten",
+        "salara.store.leadership",
     ),
     "CRM HTTP client": (
         "salara.crm.client",

@@ -38,6 +38,7 @@ RESTART_KEYS: Final = frozenset(
         ("outbox", "url"),
         ("outbox", "node"),
         ("outbox", "lease"),
+        ("outbox", "takeover"),  # the leadership's intervals
         ("outbox", "max_rows"),
     }
     | {("ami", key) for key in SECTIONS["ami"].model_fields}  # the AMI session

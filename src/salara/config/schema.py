@@ -178,6 +178,8 @@ class Outbox(_Section):
     """This node's name on a PostgreSQL store: its claims are its own (empty: the host name). Each node its own."""
     lease: float = Field(60.0, gt=0, le=3600)
     """Seconds a PostgreSQL claim holds a delivery unrenewed; then another node may send it (renewed every 1/3)."""
+    takeover: float = Field(1.0, ge=0.1, le=60)
+    """Seconds between a PostgreSQL node's attempts to lead, and between the leader's checks of its lock."""
     max_rows: int = Field(100_000, gt=0)
     retry_max: float = Field(300.0, gt=0)
     """Longest wait between two delivery attempts of one event, seconds (a ``Retry-After`` may ask more)."""

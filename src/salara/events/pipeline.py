@@ -26,6 +26,13 @@ stored body is the extended (or lifecycle) one; the compat body is stored
 beside it when an endpoint takes that payload. (Without live listeners and
 with only compat endpoints, as in the ingest benchmark, only the compat body
 is built, and it is what the log shows.)
+
+Two nodes on one PostgreSQL store (:mod:`salara.nodes`): only the leader's
+pipeline stores. A follower's (:meth:`EventPipeline.follow`) folds every
+event into the call model, so its API sees every call, but stores, wakes and
+tells nothing. When it takes the lead, :meth:`EventPipeline.lead` takes the
+tracking the leader stored, as after a restart; the resynchronisation that
+follows finds the calls that ended meanwhile.
 """
 
 from __future__ import annotations
@@ -111,6 +118,8 @@ class EventPipeline:
         self.lifecycle = lifecycle
         if lifecycle is not None:
             lifecycle.registry.on_touch = self._schedule_flush  # calls changed by the API decide events too
+        self.storing = True
+        """False on a node that does not lead: events are folded, never stored nor told (:meth:`follow`)."""
 
     def restore(self, stored: TrackingChanges) -> None:
         """Load the tracking an earlier run stored, before AMI starts."""
@@ -124,11 +133,37 @@ class EventPipeline:
                 len(stored.channels),
             )
 
+    def follow(self) -> None:
+        """Stop storing at once (this node no longer leads): what is pending is dropped; the fold goes on."""
+        self.storing = False
+        self._batch, self._ids, self._told = [], [], []
+
+    def lead(self, stored: TrackingChanges) -> None:
+        """Store from now on (this node took the lead), from the call tracking ``stored`` by the last leader.
+
+        As after a restart (:meth:`restore`): the stored live channels this
+        node saw hang up are live again, unseen, until the resynchronisation
+        that must follow finds them gone and ends them (synthesized Hangups,
+        a reconciled ``call.ended``: what the last leader did not store).
+        """
+        self._take_lifecycle()
+        self.follow()
+        self.tracker.restore(stored, self.clock(), self.monotonic())
+        for call in self.tracker.registry.calls.values():
+            if call.told.ended and call.ended_at is None:
+                call.told.ended = False  # revived by a stored channel: its end is to be told again
+        if self.lifecycle is not None:
+            self.lifecycle.adopt()
+        self.storing = True
+
     def on_event(self, event: Event) -> None:
         if not folds(event):
             return  # most of a busy stream: left unparsed
         wall = event_time(event, self.clock())
         crm_event = self.tracker.on_event(event, wall, self.monotonic())
+        if not self.storing:
+            self._take_lifecycle()
+            return
         if crm_event is not None:
             route = self.subscriptions.route(crm_event.name)
             wanted = self.live_listeners or route.extended  # only an extended body shows the time
@@ -137,7 +172,8 @@ class EventPipeline:
 
     def append(self, crm_event: CrmEvent, timestamp: str) -> None:
         """Queue one CRM event (``timestamp`` ISO 8601) for the next :meth:`flush`, which runs soon."""
-        self._append(crm_event, timestamp, self.subscriptions.route(crm_event.name))
+        if self.storing:
+            self._append(crm_event, timestamp, self.subscriptions.route(crm_event.name))
 
     def _append(self, crm_event: CrmEvent, timestamp: str, route: Route) -> None:
         event_id = new_event_id()
@@ -157,7 +193,8 @@ class EventPipeline:
     def _take_lifecycle(self) -> None:
         if self.lifecycle is not None:
             for event in self.lifecycle.take():
-                self.append_lifecycle(event)
+                if self.storing:
+                    self.append_lifecycle(event)
 
     def append_lifecycle(self, event: LifecycleEvent) -> None:
         """Queue one lifecycle event for the next :meth:`flush`: stored (for its endpoints and the log), told."""
@@ -190,6 +227,8 @@ class EventPipeline:
         self._flush_scheduled = False
         tracker = self.tracker
         changes = tracker.take_changes() if tracker.dirty else None
+        if not self.storing:
+            return  # the leader stores the tracking
         if not changes:
             changes = None  # nothing to store (a channel born and gone within the batch)
         if not self._batch and changes is None:

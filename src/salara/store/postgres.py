@@ -66,6 +66,7 @@ from salara.store import migrate, pgqueries
 from salara.store import pgstatements as sql
 from salara.store.drops import Drops
 from salara.store.interface import Store, StoreFailure
+from salara.store.leadership import FENCE
 from salara.store.pginspection import PgInspection, safe_name
 from salara.store.records import (
     DEFAULT_ENDPOINT,
@@ -123,6 +124,8 @@ class PostgresStore(PgInspection, Store):
         self.drops = Drops(safe_name(url), max_rows)
         self.recovered_from: str | None = None  # a database is never set aside (a damaged SQLite file is)
         self._renewed: dict[str, float] = {}
+        self.fence_pid: int | None = None
+        """Two nodes: an add is refused unless this backend holds the leader lock (:mod:`salara.store.leadership`)."""
         self._db: pgqueries.Connection | None = None
         self._down_until = float("-inf")
         with self._guard():
@@ -224,6 +227,8 @@ class PostgresStore(PgInspection, Store):
             for event_id, item in zip(ids, items, strict=True)
         ]
         with self._write() as db:
+            if self.fence_pid is not None and db.execute(FENCE, (self.fence_pid,)).fetchone() is None:
+                raise StoreFailure(f"{self.name}: this node no longer leads (another node stores the events)")
             if events:
                 pgqueries.add(db, events, at)
                 self._rows += len(events)
@@ -232,6 +237,11 @@ class PostgresStore(PgInspection, Store):
             if tracking:
                 pgqueries.write_tracking(db, tracking)
         return list(ids)
+
+    def recount(self) -> None:
+        """Count the stored events again (the bound's count): a node taking the lead over, where others added."""
+        with self._guard():
+            self._rows = pgqueries.count_events(self._connection())
 
     def load_tracking(self) -> TrackingChanges:
         """The call tracking stored (calls oldest first, and channels; ``started_at`` Unix seconds)."""
