@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from salara.calls.lifecycle import CallLifecycle
@@ -16,7 +17,7 @@ from salara.calls.tracking import CallTracker
 from salara.config import Event as Modes
 from salara.events.pipeline import EventPipeline
 from salara.store.interface import StoreFailure
-from salara.store.leadership import Leadership
+from salara.store.leadership import FENCE, Leadership
 from salara.store.postgres import PostgresStore
 from salara.store.sqlite import Outbox
 from tests.unit.test_calls import events
@@ -73,6 +74,8 @@ async def test_the_store_refuses_an_add_from_a_node_that_no_longer_holds_the_loc
             old_pid = a.pid
             task.cancel()
             await asyncio.wait([task])
+        with psycopg.connect(pg_url, autocommit=True) as db:  # the server ends the session soon after the close
+            await until(lambda: db.execute(FENCE, (old_pid,)).fetchone() is None)
         store.fence_pid = old_pid  # a deposed leader that has not noticed yet
         with pytest.raises(StoreFailure, match="no longer leads"):
             store.add([("call-1", b"{}")])
