@@ -10,7 +10,9 @@ ingest (AMI parse, events/s), api (compat extension-state requests, closed
 loop), connections (a new connection per request and keep-alive, beside a
 bare ASGI app on the same uvicorn, with wrk), openloop (latency at fixed
 offered rates, from each request's due time), webhooks (delivery from the
-outbox), routing (FastAGI decisions), memory (RSS while ingesting). api,
+outbox), stores (the same delivery from the PostgreSQL store against the
+SQLite store, on a throwaway cluster), routing (FastAGI decisions), memory
+(RSS while ingesting). api,
 connections, openloop and routing need the real Asterisk and are
 skipped when AMI does not answer; a benchmark whose feature is not built
 reports "not built yet"; one that fails reports its error, and the others
@@ -183,6 +185,27 @@ def bench_webhooks(sizes: Sizes, notes: list[str]) -> list[Row]:
     return rows
 
 
+def bench_stores(sizes: Sizes, notes: list[str]) -> list[Row]:
+    """Issue 20: webhook delivery from the PostgreSQL store against the SQLite store, in the same run."""
+    import uvloop  # the loop salara serve runs on
+
+    from bench.stores import run
+
+    sqlite, postgres = uvloop.run(run(sizes.webhook_events))
+    notes.append(
+        f"Stores: adds {postgres.adds_per_s:,.0f} events/s on PostgreSQL, {sqlite.adds_per_s:,.0f} on SQLite"
+        " (batches of 50; the PostgreSQL cluster local, fsync off)."
+    )
+    return [
+        Row(
+            f"Webhook delivery, PostgreSQL store, {postgres.events:,} events",
+            f"{postgres.per_s:,.0f} deliveries/s",
+            f"SQLite store {sqlite.per_s:,.0f}/s",
+            f"{postgres.per_s / sqlite.per_s:.2f}",
+        )  # no target: the figure says what a shared store costs, beside the file's
+    ]
+
+
 def bench_slow_crm(sizes: Sizes, notes: list[str]) -> list[Row]:
     """Delivery to a slow, a small-backlog and a recovering CRM, against the best fixed concurrency."""
     from bench.slow_crm import run
@@ -288,6 +311,7 @@ BENCHMARKS: dict[str, tuple[Benchmark, bool]] = {
     "connections": (lambda sizes, notes: connections.rows(sizes.api_seconds, notes), True),
     "openloop": (lambda sizes, notes: openloop.rows(sizes.api_seconds / 2, notes), True),
     "webhooks": (bench_webhooks, False),
+    "stores": (bench_stores, False),
     "slow_crm": (bench_slow_crm, False),
     "routing": (bench_routing, True),
     "memory": (bench_memory, False),
