@@ -154,9 +154,8 @@ class Services:
             )
         )
         deliveries.on_attempt = metrics.observe_delivery  # every endpoint's attempts, in one histogram
-        node = Node.of(config.outbox, pipeline, resync, outbox)  # PostgreSQL: one node of several, leading or not
+        node = Node.of(config.outbox, control, pipeline, resync, outbox)  # PostgreSQL: one of several nodes
         metrics.registry.register(LeaderGauge(node))
-        control.shared_keys = outbox if config.outbox.url else None  # an Idempotency-Key holds across nodes
         ami.add_event_listener(pipeline.on_event)
         feed = CallFeed()
         ami.add_event_listener(feed.on_event)  # after the fold: the registry has the change

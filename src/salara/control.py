@@ -92,6 +92,8 @@ class CallControl:
         self.idempotency = idempotency if idempotency is not None else IdempotencyCache()
         self.shared_keys: KeyStore | None = None
         """Where every node finds the keys (nodes on one PostgreSQL store); None: this node's only."""
+        self.role: Callable[[], str] = lambda: "leader"
+        """This node's role now, ``leader`` or ``follower`` (:mod:`salara.nodes`; one node on SQLite: leader)."""
         self.clock = clock
         self.monotonic = monotonic
         self.recordings = RecordingFiles(lambda: self.config)

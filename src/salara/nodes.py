@@ -46,6 +46,7 @@ from salara.store.interface import StoreError
 
 if TYPE_CHECKING:
     from salara.config.schema import Outbox as OutboxSection
+    from salara.control import CallControl
     from salara.store.interface import Store
     from salara.store.leadership import Leadership
     from salara.store.postgres import PostgresStore
@@ -85,8 +86,19 @@ class Node:
         leadership.add_listener(self._on_change)
 
     @classmethod
-    def of(cls, section: OutboxSection, pipeline: EventPipeline, resync: Resynchronizer, store: Store) -> Node | None:
-        """The node of ``[outbox]``: None with SQLite (no ``url``: the one node always leads)."""
+    def of(
+        cls,
+        section: OutboxSection,
+        control: CallControl,
+        pipeline: EventPipeline,
+        resync: Resynchronizer,
+        store: Store,
+    ) -> Node | None:
+        """The node of ``[outbox]``: None with SQLite (no ``url``: the one node always leads).
+
+        On PostgreSQL, ``control`` is told where every node keeps the
+        ``Idempotency-Key`` results (the store) and this node's role.
+        """
         if not section.url:
             return None
         from salara.store.leadership import Leadership
@@ -94,12 +106,19 @@ class Node:
 
         assert isinstance(store, PostgresStore)  # open_store chose it by the same url
         leadership = Leadership(section.url, node=store.node, retry_s=section.takeover)
-        return cls(leadership, pipeline, resync, store)
+        node = cls(leadership, pipeline, resync, store)
+        control.shared_keys = store
+        control.role = node.role
+        return node
 
     @property
     def leading(self) -> bool:
         """Whether this node leads now."""
         return self.leadership.leading
+
+    def role(self) -> str:
+        """``leader`` or ``follower``, now."""
+        return "leader" if self.leadership.leading else "follower"
 
     def _on_change(self, leading: bool) -> None:
         if not leading:

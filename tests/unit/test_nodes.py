@@ -16,6 +16,8 @@ from salara.calls.lifecycle import CallLifecycle
 from salara.calls.tracking import CallTracker
 from salara.config import Event as Modes
 from salara.events.pipeline import EventPipeline
+from salara.events.resync import Resynchronizer
+from salara.nodes import LeaderGauge, Node
 from salara.store.interface import StoreFailure
 from salara.store.leadership import FENCE, Leadership
 from salara.store.postgres import PostgresStore
@@ -146,3 +148,37 @@ async def test_a_follower_that_leads_stores_again_and_stops_at_once_when_it_foll
         assert [json.loads(e.body)["event"] for e in outbox.list_events(limit=100)] == ["Newchannel"] * 3 + [
             "Hangup"
         ] * 3
+
+
+async def test_a_node_follows_until_it_holds_the_lock_then_takes_over_and_follows_again_when_stopped(
+    pg_url: str,
+) -> None:
+    store = PostgresStore(pg_url, max_rows=1000, node="a")
+    try:
+        pipeline = EventPipeline(CallTracker(Modes(newchannel=2, hangup=2)), store)
+        resync = Resynchronizer(pipeline, FakeAmi(), interval_s=60, grace_s=30)
+        node = Node(Leadership(pg_url, node="a", retry_s=0.1), pipeline, resync, store)
+        gauge = LeaderGauge(node)
+        assert (pipeline.storing, node.role(), gauge_value(gauge)) == (False, "follower", 0.0)
+        duty_ran = asyncio.Event()
+
+        async def duty() -> None:
+            duty_ran.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(node.run({"duty": duty}))
+        await until(lambda: duty_ran.is_set())
+        assert (node.takeovers, resync.resyncs, pipeline.storing) == (1, 1, True), "resynchronised before its duties"
+        assert (node.role(), gauge_value(gauge), store.fence_pid) == ("leader", 1.0, node.leadership.pid)
+        task.cancel()
+        await asyncio.wait([task])
+        assert (pipeline.storing, node.role(), store.fence_pid) == (False, "follower", None)
+        assert gauge_value(LeaderGauge(None)) == 1.0, "one node on SQLite always leads"
+    finally:
+        store.close()
+
+
+def gauge_value(gauge: LeaderGauge) -> float:
+    [metric] = list(gauge.collect())
+    assert metric.name == "salara_node_leader"
+    return float(metric.samples[0].value)
