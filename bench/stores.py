@@ -28,19 +28,16 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-
 from bench.webhooks import CRMProcess, Event, _client, _post, _until_delivered, make_events
 from salara.crm.delivery import DeliveryWorker
-from salara.store import migrate
 from salara.store.interface import Store
 from salara.store.postgres import PostgresStore
 from salara.store.sqlite import Outbox
-from tests.pgcluster import Cluster, bin_dir
+from tests.pgcluster import migrated_database
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +50,9 @@ class StoreFigures:
     per_s: float
 
 
-@contextlib.contextmanager
-def postgres_url() -> Iterator[str]:
+def postgres_url() -> contextlib.AbstractContextManager[str]:
     """A migrated database on a throwaway cluster. Raises RuntimeError without Debian's postgresql package."""
-    binaries = bin_dir()
-    if binaries is None:
-        raise RuntimeError("Debian's postgresql package is not installed (scripts/setup.sh installs it)")
-    cluster = Cluster(binaries)
-    try:
-        cluster.start()
-        with psycopg.connect(cluster.url(), autocommit=True) as db:
-            db.execute("CREATE DATABASE salara_bench")
-        url = cluster.url("salara_bench")
-        with psycopg.connect(url, autocommit=True) as db:
-            migrate.migrate(db)
-        yield url
-    finally:
-        cluster.stop()
+    return migrated_database("salara_bench")
 
 
 def fill(store: Store, events: Sequence[Event], batch: int) -> float:

@@ -10,6 +10,7 @@ directory. Durability is switched off (``fsync``): the cluster is thrown away.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -17,7 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 USER = "salara"
@@ -74,3 +75,29 @@ class Cluster:
                 self._run(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"])
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def migrated_database(name: str) -> Iterator[str]:
+    """A throwaway cluster with a database ``name`` migrated to this salara's schema; yields its URL.
+
+    Raises RuntimeError without Debian's postgresql package (scripts/setup.sh installs it).
+    """
+    import psycopg
+
+    from salara.store import migrate
+
+    binaries = bin_dir()
+    if binaries is None:
+        raise RuntimeError("Debian's postgresql package is not installed (scripts/setup.sh installs it)")
+    cluster = Cluster(binaries)
+    try:
+        cluster.start()
+        with psycopg.connect(cluster.url(), autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+        url = cluster.url(name)
+        with psycopg.connect(url, autocommit=True) as db:
+            migrate.migrate(db)
+        yield url
+    finally:
+        cluster.stop()

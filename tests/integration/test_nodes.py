@@ -18,13 +18,12 @@ import httpx
 import psycopg
 import pytest
 
-from salara.store import migrate
 from testpbx import pbx
 from tests.amiwatch import EventWatch
 from tests.conftest import SalaraFactory, SalaraProcess
 from tests.crm import FakeCrm, Received
 from tests.integration.test_events import config_text, expected, wait_call_over
-from tests.pgcluster import Cluster, bin_dir
+from tests.pgcluster import bin_dir, migrated_database
 
 MODES = {"newchannel": 2, "hangup": 2, "newexten": 3, "agentcon": 0}
 CALLS = 300
@@ -36,20 +35,10 @@ TABLES = "events, deliveries, attempts, endpoint_state, tracked_calls, live_chan
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A database migrated to this salara's schema, on a cluster of its own."""
-    binaries = bin_dir()
-    if binaries is None:
+    if bin_dir() is None:
         pytest.fail("Debian's postgresql package is not installed: run ./scripts/setup.sh (as root) first")
-    cluster = Cluster(binaries)
-    try:
-        cluster.start()
-        with psycopg.connect(cluster.url(), autocommit=True) as db:
-            db.execute("CREATE DATABASE salara_nodes")
-        url = cluster.url("salara_nodes")
-        with psycopg.connect(url, autocommit=True) as db:
-            migrate.migrate(db)
+    with migrated_database("salara_nodes") as url:
         yield url
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
