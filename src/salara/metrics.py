@@ -40,7 +40,8 @@ Metrics (all prefixed ``salara_``):
   (1 while the circuit breaker skips lookups), ``crm_breaker_failures`` (consecutive failures);
 - ``fastagi_sessions`` (being served), ``fastagi_refused_total`` (every session taken),
   ``fastagi_displaced_total`` (dropped without a variable block to make room);
-- ``tracked_calls``.
+- ``tracked_calls``;
+- ``node_leader`` (1 while this node leads; :class:`salara.nodes.LeaderGauge`, always 1 on SQLite).
 """
 
 from __future__ import annotations

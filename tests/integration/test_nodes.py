@@ -90,6 +90,8 @@ def two_nodes(salara_factory: SalaraFactory, crm: FakeCrm, url: str) -> tuple[Sa
     b = start_node(salara_factory, crm, url, "b")
     time.sleep(1.5)  # b tries the lock meanwhile
     assert (leads(a), leads(b)) == (True, False)
+    roles = [httpx.get(node.url + "/ready", timeout=5).json().get("role") for node in (a, b)]
+    assert roles == ["leader", "follower"], "/ready tells each node's role"
     return a, b
 
 

@@ -58,6 +58,7 @@ async def test_ready_tells_every_client_its_status_and_only_state_its_details() 
         assert detailed.status_code == 200
         assert detailed.json() == {
             "status": "ready",
+            "role": "leader",
             "ami": {"host": "127.0.0.1", "port": 5038, "last_error": None},
             "outbox": {"recovered_from": "/var/lib/salara/outbox.db.damaged-20250101T000000Z"},
         }
@@ -70,6 +71,7 @@ async def test_ready_tells_every_client_its_status_and_only_state_its_details() 
         assert unready.json() == {
             "status": "unready",
             "reason": "connection to 127.0.0.1:5038 refused",
+            "role": "leader",
             "ami": {"host": "127.0.0.1", "port": 5038, "last_error": "connection to 127.0.0.1:5038 refused"},
             "outbox": {"recovered_from": "/var/lib/salara/outbox.db.damaged-20250101T000000Z"},
         }

@@ -192,7 +192,8 @@ VENDOR = "/ui/static/vendor"
 def readiness(control: CallControl, outbox: object | None, *, detailed: bool) -> dict[str, object]:
     """The body of ``GET /ready``: ``{"status": "ready" | "unready"}``, and with ``detailed`` what stands behind it.
 
-    Detailed: ``"reason"`` (why unready, text), ``"ami": {"host": str,
+    Detailed: ``"reason"`` (why unready, text), ``"role"`` (``leader`` or
+    ``follower``: :mod:`salara.nodes`; one node on SQLite leads), ``"ami": {"host": str,
     "port": int, "last_error": str | None}`` and, when a store is known,
     ``"outbox": {"recovered_from": str | None}``: the path a damaged store
     file was moved to when salara started (read with ``getattr``: a store
@@ -204,6 +205,7 @@ def readiness(control: CallControl, outbox: object | None, *, detailed: bool) ->
         return body
     if not ami.ready:
         body["reason"] = ami.last_error or "AMI not connected"
+    body["role"] = control.role()
     settings = control.config.ami
     body["ami"] = {"host": settings.host, "port": settings.port, "last_error": ami.last_error}
     if outbox is not None:
