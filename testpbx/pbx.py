@@ -6,6 +6,10 @@ once per machine, reused after). Everything listens on 127.0.0.1 only.
 
 Commands (as root): ``python3 -m testpbx build|start|stop|status|restart``.
 The pytest fixture in ``tests/conftest.py`` uses :func:`start` and :func:`stop`.
+
+A second Asterisk, instance ``b``, runs beside it in the same chroot on other
+ports (``--instance b``; ``instance="b"`` in the functions below); see
+:mod:`testpbx.instance_b` and the fixture in ``tests/pbxb.py``.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +39,11 @@ AMI_PORT = 5038
 AMI_USER = "crm"
 AMI_SECRET = "crmsecret"
 PHONE_ENDPOINT = "8001"
+INSTANCES = ("a", "b")
+"""``a`` is the first instance (the default everywhere), ``b`` the second."""
+AMI_PORTS = {"a": AMI_PORT, "b": 5039}
+AMI_TLS_PORT_B = 5040
+_spawned: set[str] = set()  # instances this process started (see stop())
 
 
 def _log(msg: str) -> None:
@@ -139,20 +150,47 @@ def _pid(name: str) -> int | None:
 
 def _spawn(name: str, cmd: list[str]) -> int:
     log = open(STATE_DIR / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     _pidfile(name).write_text(str(proc.pid))
     return proc.pid
 
 
-def ami_command(*lines: str, timeout_s: float = 5.0) -> str:
+def _instance_b() -> types.ModuleType:
+    from testpbx import instance_b  # imported late: it imports this module
+
+    return instance_b
+
+
+def _check(instance: str) -> str:
+    if instance not in INSTANCES:
+        raise ValueError(f"testpbx: no instance {instance!r} (there are {', '.join(INSTANCES)})")
+    return instance
+
+
+def tls_ca_file(instance: str = "b") -> Path:
+    """The CA file that verifies ``instance``'s AMI TLS certificate (made on first use; only b has TLS)."""
+    if _check(instance) != "b":
+        raise ValueError("testpbx: only instance b has AMI over TLS")
+    return Path(_instance_b().ensure_certificates())
+
+
+def ami_command(
+    *lines: str, timeout_s: float = 5.0, instance: str = "a", port: int | None = None, tls: bool = False
+) -> str:
     """Log in to AMI, send one action (header lines), return the raw reply text.
 
     A deliberately plain client, independent of salara's own AMI code, so the
-    test harness does not depend on what it tests.
+    test harness does not depend on what it tests. ``instance`` picks the PBX
+    (its plain AMI port, or with ``tls`` instance b's TLS port, verified against
+    :func:`tls_ca_file`); ``port`` overrides the port.
     """
-    with socket.create_connection((AMI_HOST, AMI_PORT), timeout=timeout_s) as sock:
+    context = ssl.create_default_context(cafile=str(tls_ca_file(instance))) if tls else None
+    if port is None:
+        port = AMI_TLS_PORT_B if tls else AMI_PORTS[_check(instance)]
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((AMI_HOST, port), timeout=timeout_s))
+        if context is not None:
+            sock = stack.enter_context(context.wrap_socket(sock, server_hostname=AMI_HOST))
         buf = b""
 
         def read_until(marker: bytes) -> bytes:
@@ -182,23 +220,24 @@ def ami_command(*lines: str, timeout_s: float = 5.0) -> str:
                 return msg.decode(errors="replace")
 
 
-def cli(command: str) -> str:
-    """Run one Asterisk CLI command through AMI and return its output lines."""
-    reply = ami_command("Action: Command", f"Command: {command}")
+def cli(command: str, instance: str = "a") -> str:
+    """Run one Asterisk CLI command through ``instance``'s AMI and return its output lines."""
+    reply = ami_command("Action: Command", f"Command: {command}", instance=instance)
     return "\n".join(line[len("Output: ") :] for line in reply.split("\r\n") if line.startswith("Output: "))
 
 
-def hangup_all(timeout_s: float = 5.0) -> None:
-    """Hang up every channel and wait (bounded) until Asterisk has none left."""
-    cli("channel request hangup all")
+def hangup_all(timeout_s: float = 5.0, instance: str = "a") -> None:
+    """Hang up every channel of ``instance`` and wait (bounded) until it has none left."""
+    cli("channel request hangup all", instance=instance)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and "0 active channels" not in cli("core show channels"):
+    while time.monotonic() < deadline and "0 active channels" not in cli("core show channels", instance=instance):
         time.sleep(0.1)
 
 
-def ami_ready() -> bool:
+def ami_ready(instance: str = "a") -> bool:
+    """Whether ``instance``'s AMI answers and its Asterisk is fully booted."""
     try:
-        return "fully booted" in cli("core waitfullybooted").lower()
+        return "fully booted" in cli("core waitfullybooted", instance=instance).lower()
     except (OSError, TimeoutError, ConnectionError):
         return False
 
@@ -225,8 +264,7 @@ def start_asterisk() -> None:
         return
     if ami_ready():
         raise SystemExit(
-            f"testpbx: another Asterisk already answers on {AMI_HOST}:{AMI_PORT} "
-            "(not this checkout's); stop it first"
+            f"testpbx: another Asterisk already answers on {AMI_HOST}:{AMI_PORT} (not this checkout's); stop it first"
         )
     _install_config()
     _spawn("asterisk", _chroot("/usr/sbin/asterisk", "-f", "-n"))
@@ -261,11 +299,19 @@ def phone_idle() -> bool:
     return "\r\nStatus: 0\r\n" in reply + "\r\n"
 
 
-def start() -> None:
-    """Start Asterisk and the phone (idempotent); return when both are ready."""
+def start(instance: str = "a") -> None:
+    """Start Asterisk and the phone (idempotent); return when both are ready.
+
+    ``instance="b"`` starts only the second Asterisk (it has no phone).
+    """
     if not is_built():
         raise SystemExit("testpbx: not built; run `python3 -m testpbx build` (as root) first")
     STATE_DIR.mkdir(parents=True, exist_ok=True)
+    if _check(instance) == "b":
+        if not _pid(_instance_b().NAME):
+            _spawned.add("b")
+        _instance_b().start()
+        return
     start_asterisk()
     start_phone()
 
@@ -296,13 +342,26 @@ def stop_asterisk() -> None:
     _terminate("asterisk", 10)
 
 
-def stop() -> None:
-    """Stop the phone and Asterisk. The phone goes first so it can un-register."""
+def stop(instance: str = "a") -> None:
+    """Stop the phone and Asterisk. The phone goes first so it can un-register.
+
+    ``instance="b"`` stops only the second Asterisk. Stopping the first also
+    stops instance b if this process started it (a test session's teardown
+    never leaves it behind); b started by another process is left alone.
+    """
+    if _check(instance) == "b" or "b" in _spawned:
+        _instance_b().stop()
+        _spawned.discard("b")
+        if instance == "b":
+            return
     _terminate("baresip", 3)
     stop_asterisk()
 
 
-def status() -> dict[str, bool]:
+def status(instance: str = "a") -> dict[str, bool]:
+    """What runs and answers: the chroot, Asterisk, AMI and (instance a) the phone."""
+    if _check(instance) == "b":
+        return _instance_b().status()  # type: ignore[no-any-return]
     return {
         "built": is_built(),
         "asterisk": _pid("asterisk") is not None,
@@ -315,18 +374,19 @@ def status() -> dict[str, bool]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m testpbx", description=__doc__)
     parser.add_argument("command", choices=["build", "start", "stop", "restart", "status"])
+    parser.add_argument("--instance", choices=INSTANCES, default="a", help="a (default) or the second Asterisk, b")
     args = parser.parse_args(argv)
     if args.command == "build":
         build()
     elif args.command == "start":
         build()
-        start()
+        start(args.instance)
     elif args.command == "stop":
-        stop()
+        stop(args.instance)
     elif args.command == "restart":
-        stop()
-        start()
+        stop(args.instance)
+        start(args.instance)
     else:
-        for key, value in status().items():
+        for key, value in status(args.instance).items():
             print(f"{key}: {'yes' if value else 'no'}")
     return 0

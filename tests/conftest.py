@@ -17,6 +17,7 @@ import pytest
 
 from testpbx import pbx
 from tests.amiwatch import AMIRecorder, EventWatch
+from tests.pbxb import pbx_b  # noqa: F401 - the second test Asterisk (instance b), a session fixture
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "salara.conf.example"
