@@ -32,7 +32,7 @@ import aiohttp
 import uvicorn
 
 from salara.agi.server import AGIServer, AGISession
-from salara.ami.client import AMIClient, AMISettings
+from salara.ami.client import AMIClient
 from salara.api.app import create_app
 from salara.api.security.connections import uvicorn_options
 from salara.api.security.tokens import exposure_problem
@@ -54,12 +54,12 @@ from salara.events.subscriptions import Subscriptions
 from salara.logformat import CALL_ID
 from salara.metrics import Metrics, Sources
 from salara.nodes import LeaderGauge, Node
-from salara.pbx import PBX
 from salara.recordings.recorder import Recorder
 from salara.reload import RetiredClients, crm_client, crm_lookup, reload
 from salara.routing.channels import LiveChannels
 from salara.routing.script import Router
 from salara.routing.table import RouteTable
+from salara.sites import Sites
 from salara.store.interface import Store
 from salara.store.opening import open_store, wakeups
 from salara.systemd import Notifier
@@ -73,19 +73,6 @@ class PartFailed(SalaraError):
     def __init__(self, part: str, reason: str) -> None:
         super().__init__(f"{part} {reason}")
         self.part = part
-
-
-def ami_settings(config: Config) -> AMISettings:
-    ami = config.ami
-    return AMISettings(
-        host=ami.host,
-        port=ami.port,
-        username=ami.username,
-        secret=ami.secret,
-        auth=ami.auth,
-        ping_interval_s=ami.ping_interval,
-        reconnect_max_s=ami.reconnect_max,
-    )
 
 
 @dataclass
@@ -110,10 +97,10 @@ class Services:
     @classmethod
     def build(cls, config: Config) -> Services:
         """Build and connect the parts (call inside the event loop: the CRM client needs it)."""
-        ami = AMIClient(ami_settings(config))
-        pbx = PBX(ami, config.url.good_status)
+        sites = Sites.of(config)  # one per [ami] section: its AMI client, operations and id space
+        ami, pbx = sites.default.ami, sites.default.pbx
         tracker = CallTracker(config.event)
-        control = CallControl(pbx, tracker, config)
+        control = CallControl(pbx, tracker, config, sites=sites)
         hub = EventHub()
         # call.started ... call.ended: to the live stream and the store always; to the endpoints that ask
         lifecycle = CallLifecycle(
@@ -133,14 +120,23 @@ class Services:
             subscriptions=Subscriptions.of(config),
         )
         pipeline.restore(outbox.load_tracking())  # calls tracked before a restart; checked at AMI login
-        resync = Resynchronizer(
-            pipeline, ami, interval_s=config.event.sweep_interval, grace_s=config.event.timeout_makecall + 60
-        )
+        for site in sites:
+            # With several PBXs, each one's list speaks for its own channels only.
+            site.resync = Resynchronizer(
+                pipeline,
+                site.ami,
+                interval_s=config.event.sweep_interval,
+                grace_s=config.event.timeout_makecall + 60,
+                space=site.space if sites.several else None,
+            )
+            # FastAGI requests are checked against the registry, trusted once resynchronised since the login.
+            site.channels = LiveChannels(tracker.registry, site.ami, site.resync.completed, site.space)
+        resync = sites.default.resync
+        assert resync is not None
         crm = crm_client(config)
         lookup = crm_lookup(config, crm)
-        # FastAGI requests are checked against the registry, trusted once resynchronised since the login.
-        channels = LiveChannels(tracker.registry, ami, lambda: resync.resyncs)
-        router = Router(config, pbx, lookup, tracker, RouteTable(config.path, dict(config.routes)), channels=channels)
+        routes = RouteTable(config.path, dict(config.routes))
+        router = Router(config, pbx, lookup, tracker, routes, channels=sites.default.channels, sites=sites)
         metrics = Metrics(
             Sources(
                 ami=ami,
@@ -156,14 +152,16 @@ class Services:
         deliveries.on_attempt = metrics.observe_delivery  # every endpoint's attempts, in one histogram
         node = Node.of(config.outbox, control, pipeline, resync, outbox)  # PostgreSQL: one of several nodes
         metrics.registry.register(LeaderGauge(node))
-        ami.add_event_listener(pipeline.on_event)
         feed = CallFeed()
-        ami.add_event_listener(feed.on_event)  # after the fold: the registry has the change
-        ami.add_event_listener(metrics.count_event)
-        ami.add_event_listener(Recorder(pbx, tracker.registry).on_event)  # after the fold: the channel is known
-        ami.add_action_listener(metrics.observe_action)
-        ami.add_state_listener(resync.on_ami_state)
-        ami.add_state_listener(channels.on_ami_state)
+        for site in sites:
+            site.add_event_listener(pipeline.on_event)
+            site.add_event_listener(feed.on_event)  # after the fold: the registry has the change
+            site.ami.add_event_listener(metrics.count_event)
+            site.add_event_listener(Recorder(site.pbx, tracker.registry).on_event)  # after the fold
+            site.ami.add_action_listener(metrics.observe_action)
+            assert site.resync is not None and site.channels is not None
+            site.ami.add_state_listener(site.resync.on_ami_state)
+            site.ami.add_state_listener(site.channels.on_ami_state)
         return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, deliveries, feed, node)
 
     def __post_init__(self) -> None:
@@ -177,11 +175,11 @@ class Services:
 
     def parts(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """The long-lived parts by name: AMI, resync, the duties (delivery...; on PostgreSQL: while leading)."""
-        parts: dict[str, Callable[[], Awaitable[None]]] = {
-            "ami": self.ami.run,
-            "resync": self.resync.run,
-            "recordings": self.control.recordings.run,  # retention
-        }
+        parts: dict[str, Callable[[], Awaitable[None]]] = {"recordings": self.control.recordings.run}  # retention
+        for site in self.control.sites:
+            assert site.resync is not None
+            named = "" if site is self.control.sites.default else f" {site.name}"  # "ami", "ami branch"...
+            parts["ami" + named], parts["resync" + named] = site.ami.run, site.resync.run
         duties: dict[str, Callable[[], Awaitable[None]]] = {}  # the node part runs them while it leads
         if self.deliveries is not None:
             duties["delivery"] = self.deliveries.run
@@ -328,6 +326,7 @@ async def serve(config: Config) -> None:
         config.agi.listen.port,
         header_timeout_s=config.agi.header_timeout,
         max_sessions=config.agi.max_sessions,
+        allow=config.agi.allow,
     )
     services.metrics.sources.agi = agi  # FastAGI sessions on /metrics
     try:

@@ -22,28 +22,18 @@ from dataclasses import dataclass, field
 from salara.ami.client import AMIClient
 from salara.ami.messages import Event
 from salara.calls.call import Call
-from salara.calls.recording import mixmonitor_file
+from salara.calls.recording import RecordingError, mixmonitor_file
 from salara.calls.tracking import CallTracker
 from salara.calls.visibility import EVERYONE, Viewer, sees
 from salara.config import Config
 from salara.errors import AMIActionError, Conflict, NotFound, Unprocessable
+from salara.fields import variable_problems
 from salara.idempotency import IdempotencyCache, KeyStore, Shared, call_record, placed_call
 from salara.pbx import PBX, ExtensionInfo, new_channel_id
 from salara.recordings.files import RecordingFiles
+from salara.sites import Sites
 
 log = logging.getLogger(__name__)
-
-
-def variable_problems(variables: Mapping[str, str], prefix: str) -> list[str]:
-    """The names in ``variables`` a client may not set: any not starting with ``prefix``, any starting with ``_``.
-
-    An allow-list: Asterisk reads many channel variables as instructions
-    (``BRIDGE_FEATURES`` gives a party the transfer key, ``TRANSFER_CONTEXT``
-    says where it may dial, a leading ``_``/``__`` passes one on to every
-    channel the call creates), and new ones come with new versions. Only
-    names of the CRM's own namespace, ``[api] variable_prefix``, get through.
-    """
-    return [name for name in variables if name.startswith("_") or not name.startswith(prefix)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +53,8 @@ class PlaceCall:
     """Echoed on every lifecycle event of the call (at most 1,024 bytes of UTF-8, checked by the API)."""
     record: bool | None = None
     """Record the call (``MixMonitor``, :mod:`salara.recordings.recorder`); None: ``[recordings] record_calls``."""
+    pbx: str | None = None
+    """The PBX to place it on (an ``[ami NAME]``); None: the one serving ``context`` (:mod:`salara.sites`)."""
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -82,10 +74,14 @@ class CallControl:
         config: Config,
         idempotency: IdempotencyCache | None = None,
         *,
+        sites: Sites | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pbx = pbx
+        """The ``default`` PBX's operations."""
+        self.sites = sites if sites is not None else Sites.single(pbx, config.ami)
+        """Every PBX, and which serves a context or a call (:mod:`salara.sites`)."""
         self.tracker = tracker
         self.registry = tracker.registry
         self.config = config
@@ -136,15 +132,21 @@ class CallControl:
         ``<operator_technology>/<from>`` to ``to@context`` priority 1,
         CallerID ``"<caller_id_name or from>" <from>``, one ``Variable:
         NAME=value`` per variable, ring timeout ``timeout_s``. Returns the
-        state and, when placed, the call (its id is the Linkedid salara chose).
+        state and, when placed, the call (its id is the Linkedid salara chose,
+        ``NAME:`` before it on a PBX but ``default``). The PBX is
+        ``request.pbx``, else the one serving ``context`` (raises
+        :class:`~salara.errors.Unprocessable` ``unknown_pbx``).
         """
         operator, phone, context = request.from_, request.to, request.context
-        state = await self.pbx.extension_state(operator, context)
+        site = self.sites.serving(context, request.pbx)
+        pbx = site.pbx
+        state = await pbx.extension_state(operator, context)
         if not state.available:
             log.info("make call %s -> %s refused: operator is %s", operator, phone, state.state_text)
             return state, None
         config = self.config
-        linkedid = new_channel_id()
+        channel_id = new_channel_id()
+        linkedid = site.space.id(channel_id)
         ring_s = config.event.timeout_makecall if request.timeout_s is None else request.timeout_s
         fields: list[tuple[str, str | int]] = [
             ("Channel", f"{config.general.operator_technology}/{operator}"),
@@ -153,7 +155,7 @@ class CallControl:
             ("Priority", 1),
             ("CallerID", f'"{request.caller_id_name or operator}" <{operator}>'),
             ("Timeout", int(ring_s * 1000)),
-            ("ChannelId", linkedid),
+            ("ChannelId", channel_id),
         ]
         fields += [("Variable", f"{name}={value}") for name, value in request.variables.items()]
         wall, mono = self.clock(), self.monotonic()
@@ -162,12 +164,15 @@ class CallControl:
             linkedid, operator, phone, context, wall, owner=request.owner, client_state=request.client_state
         )
         if config.recordings.record_calls if request.record is None else request.record:
-            call.recording = mixmonitor_file(linkedid, config.recordings.format)  # started at its first channel
+            try:
+                call.recording = mixmonitor_file(linkedid, config.recordings.format)  # started at its first channel
+            except RecordingError:  # a PBX but default's: its files are on that PBX, out of salara's reach
+                log.warning("call %s on PBX %s not recorded: its recordings are not salara's", linkedid, site.name)
         tracked = config.event.watch_makecall
         if tracked:
             self.tracker.track(linkedid, operator, phone, "makecall", wall, mono)
         try:
-            outcome = await self.pbx.originate(fields, timeout_s=ring_s + 30)
+            outcome = await pbx.originate(fields, timeout_s=ring_s + 30)
         except BaseException:
             self.registry.forget(linkedid)
             if tracked:
@@ -284,9 +289,10 @@ class CallControl:
         if not names:
             raise Conflict(f"call {call_id} has no channel yet", error="call_not_connected")
         self.registry.hangup_requested(call.id)
+        pbx = self.sites.of_call(call.id).pbx
         hung_up = []
         for name in names:
-            refused = await self.pbx.hangup(name)
+            refused = await pbx.hangup(name)
             if refused is None:
                 hung_up.append(name)
             else:  # gone meanwhile: its Hangup event is on its way
@@ -330,7 +336,7 @@ class CallControl:
             raise Conflict(f"call {call_id} has no channel yet", error="call_not_connected")
         name = self.transfer_channel(call, channel)
         try:
-            await self.pbx.redirect(name, exten, context)
+            await self.sites.of_call(call.id).pbx.redirect(name, exten, context)
         except AMIActionError as exc:
             raise Conflict(
                 f"Asterisk refused the transfer: {exc.message}",
@@ -343,24 +349,28 @@ class CallControl:
 
     # -- messages -----------------------------------------------------------------
 
-    async def send_message(self, to: str, from_: str, text: str, context: str) -> tuple[ExtensionInfo, str | None]:
+    async def send_message(
+        self, to: str, from_: str, text: str, context: str, pbx: str | None = None
+    ) -> tuple[ExtensionInfo, str | None]:
         """SIP MESSAGE to ``to`` from ``from_`` when ``to``'s state is good (``ExtensionState``, ``MessageSend``).
 
         Returns the state and None when Asterisk accepted the message, else
-        why not (the state, or Asterisk's reason).
+        why not (the state, or Asterisk's reason). On the PBX ``pbx``, else
+        the one serving ``context``.
         """
-        state = await self.pbx.extension_state(to, context)
+        site = self.sites.serving(context, pbx).pbx
+        state = await site.extension_state(to, context)
         if not state.available:
             log.info("message to %s refused: operator is %s", to, state.state_text)
             return state, f"extension {to} is {state.state_text}"
-        return state, await self.pbx.message_send(to, from_, text)
+        return state, await site.message_send(to, from_, text)
 
-    async def message(self, to: str, from_: str, text: str, context: str) -> str | None:
+    async def message(self, to: str, from_: str, text: str, context: str, pbx: str | None = None) -> str | None:
         """:meth:`send_message` for ``/v1``: None when accepted, else Asterisk's reason.
 
         Raises :class:`~salara.errors.Conflict` ``operator_unavailable`` when ``to`` is not in a good state.
         """
-        state, refused = await self.send_message(to, from_, text, context)
+        state, refused = await self.send_message(to, from_, text, context, pbx)
         if not state.available:
             raise Conflict(
                 f"extension {to} is {state.state_text}: the message was not sent",
@@ -371,9 +381,12 @@ class CallControl:
 
     # -- states (``/v1`` reads them through the call control) -------------------
 
-    async def extension(self, exten: str, context: str) -> ExtensionInfo:
-        """AMI ``ExtensionState``; :class:`~salara.errors.NotFound` for no such extension or no hint (state -1)."""
-        info = await self.pbx.extension_state(exten, context)
+    async def extension(self, exten: str, context: str, pbx: str | None = None) -> ExtensionInfo:
+        """AMI ``ExtensionState`` on ``pbx``, else the PBX serving ``context``.
+
+        Raises :class:`~salara.errors.NotFound` for no such extension or no hint (state -1).
+        """
+        info = await self.sites.serving(context, pbx).pbx.extension_state(exten, context)
         if info.state == -1:
             raise NotFound(f"no hint for {exten}@{context} (no such extension, or it has no hint)")
         return info

@@ -9,6 +9,7 @@ channel names are ``Tech/resource``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Final
 
 from salara.errors import SalaraError
@@ -115,3 +116,15 @@ def caller_name(name: str, value: str) -> str:
     if _CALLER_NAME_REFUSED.search(value):
         raise FieldError(name, "contains a quote, <, >, a backslash or a control character")
     return value
+
+
+def variable_problems(variables: Mapping[str, str], prefix: str) -> list[str]:
+    """The names in ``variables`` a client may not set: any not starting with ``prefix``, any starting with ``_``.
+
+    An allow-list: Asterisk reads many channel variables as instructions
+    (``BRIDGE_FEATURES`` gives a party the transfer key, ``TRANSFER_CONTEXT``
+    says where it may dial, a leading ``_``/``__`` passes one on to every
+    channel the call creates), and new ones come with new versions. Only
+    names of the CRM's own namespace, ``[api] variable_prefix``, get through.
+    """
+    return [name for name in variables if name.startswith("_") or not name.startswith(prefix)]

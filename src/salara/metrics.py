@@ -3,7 +3,7 @@
 Everything is read from the parts' own counters at scrape time (a collector),
 except the histograms fed as things happen: AMI action latency (through
 :meth:`AMIClient.add_action_listener <salara.ami.client.AMIClient.add_action_listener>`),
-API request duration (:class:`MetricsMiddleware`), webhook POST duration
+API request duration (:class:`~salara.api.requestmetrics.MetricsMiddleware`), webhook POST duration
 (``DeliveryWorker.on_attempt``) and CRM lookup duration (``Router.on_lookup``),
 both hooked up by :class:`Metrics` from its :class:`Sources`. Nothing here runs
 in the AMI protocol core; the per-event cost is one dict increment. The
@@ -14,9 +14,9 @@ registry.
 Metrics (all prefixed ``salara_``):
 
 - ``build_info{version,python}`` (always 1);
-- ``ami_up`` (1 logged in and booted), ``ami_logins_total``,
-  ``ami_disconnects_total`` (each one is followed by a reconnect attempt),
-  ``ami_actions_total``;
+- ``ami_up{pbx}`` (1 logged in and booted), ``ami_logins_total{pbx}``,
+  ``ami_disconnects_total{pbx}`` (each one is followed by a reconnect attempt),
+  ``ami_actions_total{pbx}``, ``pbx`` being ``default`` or an ``[ami NAME]``;
 - ``ami_action_seconds{action}`` histogram, ``ami_action_failures_total{action,outcome}``
   (outcome ``error``, ``timeout`` or ``lost``);
 - ``ami_events_total{event}`` AMI events received by type;
@@ -39,6 +39,7 @@ Metrics (all prefixed ``salara_``):
   (outcome ``answered``, or ``failed``: no answer in time, an error), ``crm_breaker_open``
   (1 while the circuit breaker skips lookups), ``crm_breaker_failures`` (consecutive failures);
 - ``fastagi_sessions`` (being served), ``fastagi_refused_total`` (every session taken),
+  ``fastagi_strangers_total`` (closed at once: not from an address of ``[agi] allow``),
   ``fastagi_displaced_total`` (dropped without a variable block to make room);
 - ``tracked_calls``;
 - ``node_leader`` (1 while this node leads; :class:`salara.nodes.LeaderGauge`, always 1 on SQLite).
@@ -65,7 +66,6 @@ from prometheus_client import (
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import salara
 from salara.ami.messages import Event
@@ -244,8 +244,10 @@ class _Collector(Collector):
         for name, count in sorted(metrics.events.items()):
             events.add_metric([name], count)
         yield events
-        if sources.ami is not None:
-            yield from _ami(sources.ami)
+        if sources.control is not None:
+            yield from _ami({site.name: site.ami for site in sources.control.sites})
+        elif sources.ami is not None:
+            yield from _ami({"default": sources.ami})
         if sources.control is not None:
             yield from _calls(sources.control)
         if sources.pipeline is not None:
@@ -303,6 +305,9 @@ class _Collector(Collector):
                 "salara_fastagi_refused", "FastAGI connections refused: every session taken", agi.refused
             )
             yield CounterMetricFamily(
+                "salara_fastagi_strangers", "FastAGI connections closed at once: not from [agi] allow", agi.strangers
+            )
+            yield CounterMetricFamily(
                 "salara_fastagi_displaced",
                 "FastAGI connections without a variable block dropped to make room",
                 agi.displaced,
@@ -311,12 +316,18 @@ class _Collector(Collector):
             yield GaugeMetricFamily("salara_tracked_calls", "Calls tracked for events", len(sources.tracker.calls))
 
 
-def _ami(ami: AMIClient) -> Iterator[Metric]:
-    stats = ami.stats
-    yield GaugeMetricFamily("salara_ami_up", "1 while AMI is logged in and Asterisk fully booted", int(ami.ready))
-    yield CounterMetricFamily("salara_ami_logins", "AMI logins (the first and every reconnect)", stats.connects)
-    yield CounterMetricFamily("salara_ami_disconnects", "AMI sessions lost after login", stats.disconnects)
-    yield CounterMetricFamily("salara_ami_actions", "AMI actions sent", stats.actions)
+def _ami(clients: dict[str, AMIClient]) -> Iterator[Metric]:
+    up = GaugeMetricFamily("salara_ami_up", "1 while AMI is logged in and Asterisk fully booted", labels=["pbx"])
+    logins = CounterMetricFamily("salara_ami_logins", "AMI logins (the first and every reconnect)", labels=["pbx"])
+    lost = CounterMetricFamily("salara_ami_disconnects", "AMI sessions lost after login", labels=["pbx"])
+    actions = CounterMetricFamily("salara_ami_actions", "AMI actions sent", labels=["pbx"])
+    for name, ami in clients.items():
+        stats = ami.stats
+        up.add_metric([name], int(ami.ready))
+        logins.add_metric([name], stats.connects)
+        lost.add_metric([name], stats.disconnects)
+        actions.add_metric([name], stats.actions)
+    yield from (up, logins, lost, actions)
 
 
 def _calls(control: CallControl) -> Iterator[Metric]:
@@ -366,31 +377,3 @@ def _outbox(outbox: Store) -> Iterator[Metric]:
         "Age of the oldest event not delivered yet (0: none), seconds",
         age_s,
     )
-
-
-class MetricsMiddleware:
-    """ASGI middleware counting requests by method, route template and status."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe_request(scope.get("method", "GET"), template, status, time.perf_counter() - started)

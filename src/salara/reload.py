@@ -132,9 +132,11 @@ def apply(services: Services, reloaded: Reload) -> None:
     control, router = services.control, services.router
     control.config = router.config = config
     control.tracker.modes = config.event
-    control.pbx.good_status = config.url.good_status
-    services.resync.interval_s = config.event.sweep_interval
-    services.resync.grace_s = config.event.timeout_makecall + 60
+    for site in control.sites:
+        site.pbx.good_status = config.url.good_status
+        if site.resync is not None:
+            site.resync.interval_s = config.event.sweep_interval
+            site.resync.grace_s = config.event.timeout_makecall + 60
     routing = config.routing
     router.breaker.failures, router.breaker.cooldown_s = routing.breaker_failures, routing.breaker_cooldown
     router.cache.max_age_s, router.cache.max_entries = routing.cache_max_age, routing.cache_size

@@ -402,7 +402,7 @@ def assert_synthesized(
         compat = {"event": "Hangup", "chan": chan, "caller": parties[0], "exten": parties[1], "state": state}
         assert {k: hangup[k] for k in compat} == compat
         assert hangup["synthesized"] is True
-        assert list(hangup) == [*compat, "uniqueid", "linkedid", "tracked", "timestamp", "id", "synthesized"]
+        assert list(hangup) == [*compat, "uniqueid", "linkedid", "pbx", "tracked", "timestamp", "id", "synthesized"]
 
 
 def test_hangups_missed_while_disconnected_reach_the_crm(

@@ -199,7 +199,7 @@ def test_the_running_salaras_metrics_have_what_the_dashboard_and_the_rules_use(
     used = {name for rule in rules() for name in metric_names(rule["expr"])}
     used |= {name for expr in dashboard_expressions() for name in metric_names(expr)}
     assert sorted(used - have) == []
-    assert "salara_fastagi_sessions 0.0" in scrape.text and "salara_ami_up 1.0" in scrape.text
+    assert "salara_fastagi_sessions 0.0" in scrape.text and 'salara_ami_up{pbx="default"} 1.0' in scrape.text
     check = subprocess.run(
         [promtool, "check", "metrics"], input=scrape.text, capture_output=True, text=True, timeout=60
     )

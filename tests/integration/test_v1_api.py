@@ -345,7 +345,7 @@ def test_live_events_deliver_the_events_of_a_call_placed_during_the_test(v1: V1)
 
 def test_metrics_parse_and_move_when_calls_are_placed(v1: V1) -> None:
     before = v1.metrics()
-    assert before["salara_ami_up"] == 1
+    assert before["salara_ami_up{pbx=default}"] == 1
     response = v1.place({"from": "8001", "to": "9999", "context": "phones"})
     assert response.status_code == 201
     call_id = response.json()["id"]
@@ -368,7 +368,7 @@ def test_metrics_parse_and_move_when_calls_are_placed(v1: V1) -> None:
     assert moved("salara_api_requests_total{method=POST,route=/v1/calls,status=201}") == 1
     assert moved("salara_api_requests_total{method=DELETE,route=/v1/calls/{call_id},status=204}") == 1
     assert moved("salara_events_emitted_total") >= 2  # Newchannel and Hangup of the tracked call
-    assert after["salara_ami_logins_total"] >= 1
+    assert after["salara_ami_logins_total{pbx=default}"] >= 1
 
 
 def test_transfer_redirects_the_call_elsewhere(v1: V1, ami_events: EventWatch) -> None:
@@ -403,6 +403,7 @@ def test_states_of_extensions_endpoints_and_channels(v1: V1) -> None:
         assert state == {
             "exten": "9003",
             "context": "sim",
+            "pbx": "default",
             "hint": "Custom:9003",
             "state": 1,
             "state_text": "InUse",
@@ -489,7 +490,7 @@ def test_ready_turns_unready_while_asterisk_restarts_and_ready_after(v1: V1) -> 
                 seen.append(-1)
             time.sleep(0.05)
 
-    logins = v1.metrics()["salara_ami_logins_total"]
+    logins = v1.metrics()["salara_ami_logins_total{pbx=default}"]
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
     try:
@@ -506,9 +507,9 @@ def test_ready_turns_unready_while_asterisk_restarts_and_ready_after(v1: V1) -> 
     first_unready = seen.index(503)
     assert 200 in seen[first_unready:]
     after = v1.metrics()
-    assert after["salara_ami_up"] == 1
-    assert after["salara_ami_logins_total"] >= logins + 1
-    assert after["salara_ami_disconnects_total"] >= 1
+    assert after["salara_ami_up{pbx=default}"] == 1
+    assert after["salara_ami_logins_total{pbx=default}"] >= logins + 1
+    assert after["salara_ami_disconnects_total{pbx=default}"] >= 1
 
 
 def test_tokens_and_rights_apply_to_v1_before_any_ami_action(

@@ -60,6 +60,7 @@ async def test_ready_tells_every_client_its_status_and_only_state_its_details() 
             "status": "ready",
             "role": "leader",
             "ami": {"host": "127.0.0.1", "port": 5038, "last_error": None},
+            "pbxs": {"default": {"up": True, "host": "127.0.0.1", "port": 5038, "last_error": None}},
             "outbox": {"recovered_from": "/var/lib/salara/outbox.db.damaged-20250101T000000Z"},
         }
         ami.ready = False
@@ -73,6 +74,14 @@ async def test_ready_tells_every_client_its_status_and_only_state_its_details() 
             "reason": "connection to 127.0.0.1:5038 refused",
             "role": "leader",
             "ami": {"host": "127.0.0.1", "port": 5038, "last_error": "connection to 127.0.0.1:5038 refused"},
+            "pbxs": {
+                "default": {
+                    "up": False,
+                    "host": "127.0.0.1",
+                    "port": 5038,
+                    "last_error": "connection to 127.0.0.1:5038 refused",
+                }
+            },
             "outbox": {"recovered_from": "/var/lib/salara/outbox.db.damaged-20250101T000000Z"},
         }
         assert (await local.get("/ready")).status_code == 401  # a token is still needed to ask at all

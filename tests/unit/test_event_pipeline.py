@@ -96,7 +96,19 @@ async def test_missed_hangups_of_a_tracked_call_reach_the_outbox(tmp_path: Path)
     assert [b["event"] for b in got] == ["Newchannel"] * 3 + ["Hangup"] * 3
     hangups = got[3:]
     assert [b["chan"] for b in hangups] == DIAL_CHANNELS
-    extended_keys = ["event", "chan", "caller", "exten", "state", "uniqueid", "linkedid", "tracked", "timestamp", "id"]
+    extended_keys = [
+        "event",
+        "chan",
+        "caller",
+        "exten",
+        "state",
+        "uniqueid",
+        "linkedid",
+        "pbx",
+        "tracked",
+        "timestamp",
+        "id",
+    ]
     for body in hangups:
         assert list(body) == [*extended_keys, "synthesized"]
         assert body["synthesized"] is True and body["linkedid"] == DIAL_CALL

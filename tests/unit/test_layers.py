@@ -38,6 +38,7 @@ CORE = (
     "salara.store.records",
     "salara.eventtypes",
     "salara.config.webhooks",
+    "salara.config.pbxs",
     "salara.crm.schedule",
     "salara.events.subscriptions",
 )

@@ -75,6 +75,7 @@ def test_a_placed_call_that_is_answered_goes_started_ringing_answered_answered_e
     ]
     common = {
         "call_id": DIRECT_CALL,
+        "pbx": "default",
         "direction": "outbound",
         "from": "8001",
         "to": "9002",
@@ -122,7 +123,7 @@ def test_a_placed_call_that_is_answered_goes_started_ringing_answered_answered_e
         "recording": None,
         "timestamp": ts(START + hangup_at),
     }
-    assert list(ended)[:5] == ["call_id", "direction", "from", "to", "operator"]
+    assert list(ended)[:6] == ["call_id", "pbx", "direction", "from", "to", "operator"]
     assert list(ended)[-2:] == ["timestamp", "client_state"]
     # The result is /v1's outcome, word for word.
     call = registry.get(DIRECT_CALL, START + 100)

@@ -106,6 +106,7 @@ async def test_lifecycle_events_share_the_transaction_ids_and_call_order_of_the_
         "state",
         "uniqueid",
         "linkedid",
+        "pbx",
         "tracked",
         "timestamp",
         "id",

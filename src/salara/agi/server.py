@@ -14,6 +14,11 @@ closes before finishing it ends its session with a log line. The handler then
 gets an :class:`AGISession`; whatever it raises is logged, never propagated.
 When it returns, the socket is closed.
 
+Without ``allow`` a connection is served only from loopback; with it
+(``[agi] allow``: the PBXs' addresses or networks) only from an address
+it names. Any other is closed at once, before a byte is read or written,
+and logged (at most once per ``WARNING_INTERVAL_S``, with the count held back).
+
 At most ``max_sessions`` connections are served at once. When they are all
 taken, a new connection takes the place of the oldest one still without its
 variable block (a real Asterisk never waits there, an idle socket does);
@@ -30,9 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Final
 
@@ -71,11 +77,13 @@ class AGIServer:
         command_timeout_s: float = 10.0,
         max_sessions: int = 200,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        allow: Iterable[str] = (),
     ) -> None:
         if header_timeout_s <= 0 or command_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
         if max_sessions < 1 or max_line_bytes < 1:
             raise ValueError("max_sessions and max_line_bytes must be positive")
+        self._allow = tuple(ipaddress.ip_network(entry, strict=False) for entry in allow)  # ValueError: not one
         self._handler = handler
         self._host = host
         self._port = port
@@ -95,6 +103,9 @@ class AGIServer:
         """Connections closed at once because every session was taken."""
         self.displaced = 0
         """Connections without a variable block dropped to make room for a new one."""
+        self.strangers = 0
+        """Connections closed at once: from beyond loopback, and not from an address of ``allow``."""
+        self._stranger = RateLimitedWarning(log, WARNING_INTERVAL_S)
 
     async def start(self) -> None:
         """Start listening; returns once the socket is bound."""
@@ -145,11 +156,28 @@ class AGIServer:
         """Connections being served right now."""
         return len(self._tasks) - len(self._dropping)
 
+    def allowed(self, host: str) -> bool:
+        """Whether a connection from ``host`` (an IP address) may be served: in ``allow``, else on loopback."""
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        address = mapped or address
+        if not self._allow:
+            return address.is_loopback
+        return any(address in network for network in self._allow)
+
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_name(writer)
         task = asyncio.current_task()
         if task is None:
             writer.close()
+            return
+        if not self.allowed(peer.rpartition(":")[0].strip("[]")):
+            self.strangers += 1
+            self._stranger.warn(time.monotonic(), "FastAGI %s closed: not an address [agi] allow names", peer)
+            writer.transport.abort()  # not a word: nothing read, nothing written
             return
         if self.active_sessions >= self._max_sessions and not self._make_room(peer):
             self.refused += 1

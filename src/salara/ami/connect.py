@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -41,17 +42,37 @@ class AMISettings:
     boot_timeout_s: float = 10.0
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 5.0
+    tls: bool = False
+    """AMI over TLS (manager.conf ``tlsenable``): the certificate is verified for ``host``."""
+    tls_ca: str = ""
+    """PEM file of the CAs to verify the certificate with; empty: the system's."""
+
+
+def tls_context(settings: AMISettings) -> ssl.SSLContext | None:
+    """The TLS client context of ``settings`` (certificate and host name verified), None without TLS.
+
+    Raises :class:`OSError` (``ssl.SSLError``) when ``tls_ca`` cannot be read.
+    """
+    if not settings.tls:
+        return None
+    return ssl.create_default_context(cafile=settings.tls_ca or None)
 
 
 async def open_link(settings: AMISettings) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """The TCP connection to ``settings.host:settings.port``.
+    """The TCP (with ``tls``: TLS) connection to ``settings.host:settings.port``.
 
     Raises :class:`AMITimeout` after ``connect_timeout_s`` seconds and
-    :class:`OSError` when the connection is refused or cannot be made.
+    :class:`OSError` when the connection is refused or cannot be made, or
+    the certificate does not verify (``ssl.SSLCertVerificationError``).
     """
+    context = tls_context(settings)
     try:
         async with asyncio.timeout(settings.connect_timeout_s):
-            return await asyncio.open_connection(settings.host, settings.port)
+            if context is None:
+                return await asyncio.open_connection(settings.host, settings.port)
+            return await asyncio.open_connection(
+                settings.host, settings.port, ssl=context, server_hostname=settings.host
+            )
     except TimeoutError:
         where = f"{settings.host}:{settings.port}"
         raise AMITimeout(f"connect to {where}: no answer within {settings.connect_timeout_s:g} s") from None

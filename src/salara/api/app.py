@@ -14,6 +14,7 @@ from salara.api.compat import endpoint as compat
 from salara.api.compat.dispatch import COMPAT_PATH, CompatFirst
 from salara.api.compat.module import ModuleErrors
 from salara.api.openapi import install_openapi
+from salara.api.requestmetrics import MetricsMiddleware
 from salara.api.security import access as security
 from salara.api.security.browser import BrowserGate, Sessions
 from salara.api.security.tokens import Security
@@ -22,7 +23,7 @@ from salara.api.ui.routes import create_router as ui_router
 from salara.control import CallControl
 from salara.crm.admin import WebhookAdmin
 from salara.events.hub import EventHub
-from salara.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware, Sources
+from salara.metrics import CONTENT_TYPE, Metrics, Sources
 
 if TYPE_CHECKING:
     from salara.routing.script import Router
@@ -92,12 +93,12 @@ def create_app(
     @app.get(
         "/ready",
         tags=["operations"],
-        responses={503: {"description": "AMI not logged in or not booted"}},
+        responses={503: {"description": "A PBX's AMI not logged in or not booted"}},
     )
     async def ready(request: Request) -> JSONResponse:
         """``{"status": "ready"}`` (200) or ``{"status": "unready"}`` (503); the ``state`` right sees the details."""
         body = readiness(control, store, detailed="state" in security.principal(request).rights)
-        return JSONResponse(body, 200 if control.pbx.ami.ready else 503)
+        return JSONResponse(body, 200 if body["status"] == "ready" else 503)
 
     @app.get(OPENAPI_PATH, include_in_schema=False, dependencies=state)
     async def openapi() -> JSONResponse:
@@ -192,22 +193,37 @@ VENDOR = "/ui/static/vendor"
 def readiness(control: CallControl, outbox: object | None, *, detailed: bool) -> dict[str, object]:
     """The body of ``GET /ready``: ``{"status": "ready" | "unready"}``, and with ``detailed`` what stands behind it.
 
-    Detailed: ``"reason"`` (why unready, text), ``"role"`` (``leader`` or
-    ``follower``: :mod:`salara.nodes`; one node on SQLite leads), ``"ami": {"host": str,
-    "port": int, "last_error": str | None}`` and, when a store is known,
-    ``"outbox": {"recovered_from": str | None}``: the path a damaged store
-    file was moved to when salara started (read with ``getattr``: a store
-    that does not report it shows None). Nothing is raised.
+    Ready while every PBX's AMI is logged in. Detailed: ``"reason"`` (why
+    unready, text), ``"role"`` (``leader`` or ``follower``:
+    :mod:`salara.nodes`; one node on SQLite leads), ``"ami": {"host": str,
+    "port": int, "last_error": str | None}`` (the ``default`` PBX's),
+    ``"pbxs": {name: {"up": bool, "host", "port", "last_error"}}`` (every
+    PBX, ``default`` first) and, when a store is known, ``"outbox":
+    {"recovered_from": str | None}``: the path a damaged store file was moved
+    to when salara started (read with ``getattr``: a store that does not
+    report it shows None). Nothing is raised.
     """
-    ami = control.pbx.ami
-    body: dict[str, object] = {"status": "ready" if ami.ready else "unready"}
+    sites = list(control.sites)
+    down = [site for site in sites if not site.ami.ready]
+    body: dict[str, object] = {"status": "unready" if down else "ready"}
     if not detailed:
         return body
-    if not ami.ready:
-        body["reason"] = ami.last_error or "AMI not connected"
+    if down:
+        first = down[0]
+        reason = first.ami.last_error or "AMI not connected"
+        body["reason"] = reason if first is control.sites.default else f"PBX {first.name}: {reason}"
     body["role"] = control.role()
     settings = control.config.ami
-    body["ami"] = {"host": settings.host, "port": settings.port, "last_error": ami.last_error}
+    body["ami"] = {"host": settings.host, "port": settings.port, "last_error": control.pbx.ami.last_error}
+    body["pbxs"] = {
+        site.name: {
+            "up": site.ami.ready,
+            "host": site.section.host,
+            "port": site.section.port,
+            "last_error": site.ami.last_error,
+        }
+        for site in sites
+    }
     if outbox is not None:
         recovered = getattr(outbox, "recovered_from", None)
         body["outbox"] = {"recovered_from": None if recovered is None else str(recovered)}

@@ -42,6 +42,7 @@ from string import hexdigits
 from typing import Literal
 
 from salara.calls.call import Call, Channel, Transfer
+from salara.calls.ids import pbx_of
 from salara.calls.registry import CallRegistry
 from salara.eventtypes import LIFECYCLE_TYPES as LIFECYCLE_TYPES  # named here too: the call model's types
 from salara.utc import utc_timestamp
@@ -215,6 +216,7 @@ class CallLifecycle:
     def _event(self, name: str, call: Call, at: float, fields: Mapping[str, object]) -> LifecycleEvent:
         body: dict[str, object] = {
             "call_id": call.id,
+            "pbx": pbx_of(call.id),
             "direction": self.direction(call),
             "from": call.from_,
             "to": call.routed_to if call.routed_to is not None else call.to,

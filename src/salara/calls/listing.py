@@ -9,7 +9,7 @@ list was asked for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,45 @@ class Resync:
     """Ids of the calls that ended because of it."""
 
 
+Owns = Callable[[str], bool] | None
+"""Which Uniqueids or call ids a channel list speaks for (one PBX's, :mod:`salara.calls.ids`); None: all."""
+
+
+class SinceList:
+    """The channels born and hung up since a channel list was asked for (:meth:`CallRegistry.begin_resync`).
+
+    One list per PBX may be on its way at once: their Uniqueids never meet
+    (:mod:`salara.calls.ids`), so they share the two sets, kept while any is open.
+    """
+
+    __slots__ = ("_born", "_dead", "_open")
+
+    def __init__(self) -> None:
+        self._open = 0
+        self._born: set[str] = set()
+        self._dead: set[str] = set()
+
+    def begin(self) -> None:
+        """A list was asked for."""
+        self._open += 1
+
+    def end(self) -> tuple[set[str], set[str]]:
+        """A list came (or will not): ``(born, dead)`` since the first open one."""
+        found = self._born, self._dead
+        self._open = max(0, self._open - 1)
+        if not self._open:
+            self._born, self._dead = set(), set()
+        return found
+
+    def born(self, uniqueid: str) -> None:
+        if self._open:
+            self._born.add(uniqueid)
+
+    def dead(self, uniqueid: str) -> None:
+        if self._open:
+            self._dead.add(uniqueid)
+
+
 def fold_list(
     registry: CallRegistry,
     listed: Iterable[ListedChannel],
@@ -38,13 +77,17 @@ def fold_list(
     dead: set[str],
     wall: float,
     mono: float,
+    owns: Owns = None,
 ) -> Resync:
-    """Fold a channel list into ``registry``; ``born``/``dead`` changed by events since it was asked for."""
+    """Fold a channel list into ``registry``; ``born``/``dead`` changed by events since it was asked for.
+
+    ``owns``: which Uniqueids the list speaks for (one PBX's); None: all.
+    """
     items = {item.uniqueid: item for item in listed if item.uniqueid}
     result = Resync()
     touched: set[str] = set()
     for uniqueid, channel in list(registry.channels.items()):
-        if uniqueid in items or uniqueid in born:
+        if uniqueid in items or uniqueid in born or (owns is not None and not owns(uniqueid)):
             continue
         del registry.channels[uniqueid]
         result.missed.append(channel)

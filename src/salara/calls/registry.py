@@ -40,7 +40,7 @@ from typing import Final
 from salara.ami.messages import Event
 from salara.calls.call import UP, Call, Channel, ListedChannel, Origin, Transfer, int_or, known
 from salara.calls.details import DETAIL_EVENTS, add_transfer, fold_detail, note_hangup
-from salara.calls.listing import Resync, fold_list
+from salara.calls.listing import Owns, Resync, SinceList, fold_list
 from salara.calls.outcome import outcome_of
 
 RINGING: Final = 5
@@ -91,7 +91,7 @@ class CallRegistry:
         """Ids of the calls changed since an observer last took them (in order); None: nobody observes."""
         self.on_touch: Callable[[], None] | None = None
         """Called when a call changes outside :meth:`on_event` (to have :attr:`touched` taken soon)."""
-        self._resync: tuple[set[str], set[str]] | None = None
+        self._since_list = SinceList()
         self.cdr_tz: tzinfo | None = None  # of Cdr event times; None: this machine's (salara.calls.cdr)
 
     def _touch(self, call_id: str | None) -> None:
@@ -218,8 +218,7 @@ class CallRegistry:
             return
         if name == "Newchannel":
             self._add(Channel.of_event(uniqueid, event, wall), wall, mono)
-            if self._resync is not None:
-                self._resync[0].add(uniqueid)
+            self._since_list.born(uniqueid)
             return
         channel = self.channels.get(uniqueid)
         if name == "Hangup":
@@ -333,8 +332,7 @@ class CallRegistry:
                 call.called_answered(wall, channel.name)
 
     def _hangup(self, uniqueid: str, channel: Channel | None, event: Event, wall: float, mono: float) -> None:
-        if self._resync is not None:
-            self._resync[1].add(uniqueid)
+        self._since_list.dead(uniqueid)
         linkedid = channel.linkedid if channel is not None else event.get("Linkedid") or uniqueid
         call = self.calls.get(linkedid)
         if call is None:
@@ -380,21 +378,22 @@ class CallRegistry:
 
     def begin_resync(self) -> None:
         """Call right before sending ``CoreShowChannels``: changes from now on win over its list."""
-        self._resync = (set(), set())
+        self._since_list.begin()
 
     def abort_resync(self) -> None:
         """The list did not come: forget what :meth:`begin_resync` started."""
-        self._resync = None
+        self._since_list.end()
 
-    def resync(self, listed: Iterable[ListedChannel], wall: float, mono: float) -> Resync:
+    def resync(self, listed: Iterable[ListedChannel], wall: float, mono: float, owns: Owns = None) -> Resync:
         """Make the live channels those of a ``CoreShowChannels`` answer (``listed_channel`` of each item).
 
         Channels created since :meth:`begin_resync` stay, channels hung up
         since stay gone, every other channel missing from the list hung up
-        unseen: it is dropped and reported in :attr:`Resync.missed`.
+        unseen: it is dropped and reported in :attr:`Resync.missed`. With
+        ``owns`` (a Uniqueid's test: one PBX's channels, :mod:`salara.calls.ids`)
+        only the channels it owns are checked against the list.
         """
-        born, dead = self._resync or (set(), set())
-        self._resync = None
-        result = fold_list(self, listed, born, dead, wall, mono)
+        born, dead = self._since_list.end()
+        result = fold_list(self, listed, born, dead, wall, mono, owns)
         self.resyncs += 1
         return result

@@ -43,7 +43,7 @@ from salara.calls.events import (
     newexten_event,
     synthesized_hangup,
 )
-from salara.calls.listing import Resync
+from salara.calls.listing import Owns, Resync
 from salara.calls.registry import HANDLED_EVENTS, CallRegistry
 from salara.calls.rows import CallRow, ChannelRow, Sweep, TrackedCall, TrackingChanges, call_row, told_by_store
 from salara.config import Event as EventModes
@@ -244,16 +244,19 @@ class CallTracker:
         """The list did not come: forget what :meth:`begin_resync` started."""
         self.registry.abort_resync()
 
-    def sweep(self, listed: Iterable[ListedChannel], wall: float, mono: float, grace_s: float) -> Sweep:
+    def sweep(
+        self, listed: Iterable[ListedChannel], wall: float, mono: float, grace_s: float, owns: Owns = None
+    ) -> Sweep:
         """Resynchronise with the channels Asterisk has; end tracked calls that have none.
 
         ``listed`` are the channels of a ``CoreShowChannels`` answer
         (:meth:`CallRegistry.resync`). For every channel that hung up unseen
         a Hangup is synthesized if the ``hangup`` mode wants one and its name
         is known. A tracked call younger than ``grace_s`` seconds with no
-        channel yet (an Originate still dialling) is kept.
+        channel yet (an Originate still dialling) is kept. With ``owns`` (one
+        PBX's ids, :mod:`salara.calls.ids`) only its channels and calls are swept.
         """
-        resync: Resync = self.registry.resync(listed, wall, mono)
+        resync: Resync = self.registry.resync(listed, wall, mono, owns)
         for uniqueid in resync.changed:
             channel = self.registry.channels.get(uniqueid)
             if channel is not None and (self._keep_all or channel.linkedid in self.calls):
@@ -270,6 +273,8 @@ class CallTracker:
         self.synthesized += len(hangups)
         ended = []
         for linkedid, call in list(self.calls.items()):
+            if owns is not None and not owns(linkedid):
+                continue
             if self.registry.live_channels(linkedid):
                 call.seen_channel = True
             elif call.seen_channel or mono - call.started_mono > grace_s:

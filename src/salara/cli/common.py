@@ -22,11 +22,12 @@ import click
 import salara
 from salara import config as config_module
 from salara.ami.client import AMIClient
-from salara.app import PartFailed, ami_settings, serve
+from salara.app import PartFailed, serve
 from salara.config import Config
 from salara.control import CallControl
 from salara.errors import ConfigError, SalaraError
 from salara.logformat import setup_logging
+from salara.sites import ami_settings
 
 T = TypeVar("T")
 
@@ -82,7 +83,7 @@ def with_control(ctx: click.Context, work: Callable[[CallControl], Awaitable[T]]
     """
     config = load_config(ctx)
     # A one-shot session: do not wait long for FullyBooted (needs read=system).
-    settings = dataclasses.replace(ami_settings(config), boot_timeout_s=2.0)
+    settings = dataclasses.replace(ami_settings(config.ami), boot_timeout_s=2.0)
 
     async def run() -> T:
         ami = AMIClient(settings)

@@ -29,12 +29,11 @@ Import from ``salara.config`` itself; the names below are its interface.
 
 from salara.config.editor import check_value, edit_route, edit_token, locked, save_route, save_token, save_webhook
 from salara.config.hosts import is_local_host, mask_url, normalise_host
+from salara.config.pbxs import Agi, Ami
 from salara.config.reader import build, check, check_config, check_destinations, load, load_tokens
 from salara.config.schema import (
     RIGHTS,
     SECTIONS,
-    Agi,
-    Ami,
     Api,
     Config,
     Event,

@@ -142,5 +142,7 @@ def plan(old: Config, new: Config) -> Reload:
     webhooks = dict(old.webhooks) != dict(new.webhooks)
     if webhooks:
         changed.append("[webhook ...]")
-    config = dataclasses.replace(new, **sections)
+    if dict(old.pbxs) != dict(new.pbxs):  # each PBX's AMI session is made at start
+        restart.append("[ami ...]")
+    config = dataclasses.replace(new, **sections, pbxs=old.pbxs)
     return Reload(config, tuple(changed), tuple(restart), frozenset(live), routes, tokens, webhooks)

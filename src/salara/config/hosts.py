@@ -69,6 +69,17 @@ def inet_aton(text: str) -> int | None:
     return number << (32 - 8 * len(head)) | last
 
 
+def is_loopback_name(host: str) -> bool:
+    """Whether ``host`` (a name or an address) names this machine's loopback only (not every address)."""
+    host = normalise_host(host)
+    if host in _LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def is_local_host(host: str) -> bool:
     """Whether ``host`` names this machine's loopback or every address (``0.0.0.0``, ``::``)."""
     host = normalise_host(host)

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from salara.config.hosts import is_local_host, mask_url, normalise_host
+from salara.config.hosts import is_local_host, is_loopback_name, mask_url, normalise_host
+from salara.config.pbxs import AMI_SECTION, Agi, Ami, pbx_name_problem
 from salara.config.schema import SECRET_KEYS, SECTIONS, TOKEN_NAME, TOKEN_SECTION, Api, Config, Token, Url
 from salara.config.source import (
     SECTION_RE,
@@ -61,10 +62,17 @@ ENV_PREFIX = "SALARA_"
 
 def apply_env(raw: RawConfig, environ: Mapping[str, str]) -> None:
     """Set each ``SALARA_<SECTION>_<KEY>`` of ``environ`` over ``raw`` (the origin names the variable)."""
+    named = sorted((s for s in raw.sections if s.startswith(AMI_SECTION)), key=len, reverse=True)
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
+        pbx = next((s for s in named if rest.startswith(s.replace(" ", "_").lower() + "_")), None)
+        if pbx is not None:  # SALARA_AMI_<NAME>_<KEY>: that [ami NAME]'s
+            key = rest[len(pbx) + 1 :]
+            raw.sections[pbx][key] = value
+            raw.origins[pbx, key] = Origin(None, None, f"environment {name}")
+            continue
         for section in SECTIONS:
             if rest.startswith(section + "_"):
                 key = rest[len(section) + 1 :]
@@ -139,18 +147,37 @@ def validate(raw: RawConfig, path: Path | None, report: Report) -> Config | None
         values[name] = _section(raw, name, model, report, secret, "salara")
     tokens = build_tokens(raw, report=report)
     webhooks = build_webhooks(raw, report=report)
+    pbxs = build_pbxs(raw, report)
     for section in [name for name in raw.sections if name not in SECTIONS and name != "route"]:
-        if not section.startswith((TOKEN_SECTION, WEBHOOK_SECTION)):
+        if not section.startswith((TOKEN_SECTION, WEBHOOK_SECTION, AMI_SECTION)):
             report.lenient(Problem(section, None, "is not a section salara uses", _where(raw, section, None)))
     if any(value is None for value in values.values()):
         return None
     try:
         _check_api(values["api"])
         _check_webhook_targets(values["url"])
+        _check_pbxs(values["agi"], values["ami"], pbxs)
     except ConfigError as exc:
         report.error(Problem(exc.section, exc.key, exc.reason, _where(raw, exc.section, exc.key)))
         return None
-    return Config(**values, routes=dict(raw.routes), path=path, tokens=tokens, webhooks=webhooks)
+    return Config(**values, routes=dict(raw.routes), path=path, tokens=tokens, webhooks=webhooks, pbxs=pbxs)
+
+
+def build_pbxs(raw: RawConfig, report: Report) -> dict[str, Ami]:
+    """The ``[ami NAME]`` sections of ``raw`` by name: each PBX beyond ``[ami]`` (``default``)."""
+    pbxs: dict[str, Ami] = {}
+    for section in raw.sections:
+        if not section.startswith(AMI_SECTION):
+            continue
+        name = section[len(AMI_SECTION) :]
+        problem = pbx_name_problem(name)
+        if problem:
+            report.error(Problem(section, None, problem, _where(raw, section, None)))
+            continue
+        pbx = _section(raw, section, Ami, report, frozenset({"secret"}), "AMI")
+        if isinstance(pbx, Ami):
+            pbxs[name] = pbx
+    return pbxs
 
 
 def build_tokens(raw: RawConfig, *, report: Report | None = None) -> dict[str, Token]:
@@ -220,6 +247,23 @@ def check_config(config: Config) -> None:
     """The checks across keys of a whole config (one assembled by a reload); raises :class:`ConfigError`."""
     _check_api(config.api)
     _check_webhook_targets(config.url)
+    _check_pbxs(config.agi, config.ami, config.pbxs)
+
+
+def _check_pbxs(agi: Agi, default: Ami, pbxs: Mapping[str, Ami]) -> None:
+    """A context is served by one PBX; FastAGI beyond loopback only from the addresses ``[agi] allow`` names."""
+    served: dict[str, str] = {context: "ami" for context in default.contexts}
+    for name, pbx in pbxs.items():
+        for context in pbx.contexts:
+            if context in served:
+                raise ConfigError(f"ami {name}", "contexts", f"{context!r} is served by [{served[context]}] already")
+            served[context] = f"ami {name}"
+    if not agi.allow and not is_loopback_name(agi.listen.host):
+        raise ConfigError(
+            "agi",
+            "listen",
+            f"{agi.listen} is reachable beyond this machine: name the PBXs' addresses in [agi] allow",
+        )
 
 
 def _check_api(api: Api) -> None:

@@ -14,18 +14,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from salara import fields
 from salara.config.hosts import mask_url
+from salara.config.pbxs import AMI_SECTION, Agi, Ami
 from salara.config.recording import Recordings
-from salara.config.values import Flag, HostPort, IntList, Rate, StrList, split_destinations, split_list
+from salara.config.values import (
+    Flag,
+    HostPort,
+    IntList,
+    Rate,
+    Section,
+    StrList,
+    host_port,
+    lowered,
+    split_destinations,
+    split_list,
+)
 from salara.config.webhooks import WEBHOOK_SECTION, Webhook, check_secrets
-
-
-def _lower(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
 
 
 def _context(value: str) -> str:
@@ -35,15 +43,7 @@ def _context(value: str) -> str:
         raise ValueError(exc.reason) from None
 
 
-def _host_port(default_port: int) -> BeforeValidator:
-    return BeforeValidator(lambda v: HostPort.parse(v, default_port) if isinstance(v, str) else v)
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
-
-
-class General(_Section):
+class General(Section):
     """``[general]``: routing fallback, CRM timeout, default context, operator device."""
 
     default: str = ""
@@ -54,18 +54,18 @@ class General(_Section):
     """Dialplan context when a request names none."""
     operator_technology: str = Field("PJSIP", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     """Channel technology of the operator's device for make call (``PJSIP/8001``)."""
-    answers: Annotated[Literal["readme", "module"], BeforeValidator(_lower)] = "readme"
+    answers: Annotated[Literal["readme", "module"], BeforeValidator(lowered)] = "readme"
     """Compat bodies: ``readme`` as the old module's README documents them (errors say why), or
     ``module`` byte for byte as its code sent them (channel state ``{"result":6,"text":"UP"}``,
     every error ``{"result":-2,"text":"Error"}``). HTTP statuses are salara's either way."""
-    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(lowered)] = "text"
     """``text`` (with syslog priorities under systemd) or ``json`` lines (:mod:`salara.logformat`)."""
     edit_file: str = ""
     """Where ``salara route set`` and ``token create`` put new entries and sections (relative: to the main
     file's directory; the main file must include it); empty: the main file (:mod:`salara.config.editor`)."""
 
 
-class Event(_Section):
+class Event(Section):
     """``[event]``: log level, originate options and per-event modes (SPEC §2)."""
 
     verbose: int = Field(1, ge=0, le=3)
@@ -94,10 +94,10 @@ class Event(_Section):
         return self
 
 
-class Url(_Section):
+class Url(Section):
     """``[url]``: API listen address, CRM URLs, good states, webhook options."""
 
-    rest_server: Annotated[HostPort, _host_port(5058)] = HostPort("127.0.0.1", 5058)
+    rest_server: Annotated[HostPort, host_port(5058)] = HostPort("127.0.0.1", 5058)
     dest_url: str = ""
     dest_url_event: str = ""
     good_status: IntList = (0,)
@@ -107,7 +107,7 @@ class Url(_Section):
     """When set, webhooks are signed the Standard Webhooks way; two secrets (space between) during a rotation."""
 
 
-class Keys(_Section):
+class Keys(Section):
     """``[keys]``: JSON key names of the compat API (SPEC §1). Non-empty and distinct."""
 
     key_word: str = "personal_manager_internal_phone"
@@ -131,29 +131,7 @@ class Keys(_Section):
         return self
 
 
-class Ami(_Section):
-    """``[ami]``: how salara reaches the Asterisk Manager Interface."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(5038, gt=0, lt=65536)
-    username: str = "salara"
-    secret: str = ""
-    auth: Annotated[Literal["md5", "plain"], BeforeValidator(_lower)] = "md5"
-    ping_interval: float = Field(20.0, gt=0)
-    reconnect_max: float = Field(5.0, gt=0)
-
-
-class Agi(_Section):
-    """``[agi]``: the FastAGI server that routes incoming calls."""
-
-    listen: Annotated[HostPort, _host_port(4573)] = HostPort("127.0.0.1", 4573)
-    max_sessions: int = Field(200, ge=1, le=100_000)
-    """FastAGI connections served at once (a routed call holds one up to curlopt_timeout seconds)."""
-    header_timeout: float = Field(1.0, gt=0, le=60)
-    """Seconds a new connection has to send its whole variable block (Asterisk sends it at once)."""
-
-
-class Routing(_Section):
+class Routing(Section):
     """``[routing]``: how routing copes with a failing CRM."""
 
     breaker_failures: int = Field(5, ge=1)
@@ -167,7 +145,7 @@ class Routing(_Section):
     """The key of the CRM's routing answer that names the caller (``CALLERID(name)``, lifecycle events)."""
 
 
-class Outbox(_Section):
+class Outbox(Section):
     """``[outbox]``: the durable store of events waiting for the CRM."""
 
     path: str = "/var/lib/salara/outbox.db"
@@ -236,7 +214,7 @@ def _trusted_proxies(entries: tuple[str, ...]) -> tuple[str, ...]:
     return entries
 
 
-class Api(_Section):
+class Api(Section):
     """``[api]``: HTTPS, who may use the API without a token, and what a client may send."""
 
     tls_cert: str = ""
@@ -299,14 +277,14 @@ def _check_contexts(entries: tuple[str, ...]) -> tuple[str, ...]:
     return entries
 
 
-class Calls(_Section):
+class Calls(Section):
     """``[calls]``: what the call model takes from the dialplan."""
 
     inbound_contexts: Annotated[StrList, AfterValidator(_check_contexts)] = ()
     """Dialplan contexts where calls from outside enter (a trunk's): a call in one is ``inbound``."""
 
 
-class Token(_Section):
+class Token(Section):
     """``[token NAME]``: one API client, what it may do and how often.
 
     Only the token's hash is stored. ``destinations`` lists what a call may
@@ -366,6 +344,12 @@ class Config:
     """API tokens by name (``[token NAME]`` sections)."""
     webhooks: Mapping[str, Webhook] = field(default_factory=dict)
     """Event endpoints by name (``[webhook NAME]`` sections), beside ``[url] dest_url_event``."""
+    pbxs: Mapping[str, Ami] = field(default_factory=dict)
+    """The PBXs beyond ``[ami]`` by name (``[ami NAME]`` sections): :mod:`salara.calls.ids`."""
+
+    def ami_sections(self) -> dict[str, Ami]:
+        """Every PBX's ``[ami]`` by name, ``default`` (the ``[ami]`` section) first."""
+        return {"default": self.ami, **self.pbxs}
 
     def masked(self) -> dict[str, dict[str, object]]:
         """Every setting by section, secrets replaced by ``***`` (for ``show config``)."""
@@ -390,6 +374,8 @@ class Config:
                 "destinations": " ".join(token.destinations),
                 "rate": str(token.rate) if token.rate else "off",
             }
+        for name, pbx in self.pbxs.items():
+            out[f"{AMI_SECTION}{name}"] = pbx.model_dump() | ({"secret": "***"} if pbx.secret else {})
         for name, webhook in self.webhooks.items():
             shown: dict[str, object] = {**webhook.fields(), "url": mask_url(webhook.url)}
             if webhook.secret:

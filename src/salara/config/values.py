@@ -11,9 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from salara import fields
+
+
+class Section(BaseModel):
+    """The base of every section's model: frozen, unknown keys left to the reader (it reports them)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
+
+
+def lowered(value: object) -> object:
+    """A text value stripped and in lower case (a ``BeforeValidator`` for names that ignore case)."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def host_port(default_port: int) -> BeforeValidator:
+    """A ``BeforeValidator`` reading ``host[:port]`` into a :class:`HostPort` (``default_port`` when absent)."""
+    return BeforeValidator(lambda v: HostPort.parse(v, default_port) if isinstance(v, str) else v)
 
 
 def split_list(value: object) -> object:

@@ -4,9 +4,11 @@ The *extended* body is the SPEC §2 object plus what correlates it::
 
     {"event": "Hangup", "chan": "PJSIP/8001-00000004", "caller": "8001",
      "exten": "9002", "state": "UP", "uniqueid": "...", "linkedid": "...",
-     "tracked": true, "timestamp": "2026-11-29T14:25:01.134Z", "id": "5f0c...e1"}
+     "pbx": "default", "tracked": true, "timestamp": "2026-11-29T14:25:01.134Z", "id": "5f0c...e1"}
 
-(``"synthesized": true`` is added to a Hangup salara did not see.) The
+(``"synthesized": true`` is added to a Hangup salara did not see; ``pbx``
+names the PBX, :mod:`salara.calls.ids`, whose ids are ``NAME:...`` but
+``default``'s.) The
 *compat* body is its SPEC §2 subset, byte for byte what the old module sent.
 The live stream's ``data`` is always the extended body of the same event,
 whatever ``[event] payload`` says, so a stream and a webhook of one event
@@ -15,7 +17,7 @@ carry the same id, Asterisk's timestamp and ``synthesized``.
 A lifecycle event (:mod:`salara.calls.lifecycle`) has one body only, flat,
 ``type`` and ``id`` first::
 
-    {"type": "call.ringing", "id": "9b1e...04", "call_id": "salara-80e54b6ae6dc",
+    {"type": "call.ringing", "id": "9b1e...04", "call_id": "salara-80e54b6ae6dc", "pbx": "default",
      "direction": "outbound", "from": "8001", "to": "9001", "operator": "8001",
      "leg": "operator", "channel": "PJSIP/8001-00000010", "endpoint": "PJSIP/8001",
      "timestamp": "2026-11-29T16:41:43.012Z", "client_state": "lead-4711"}
@@ -31,6 +33,7 @@ import math
 
 from salara.ami.messages import Event
 from salara.calls.events import CrmEvent
+from salara.calls.ids import pbx_of
 from salara.calls.lifecycle import LifecycleEvent
 from salara.utc import utc_timestamp
 
@@ -71,6 +74,7 @@ def extended_body(crm_event: CrmEvent, event_id: str, timestamp: str) -> bytes:
         **crm_event.payload,
         "uniqueid": crm_event.uniqueid,
         "linkedid": crm_event.linkedid,
+        "pbx": pbx_of(crm_event.linkedid or crm_event.uniqueid),
         "tracked": crm_event.tracked,
         "timestamp": timestamp,
         "id": event_id,

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from salara.ami.messages import Response
 from salara.calls.call import listed_channel
+from salara.calls.ids import IdSpace
 from salara.errors import AMIError
 from salara.events.pipeline import EventPipeline
 from salara.utc import utc_timestamp
@@ -42,14 +43,28 @@ class ChannelLister(Protocol):
 class Resynchronizer:
     """Runs the resynchronisations of one pipeline's call model over one AMI client."""
 
-    def __init__(self, pipeline: EventPipeline, ami: ChannelLister, *, interval_s: float, grace_s: float) -> None:
+    def __init__(
+        self,
+        pipeline: EventPipeline,
+        ami: ChannelLister,
+        *,
+        interval_s: float,
+        grace_s: float,
+        space: IdSpace | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.ami = ami
+        self.space = space
+        """With several PBXs: the id space of this one's (its list speaks for its channels only); None: all."""
         self.interval_s = interval_s
         self.grace_s = grace_s
         """A tracked call with no channel yet is kept this long (an Originate still dialling)."""
         self.resyncs = 0
         self._wake = asyncio.Event()
+
+    def completed(self) -> int:
+        """:attr:`resyncs`, as a callable (what :class:`~salara.routing.channels.LiveChannels` counts)."""
+        return self.resyncs
 
     def on_ami_state(self, ready: bool) -> None:
         """AMI state listener: after a (re)login, check at once what was missed while away."""
@@ -84,9 +99,11 @@ class Resynchronizer:
         except BaseException:
             tracker.abort_resync()
             raise
-        listed = [listed_channel(item) for item in response.items if item.name == "CoreShowChannel"]
+        space = self.space
+        items = [item for item in response.items if item.name == "CoreShowChannel"]
+        listed = [listed_channel(space.event(item) if space else item) for item in items]
         wall = pipeline.clock()
-        result = tracker.sweep(listed, wall, pipeline.monotonic(), self.grace_s)
+        result = tracker.sweep(listed, wall, pipeline.monotonic(), self.grace_s, space.owns if space else None)
         self.resyncs += 1
         if result.hangups:
             timestamp = utc_timestamp(wall)
@@ -101,7 +118,8 @@ class Resynchronizer:
         pipeline.flush()
         registry = tracker.registry
         log.info(
-            "calls resynchronised with Asterisk: %d channels in %d calls; %d channels gone unseen",
+            "calls resynchronised with Asterisk%s: %d channels in %d calls; %d channels gone unseen",
+            f" {space.pbx}" if space else "",
             len(registry.channels),
             len(registry.active()),
             result.missed,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from salara.agi.protocol import AGIRequest
+from salara.calls.ids import IdSpace
 from salara.calls.registry import CallRegistry
 
 CHANNEL_WAIT_S: Final = 0.5
@@ -55,8 +56,12 @@ class LiveChannels:
     does not exist.
     """
 
-    def __init__(self, registry: CallRegistry, ami: AMIState, resyncs: Callable[[], int]) -> None:
+    def __init__(
+        self, registry: CallRegistry, ami: AMIState, resyncs: Callable[[], int], space: IdSpace | None = None
+    ) -> None:
         self.registry = registry
+        self.space = space or IdSpace()
+        """The PBX's id space: a request's ``agi_uniqueid`` is this PBX's (:mod:`salara.calls.ids`)."""
         self.ami = ami
         self._resyncs = resyncs
         self._at_login: int | None = None
@@ -72,7 +77,7 @@ class LiveChannels:
 
     def _match(self, request: AGIRequest, caller: str) -> tuple[str | None, str]:
         """The channel's Linkedid if the request is that live channel, else None and why not."""
-        channel = self.registry.channels.get(request.uniqueid)
+        channel = self.registry.channels.get(self.space.id(request.uniqueid))
         if channel is None:
             return None, f"uniqueid {request.uniqueid!r} is not a live channel"
         if channel.name != request.channel:

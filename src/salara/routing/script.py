@@ -42,6 +42,7 @@ from salara.routing.channels import CHANNEL_WAIT_S, LiveChannels, Verdict
 from salara.routing.decision import Decision, Source, candidates, choose
 from salara.routing.journal import CrmRecord, DecisionJournal, candidate_records
 from salara.routing.table import RouteTable
+from salara.sites import Sites
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,12 @@ class Router:
         table: RouteTable,
         *,
         channels: LiveChannels | None = None,
+        sites: Sites | None = None,
     ) -> None:
         self.config = config
         self.pbx = pbx
+        self.sites = sites
+        """With several PBXs: which one a FastAGI connection comes from (its PBX and channels are then used)."""
         self.lookup = lookup
         self.tracker = tracker
         self.table = table
@@ -134,9 +138,9 @@ class Router:
         cached = self.cache.get(caller, time.monotonic())
         return (LookupAnswer(cached), Source.CACHE, error) if cached else (None, Source.CRM, error)
 
-    async def _state(self, exten: str, context: str) -> int | None:
+    async def _state(self, pbx: PBX, exten: str, context: str) -> int | None:
         try:
-            return (await self.pbx.extension_state(exten, context)).state
+            return (await pbx.extension_state(exten, context)).state
         except AMIError as exc:
             log.warning("extension state of %s@%s unknown: %s", escape(exten), escape(context), escape(exc))
             return None
@@ -147,14 +151,22 @@ class Router:
         return min(CHANNEL_WAIT_S, self.deadline_s / 4)
 
     async def decide(
-        self, caller: str, context: str, *, started: float | None = None, call_id: str | None = None
+        self,
+        caller: str,
+        context: str,
+        *,
+        started: float | None = None,
+        call_id: str | None = None,
+        pbx: PBX | None = None,
     ) -> Routed:
         """Route ``caller``: finishes within the deadline (``curlopt_timeout`` seconds).
 
         The deadline runs from ``started`` (``time.monotonic()``; default now):
         time already spent on the call counts. The decision is kept in
         :attr:`journal` (with ``call_id``, the call's Linkedid, when known).
+        States are read on ``pbx`` (default: the ``default`` PBX).
         """
+        pbx = pbx or self.pbx
         if started is None:
             started = time.monotonic()
         deadline = self.deadline_s
@@ -167,7 +179,7 @@ class Router:
         states: dict[str, int | None] = {}
         try:
             async with asyncio.timeout(max(0.0, deadline - (time.monotonic() - started))):
-                codes = await asyncio.gather(*(self._state(o.exten, context) for o in options))
+                codes = await asyncio.gather(*(self._state(pbx, o.exten, context) for o in options))
             states = dict(zip((o.exten for o in options), codes, strict=True))
         except TimeoutError:
             log.warning("extension states not read within the deadline; routing on trust")
@@ -212,7 +224,11 @@ class Router:
             log.warning("FastAGI route: %s; call left alone", escape(exc))
             return
         caller = request.callerid if request.callerid not in ("", "unknown") else ""
-        verdict = await self._check(request, caller)
+        pbx, channels = self.pbx, self.channels
+        if self.sites is not None and self.sites.several:
+            site = self.sites.of_peer(session.peer.rpartition(":")[0], request.query.get("pbx"))
+            pbx, channels = site.pbx, site.channels
+        verdict = await self._check(request, caller, channels)
         if not verdict.ok:
             self.refused += 1
             log.warning(
@@ -230,7 +246,7 @@ class Router:
                 escape(verdict.reason),
             )
         try:
-            routed = await self.decide(caller, context, started=started, call_id=verdict.linkedid)
+            routed = await self.decide(caller, context, started=started, call_id=verdict.linkedid, pbx=pbx)
         except Exception:
             # A bug must not leave the caller unrouted: fall back without the CRM.
             log.exception("routing %s failed; using the table and default", escape(caller))
@@ -272,11 +288,11 @@ class Router:
         if call is not None:
             call.recording = file
 
-    async def _check(self, request: AGIRequest, caller: str) -> Verdict:
-        if self.channels is None:
+    async def _check(self, request: AGIRequest, caller: str, channels: LiveChannels | None) -> Verdict:
+        if channels is None:
             return Verdict(True, None, "no channel registry to check against")
         try:
-            return await self.channels.check(request, caller, self.channel_wait_s)
+            return await channels.check(request, caller, self.channel_wait_s)
         except Exception:
             log.exception("checking FastAGI request %s failed; routing it untracked", escape(request.channel))
             return Verdict(True, None, "the check failed")

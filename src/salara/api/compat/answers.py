@@ -73,7 +73,7 @@ async def answer(control: CallControl, request: CompatRequest) -> StateAnswer:
             state, _ = await control.send_message(operator, phone, text, context)
             return extension_answer(state)
         case ExtensionStateQuery(exten, context):
-            return extension_answer(await control.pbx.extension_state(exten, context))
+            return extension_answer(await control.sites.serving(context).pbx.extension_state(exten, context))
         case PeerStateQuery(peer):
             return await peer_answer(control, peer)
         case ChannelStateQuery(channel):

@@ -26,9 +26,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from salara.api.compat.endpoint import COMPAT_ROUTE, CompatEndpoint
 from salara.api.compat.module import ModuleErrors
+from salara.api.requestmetrics import MetricsMiddleware
 from salara.api.security.middleware import SecurityMiddleware
 from salara.control import CallControl
-from salara.metrics import Metrics, MetricsMiddleware
+from salara.metrics import Metrics
 
 COMPAT_PATH = COMPAT_ROUTE
 """The catch-all route of the compat endpoint (registered last)."""

@@ -215,7 +215,7 @@ async def serve(call: CompatCall, control: CallControl, security: Security) -> A
     if denial is not None:
         log_denial(call.method, call.path, call.client, who.name, denial)
         return error_answer(denial.status, denial.reason, denial_headers(denial))
-    if not control.pbx.ready:
+    if not control.sites.serving(getattr(parsed, "context", "")).pbx.ready:  # the PBX serving its context
         return error_answer(503, "Asterisk (AMI) is not connected")
     try:
         result: StateAnswer = await answer(control, parsed)

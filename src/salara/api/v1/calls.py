@@ -14,7 +14,8 @@ from salara.api.v1.context import RouteContext
 from salara.api.v1.errors import AMI_ERRORS, CONFLICT, NOT_FOUND, ApiError
 from salara.api.v1.fieldtypes import CALL_ID_PATTERN
 from salara.api.v1.models import CallCreate, CallList, CallView, TransferCreate, TransferView, call_view
-from salara.control import PlaceCall, variable_problems
+from salara.control import PlaceCall
+from salara.fields import variable_problems
 
 CALL_ID = Annotated[str, Path(pattern=CALL_ID_PATTERN, description="The call's id (its Linkedid).")]
 
@@ -75,7 +76,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
             raise ApiError(422, "validation_failed", message, details)
         context = ctx.default_context(body.context)
         ctx.authorize(request, "call", context, body.to, spend=False)  # the rate only for a new call
-        ctx.require_ami()
+        ctx.require_ami(context, body.pbx)
         owner = access.owner(request)
         wanted = PlaceCall(
             body.from_,
@@ -87,6 +88,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
             owner=owner,
             client_state=body.client_state,
             record=body.record,
+            pbx=body.pbx,
         )
         call, replayed = await ctx.run(
             control.place(wanted, idempotency_key, owner=owner, admit=lambda: access.spend(request, "call"))
@@ -130,7 +132,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         ctx.authorize(request, "state", None, None)
         call = ctx.lookup(call_id, request)
         if call.ended_at is None:
-            ctx.require_ami()  # a live call's state is only as good as the AMI link
+            ctx.require_ami(pbx=control.sites.of_call(call.id).name)  # only as good as its PBX's AMI link
         return call_view(call)
 
     @router.delete(
@@ -153,7 +155,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         """
         ctx.authorize(request, "call", None, None)
         ctx.lookup(call_id, request)
-        ctx.require_ami()
+        ctx.require_ami(pbx=control.sites.of_call(call_id).name)
         await ctx.run(control.hangup(call_id, access.viewer(request)))
         return Response(status_code=204)
 
@@ -174,6 +176,6 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         context = ctx.default_context(body.context)
         ctx.authorize(request, "call", context, body.to)
         ctx.lookup(call_id, request)
-        ctx.require_ami()
+        ctx.require_ami(pbx=control.sites.of_call(call_id).name)
         channel = await ctx.run(control.transfer(call_id, body.to, context, body.channel, access.viewer(request)))
         return TransferView(id=call_id, channel=channel, to=body.to, context=context)

@@ -42,10 +42,19 @@ class RouteContext:
         """``context``, else ``[general] default_context``."""
         return context or self.config.general.default_context
 
-    def require_ami(self) -> None:
-        """Raise 503 ``ami_unavailable`` while AMI is not connected (nothing is sent then)."""
-        if not self.control.pbx.ready:
-            raise ApiError(503, "ami_unavailable", "Asterisk (AMI) is not connected")
+    def require_ami(self, context: str | None = None, pbx: str | None = None) -> None:
+        """Raise 503 ``ami_unavailable`` while the PBX's AMI is not connected (nothing is sent then).
+
+        The PBX is ``pbx``, else the one serving ``context`` (:mod:`salara.sites`), else
+        ``default``; 422 ``unknown_pbx`` for a ``pbx`` no ``[ami NAME]`` names.
+        """
+        try:
+            site = self.control.sites.serving(context or "", pbx)
+        except RequestError as exc:
+            raise api_error_of(exc) from None
+        if not site.pbx.ready:
+            named = "" if site is self.control.sites.default else f" of PBX {site.name}"
+            raise ApiError(503, "ami_unavailable", f"Asterisk (AMI){named} is not connected")
 
     async def run(self, work: Awaitable[T]) -> T:
         """Await ``work``; what control or the AMI client raise becomes its :class:`ApiError`."""

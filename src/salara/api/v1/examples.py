@@ -34,6 +34,7 @@ _OPERATOR_CHANNEL = {
 }
 _PLACED = {
     "id": CALL_ID,
+    "pbx": "default",
     "state": "dialing",
     "from": "8001",
     "to": "9001",
@@ -97,6 +98,7 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
         "200": {
             "exten": "8001",
             "context": "phones",
+            "pbx": "default",
             "hint": "PJSIP/8001",
             "state": 0,
             "state_text": "Idle",
@@ -147,7 +149,7 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
         "200": "retry: 2000\n\n"
         "id: 5ada9f2bae854926a4675f0a95327914\nevent: Hangup\n"
         'data: {"event":"Hangup","chan":"PJSIP/8001-00000010","caller":"8001","exten":"9001","state":"UP",'
-        f'"uniqueid":"{CALL_ID}","linkedid":"{CALL_ID}","tracked":true,'
+        f'"uniqueid":"{CALL_ID}","linkedid":"{CALL_ID}","pbx":"default","tracked":true,'
         '"timestamp":"2026-11-29T16:41:49.494Z","id":"5ada9f2bae854926a4675f0a95327914"}\n\n'
         ": heartbeat\n\n"
     },

@@ -33,7 +33,8 @@ CONTEXT_PATTERN: Final = r"^[0-9A-Za-z_\-][0-9A-Za-z_.\-]*$"
 CHANNEL_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_]*/[!-~]+$"
 """``Tech/resource``; both parts printable ASCII without spaces."""
 ENDPOINT_PATTERN: Final = r"^[0-9A-Za-z_.+\-@]+$"
-CALL_ID_PATTERN: Final = r"^[A-Za-z0-9._\-]{1,64}$"
+CALL_ID_PATTERN: Final = r"^(?:[A-Za-z0-9_]{1,32}:)?[A-Za-z0-9._\-]{1,64}$"
+"""A Linkedid, ``NAME:`` before it on a PBX but ``default`` (:mod:`salara.calls.ids`)."""
 EVENT_TYPES_PATTERN: Final = "^({0})(,({0}))*$".format("|".join(EVENT_TYPES))
 
 Extension = Annotated[
@@ -45,6 +46,18 @@ Context = Annotated[
     str,
     Field(min_length=1, max_length=fields.MAX_CONTEXT, pattern=CONTEXT_PATTERN),
     _checked(fields.context, "context"),
+]
+PBX_PATTERN = r"^[A-Za-z0-9_]{1,32}$"
+PbxName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=32,
+        pattern=PBX_PATTERN,
+        description="The PBX: `default` (`[ami]`) or the name of an `[ami NAME]` section. Default: the PBX "
+        "whose `contexts` list the request's context, else `default`.",
+        examples=["default"],
+    ),
 ]
 ChannelName = Annotated[
     str,

@@ -29,6 +29,6 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         """
         context = ctx.default_context(body.context)
         ctx.authorize(request, "message", context, body.to)
-        ctx.require_ami()
-        reason = await ctx.run(control.message(body.to, body.from_, body.text, context))
+        ctx.require_ami(context, body.pbx)
+        reason = await ctx.run(control.message(body.to, body.from_, body.text, context, body.pbx))
         return MessageResult(accepted=reason is None, reason=reason)

@@ -21,10 +21,12 @@ from salara.api.v1.fieldtypes import (
     Context,
     Extension,
     MessageText,
+    PbxName,
     VariableName,
     VariableValue,
 )
 from salara.calls.call import Call, Channel
+from salara.calls.ids import pbx_of
 from salara.calls.outcome import originate_reason_text
 from salara.fields import CLIENT_STATE_MAX_BYTES
 from salara.states import channel_state_name
@@ -78,6 +80,7 @@ class CallCreate(BaseModel):
         description="Record the call (Asterisk's MixMonitor, only while bridged); default `[recordings] "
         "record_calls`. The file is served by `GET /v1/recordings/{id}`; `call.ended` links to it.",
     )
+    pbx: PbxName | None = None
 
 
 class TransferCreate(BaseModel):
@@ -105,6 +108,7 @@ class MessageCreate(BaseModel):
     from_: Extension = Field(alias="from", description="Shown as the sender.", examples=["8002"])
     text: MessageText
     context: Context | None = Field(None, description="Context of `to`'s hint; default [general] default_context.")
+    pbx: PbxName | None = None
 
 
 class ChannelView(BaseModel):
@@ -166,7 +170,11 @@ class CallView(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    id: str = Field(description="The call's Linkedid (salara chooses it for the calls it places).")
+    id: str = Field(
+        description="The call's Linkedid (salara chooses it for the calls it places); `NAME:Linkedid` on a PBX "
+        "but `default`."
+    )
+    pbx: str = Field(description="The call's PBX: `default`, or its `[ami NAME]`.", examples=["default"])
     state: Literal["dialing", "ringing", "up", "ended"] = Field(
         description="`up` once answered (a call salara placed: by its called side; while only the operator "
         "answered it is `ringing`)."
@@ -206,6 +214,7 @@ class ExtensionView(BaseModel):
 
     exten: str
     context: str
+    pbx: str = Field("default", description="The PBX that answered.")
     hint: str | None = Field(description="The hint's devices, e.g. PJSIP/8001.")
     state: int = Field(description="Extension state code: 0 Idle, 1 InUse, 2 Busy, 4 Unavailable, 8 Ringing...")
     state_text: str
@@ -284,6 +293,7 @@ def call_view(call: Call) -> CallView:
         )
     return CallView(
         id=call.id,
+        pbx=pbx_of(call.id),
         state=call.state,
         from_=call.from_,
         to=call.to,

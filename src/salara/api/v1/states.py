@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from salara import fields
 from salara.api.v1.context import RouteContext
 from salara.api.v1.errors import AMI_ERRORS, NOT_FOUND, ApiError
-from salara.api.v1.fieldtypes import CONTEXT_PATTERN, ENDPOINT_PATTERN, EXTENSION_PATTERN
+from salara.api.v1.fieldtypes import CONTEXT_PATTERN, ENDPOINT_PATTERN, EXTENSION_PATTERN, PBX_PATTERN
 from salara.api.v1.models import EndpointView, ExtensionView
 from salara.pbx import ChannelInfo
 
@@ -31,12 +31,19 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         context: Annotated[
             str | None, Query(max_length=fields.MAX_CONTEXT, pattern=CONTEXT_PATTERN, description="Default context.")
         ] = None,
+        pbx: Annotated[str | None, Query(pattern=PBX_PATTERN, description="The PBX (default: by context).")] = None,
     ) -> ExtensionView:
-        """An extension's (hint) state: AMI `ExtensionState`. 404 without such extension or hint."""
+        """An extension's (hint) state: AMI `ExtensionState`. 404 without such extension or hint.
+
+        Read on `pbx`, else on the PBX whose `contexts` list the context, else on `default`.
+        """
         ctx.authorize(request, "state", None, None)
-        ctx.require_ami()
-        info = await ctx.run(control.extension(exten, ctx.default_context(context)))
-        return ExtensionView.model_validate(info)
+        context = ctx.default_context(context)
+        ctx.require_ami(context, pbx)
+        info = await ctx.run(control.extension(exten, context, pbx))
+        view = ExtensionView.model_validate(info)
+        view.pbx = control.sites.serving(context, pbx).name
+        return view
 
     @router.get(
         "/endpoints/{name}",
@@ -46,13 +53,15 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
         responses={**NOT_FOUND, **AMI_ERRORS},
     )
     async def endpoint_state(
-        request: Request, name: Annotated[str, Path(max_length=fields.MAX_EXTENSION, pattern=ENDPOINT_PATTERN)]
+        request: Request,
+        name: Annotated[str, Path(max_length=fields.MAX_EXTENSION, pattern=ENDPOINT_PATTERN)],
+        pbx: Annotated[str | None, Query(pattern=PBX_PATTERN, description="The PBX (default: `default`).")] = None,
     ) -> EndpointView:
         """A PJSIP endpoint: registered contacts (URI, user agent), reachability with round-trip time,
-        device state. AMI `PJSIPShowEndpoint`. 404 for an unknown endpoint."""
+        device state. AMI `PJSIPShowEndpoint` on `pbx`. 404 for an unknown endpoint."""
         ctx.authorize(request, "state", None, None)
-        ctx.require_ami()
-        return EndpointView.model_validate(await ctx.run(control.pbx.endpoint(name)))
+        ctx.require_ami(None, pbx)
+        return EndpointView.model_validate(await ctx.run(control.sites.serving("", pbx).pbx.endpoint(name)))
 
     @router.get(
         "/channels/{tech}/{resource:path}",
@@ -74,6 +83,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
                 description="The rest of the channel name, e.g. 8001-00000004 (percent-encode ?, # and %).",
             ),
         ],
+        pbx: Annotated[str | None, Query(pattern=PBX_PATTERN, description="The PBX (default: `default`).")] = None,
     ) -> ChannelInfo:
         """A live channel's state by its name (`GET /v1/channels/PJSIP/8001-00000004`): AMI `Status`.
 
@@ -85,5 +95,5 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
             fields.channel("channel", name)
         except fields.FieldError as exc:
             raise ApiError(422, "validation_failed", str(exc)) from None
-        ctx.require_ami()
-        return await ctx.run(control.pbx.channel(name))
+        ctx.require_ami(None, pbx)
+        return await ctx.run(control.sites.serving("", pbx).pbx.channel(name))

@@ -66,6 +66,7 @@ RESPONSES: Final[dict[str, dict[str, Any]]] = {
                         "state": "UP",
                         "uniqueid": _CALL_ID,
                         "linkedid": _CALL_ID,
+                        "pbx": "default",
                         "tracked": True,
                         "timestamp": "2026-11-29T16:41:49.494Z",
                         "id": _EVENT_ID,

@@ -7,7 +7,7 @@ validate, so a test catches a builder that grew one):
 - the SPEC §2 events (``Newchannel``, ``Newexten``, ``Hangup``,
   ``AgentConnect``) in their *compat* form (``[event] payload = compat``,
   the old module's bytes) and their *extended* form (``payload =
-  extended``: the compat fields plus ``uniqueid``, ``linkedid``,
+  extended``: the compat fields plus ``uniqueid``, ``linkedid``, ``pbx``,
   ``tracked``, ``timestamp``, ``id`` and, on a Hangup salara did not see,
   ``synthesized``); the live stream's ``data`` is always the extended form;
 - the lifecycle events (``call.started`` ... ``call.ended``,
@@ -86,6 +86,11 @@ class AgentConnectCompat(_Body):
 class _Extended(_Body):
     uniqueid: str = Field(description="The channel's Uniqueid.", examples=["salara-80e54b6ae6dc"])
     linkedid: str = Field(description="The call's id (its Linkedid).", examples=["salara-80e54b6ae6dc"])
+    pbx: str = Field(
+        description="The PBX of the call: `default` (`[ami]`), else the name of its `[ami NAME]` section, "
+        "whose call ids start with `NAME:`.",
+        examples=["default"],
+    )
     tracked: bool = Field(description="Whether salara tracks the call (it routed or placed it).")
     timestamp: str = Field(description=_TIMESTAMP, examples=["2026-11-29T16:41:49.494Z"])
     id: str = Field(
@@ -128,6 +133,11 @@ class _Lifecycle(_Body):
         examples=["9b1e5f0c2a7d4e0b8c1f3a6d2e9b7c04"],
     )
     call_id: str = Field(description="The call's id (its Linkedid).", examples=["salara-80e54b6ae6dc"])
+    pbx: str = Field(
+        description="The PBX of the call: `default` (`[ami]`), else the name of its `[ami NAME]` section, "
+        "whose call ids start with `NAME:`.",
+        examples=["default"],
+    )
     direction: Literal["outbound", "inbound", "internal"] = Field(
         description="`outbound`: salara placed it; `inbound`: salara routed it, or it is in a context of "
         "[calls] inbound_contexts; else `internal` (as known at the event)."
@@ -283,6 +293,7 @@ WEBHOOK_EXAMPLES: Final[dict[str, dict[str, Any]]] = {
 
 _LIFECYCLE = {
     "call_id": EXAMPLE_CALL_ID,
+    "pbx": "default",
     "direction": "outbound",
     "from": "8001",
     "to": "9001",
