@@ -150,7 +150,8 @@ class Services:
             )
         )
         deliveries.on_attempt = metrics.observe_delivery  # every endpoint's attempts, in one histogram
-        node = Node.of(config.outbox, control, pipeline, resync, outbox)  # PostgreSQL: one of several nodes
+        resyncs = [site.resync for site in sites if site.resync is not None]
+        node = Node.of(config.outbox, control, pipeline, resyncs, outbox)  # PostgreSQL: one of several nodes
         metrics.registry.register(LeaderGauge(node))
         feed = CallFeed()
         for site in sites:

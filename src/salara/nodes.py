@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -73,11 +73,16 @@ class Node:
     """
 
     def __init__(
-        self, leadership: Leadership, pipeline: EventPipeline, resync: Resynchronizer, store: PostgresStore
+        self,
+        leadership: Leadership,
+        pipeline: EventPipeline,
+        resyncs: Sequence[Resynchronizer],
+        store: PostgresStore,
     ) -> None:
         self.leadership = leadership
         self.pipeline = pipeline
-        self.resync = resync
+        self.resyncs = resyncs
+        """One per PBX (:mod:`salara.sites`): each resynchronises at a takeover."""
         self.store = store
         self.takeovers = 0
         """How many times this node took the lead and resynchronised."""
@@ -91,7 +96,7 @@ class Node:
         section: OutboxSection,
         control: CallControl,
         pipeline: EventPipeline,
-        resync: Resynchronizer,
+        resyncs: Sequence[Resynchronizer],
         store: Store,
     ) -> Node | None:
         """The node of ``[outbox]``: None with SQLite (no ``url``: the one node always leads).
@@ -106,7 +111,7 @@ class Node:
 
         assert isinstance(store, PostgresStore)  # open_store chose it by the same url
         leadership = Leadership(section.url, node=store.node, retry_s=section.takeover)
-        node = cls(leadership, pipeline, resync, store)
+        node = cls(leadership, pipeline, resyncs, store)
         control.shared_keys = store
         control.role = node.role
         return node
@@ -175,12 +180,13 @@ class Node:
             len(stored.calls),
             len(stored.channels),
         )
-        if not self.resync.ami.ready:
-            return  # the resynchronisation at the next AMI login does it
-        try:
-            await self.resync.resync()
-        except AMIError as exc:
-            log.warning("calls not resynchronised after taking the lead: %s; at the next sweep", exc)
+        for resync in self.resyncs:
+            if not resync.ami.ready:
+                continue  # the resynchronisation at the next AMI login does it
+            try:
+                await resync.resync()
+            except AMIError as exc:
+                log.warning("calls not resynchronised after taking the lead: %s; at the next sweep", exc)
 
 
 async def _watch(name: str, duty: Callable[[], Awaitable[None]]) -> None:

@@ -108,3 +108,13 @@ def test_at_most_max_hints_are_kept() -> None:
     assert len(hints) == MAX_HINTS
     assert hints.get("0", "pattern", 0.0) is None  # the oldest read went first
     assert hints.get(str(MAX_HINTS + 4), "pattern", 0.0) is not None
+
+
+def test_a_reload_of_good_status_counts_the_kept_states_by_the_new_codes() -> None:
+    hints = HintStates(GOOD)
+    hints.answered(answer("8001", "phones", "PJSIP/8001", 1), hints.reading(), 100.0)
+    kept = hints.get("8001", "phones", 100.0)
+    assert kept is not None and kept.available is False  # InUse is not in (0,)
+    hints.good_status = (0, 1)
+    again = hints.get("8001", "phones", 100.0)
+    assert again is not None and again.available is True

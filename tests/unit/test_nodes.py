@@ -157,7 +157,7 @@ async def test_a_node_follows_until_it_holds_the_lock_then_takes_over_and_follow
     try:
         pipeline = EventPipeline(CallTracker(Modes(newchannel=2, hangup=2)), store)
         resync = Resynchronizer(pipeline, FakeAmi(), interval_s=60, grace_s=30)
-        node = Node(Leadership(pg_url, node="a", retry_s=0.1), pipeline, resync, store)
+        node = Node(Leadership(pg_url, node="a", retry_s=0.1), pipeline, [resync], store)
         gauge = LeaderGauge(node)
         assert (pipeline.storing, node.role(), gauge_value(gauge)) == (False, "follower", 0.0)
         duty_ran = asyncio.Event()

@@ -46,10 +46,11 @@ class HintStates:
     ``good_status`` are the state codes counted as available (``[url] good_status``).
     """
 
-    __slots__ = ("_answers", "_confirmed", "_good_status", "_seq", "_states")
+    __slots__ = ("_answers", "_confirmed", "_seq", "_states", "good_status")
 
     def __init__(self, good_status: tuple[int, ...]) -> None:
-        self._good_status = good_status
+        self.good_status = good_status
+        """The codes counted as available, now (a reload changes them)."""
         self._answers: dict[Key, ExtensionInfo] = {}
         """The last answer for each extension asked for (its ``hint`` names its entry of ``_states``)."""
         self._confirmed: dict[Key, float] = {}
@@ -70,7 +71,7 @@ class HintStates:
         state = self._states.get(info.hint or "")
         if state is None or state[0] < 0:  # -2 Removed, -1 Deactivated: read it again
             return None
-        if state[0] != info.state:
+        if state[0] != info.state or info.available != (state[0] in self.good_status):  # moved, or reloaded
             info = self._answers[key] = self._info(exten, context, info.hint, state[0])
         return info
 
@@ -131,4 +132,4 @@ class HintStates:
         states[hint] = (code, seq)
 
     def _info(self, exten: str, context: str, hint: str | None, code: int) -> ExtensionInfo:
-        return ExtensionInfo(exten, context, hint, code, extension_state_name(code), code in self._good_status)
+        return ExtensionInfo(exten, context, hint, code, extension_state_name(code), code in self.good_status)

@@ -49,11 +49,21 @@ class PBX:
 
     def __init__(self, ami: AMIClient, good_status: tuple[int, ...]) -> None:
         self.ami = ami
-        self.good_status = good_status
+        self._good_status = good_status
         self._state_queries: dict[tuple[str, str], asyncio.Task[ExtensionInfo]] = {}
         self.hints = HintStates(good_status)
         ami.add_event_listener(self.hints.on_event)
         ami.add_state_listener(self._link_changed)
+
+    @property
+    def good_status(self) -> tuple[int, ...]:
+        """The extension state codes counted as available (``[url] good_status``; a reload sets it)."""
+        return self._good_status
+
+    @good_status.setter
+    def good_status(self, codes: tuple[int, ...]) -> None:
+        self._good_status = codes
+        self.hints.good_status = codes  # the states it answers from events count by the new codes too
 
     def _link_changed(self, ready: bool) -> None:
         self.hints.clear()
