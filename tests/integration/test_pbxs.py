@@ -23,13 +23,6 @@ from tests.integration.test_events import config_text
 from tests.pbxb import PBXB
 
 
-@pytest.fixture
-def crm() -> Iterator[FakeCrm]:
-    server = FakeCrm().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
 def clean_channels(pbx_b: PBXB) -> Iterator[None]:
     pbx.hangup_all()
@@ -37,6 +30,13 @@ def clean_channels(pbx_b: PBXB) -> Iterator[None]:
     yield
     pbx.hangup_all()
     pbx_b.hangup_all()
+
+
+@pytest.fixture
+def crm() -> Iterator[FakeCrm]:
+    server = FakeCrm().start()
+    yield server
+    server.stop()
 
 
 def branch_config(crm: FakeCrm, b: PBXB, *, agi_allow: str = "") -> str:

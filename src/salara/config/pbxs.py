@@ -15,8 +15,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from salara import fields
-from salara.config.values import Flag, HostPort, Section, StrList, host_port, lowered
+from salara.config.values import Flag, HostPort, Section, StrList, check_contexts, host_port, lowered
 
 AMI_SECTION: Final = "ami "
 """Further PBXs are ``[ami NAME]`` sections; the name keeps its case."""
@@ -33,15 +32,6 @@ def pbx_name_problem(name: str) -> str | None:
     return None
 
 
-def _contexts(entries: tuple[str, ...]) -> tuple[str, ...]:
-    for entry in entries:
-        try:
-            fields.context("contexts", entry)
-        except fields.FieldError as exc:
-            raise ValueError(exc.reason) from None
-    return entries
-
-
 class Ami(Section):
     """``[ami]``: how salara reaches the Asterisk Manager Interface."""
 
@@ -52,7 +42,7 @@ class Ami(Section):
     auth: Annotated[Literal["md5", "plain"], BeforeValidator(lowered)] = "md5"
     ping_interval: float = Field(20.0, gt=0)
     reconnect_max: float = Field(5.0, gt=0)
-    contexts: Annotated[StrList, AfterValidator(_contexts)] = ()
+    contexts: Annotated[StrList, AfterValidator(check_contexts)] = ()
     """Dialplan contexts this PBX serves (``[ami NAME]``): a request for one goes to it, the rest to ``default``."""
     tls: Flag = False
     """AMI over TLS (manager.conf ``tlsenable``); the certificate is verified for ``host``."""

@@ -28,6 +28,7 @@ from salara.config.values import (
     Rate,
     Section,
     StrList,
+    check_contexts,
     host_port,
     lowered,
     split_destinations,
@@ -268,19 +269,10 @@ def _check_destinations(entries: tuple[str, ...]) -> tuple[str, ...]:
     return entries
 
 
-def _check_contexts(entries: tuple[str, ...]) -> tuple[str, ...]:
-    for entry in entries:
-        try:
-            fields.context("contexts", entry)
-        except fields.FieldError as exc:
-            raise ValueError(exc.reason) from None
-    return entries
-
-
 class Calls(Section):
     """``[calls]``: what the call model takes from the dialplan."""
 
-    inbound_contexts: Annotated[StrList, AfterValidator(_check_contexts)] = ()
+    inbound_contexts: Annotated[StrList, AfterValidator(check_contexts)] = ()
     """Dialplan contexts where calls from outside enter (a trunk's): a call in one is ``inbound``."""
 
 
@@ -295,7 +287,7 @@ class Token(Section):
 
     hash: str = Field(pattern=TOKEN_HASH.pattern)
     rights: Annotated[tuple[Right, ...], BeforeValidator(split_list)] = ()
-    contexts: Annotated[StrList, AfterValidator(_check_contexts)] = ()
+    contexts: Annotated[StrList, AfterValidator(check_contexts)] = ()
     """Dialplan contexts calls and messages may name; empty: only ``default_context``."""
     destinations: Annotated[
         tuple[str, ...], BeforeValidator(split_destinations), AfterValidator(_check_destinations)

@@ -153,3 +153,13 @@ def destination_problem(value: str) -> str | None:
     except fields.FieldError as exc:
         return exc.reason
     return None
+
+
+def check_contexts(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of dialplan contexts (an ``AfterValidator``): each a valid context name, else ValueError."""
+    for entry in entries:
+        try:
+            fields.context("contexts", entry)
+        except fields.FieldError as exc:
+            raise ValueError(exc.reason) from None
+    return entries
