@@ -173,6 +173,36 @@ def test_one_pbx_down_leaves_the_other_working_and_ready_names_it(
     until(lambda: httpx.get(salara.url + "/ready", timeout=5).status_code == 200, 30, "/ready 200 again")
 
 
+def test_a_call_routed_over_fastagi_from_the_second_pbx_is_checked_and_routed_there(
+    salara_factory: SalaraFactory, crm: FakeCrm, pbx_b: PBXB
+) -> None:
+    text = branch_config(crm, pbx_b).replace("5551001:8002\n5551002:9002\n", "5559200:7100\n")
+    salara = salara_factory(text)
+    agi = salara.env["SALARA_AGI_LISTEN"]
+    assert "Success" in pbx_b.ami_command("Action: Setvar", "Variable: SALARA_AGI", f"Value: {agi}")
+    reply = pbx_b.ami_command(
+        "Action: Originate",
+        "Channel: Local/5200@branch-in",
+        'CallerID: "Customer" <5559200>',
+        "Application: Wait",
+        "Data: 5",
+        "Async: true",
+    )
+    assert "Success" in reply
+
+    def decided() -> dict[str, Any] | None:
+        found = httpx.get(salara.url + "/v1/routing/decisions", params={"caller": "5559200"}, timeout=5).json()
+        return found["decisions"][0] if found["decisions"] else None
+
+    decision = until(decided, 10, "the routing decision")
+    # 7100@branch exists on b only (its hint Custom:branch1, Idle): read there, the table's choice stands.
+    assert (decision["destination"], decision["source"]) == ("7100", "table")
+    assert (decision["candidates"][0]["exten"], decision["candidates"][0]["state"]) == ("7100", 0)
+    assert decision["call_id"] is not None and decision["call_id"].startswith("branch:"), "checked in b's channels"
+    # "core show channels concise": channel!context!exten!priority!...
+    assert until(lambda: "!branch!7100!" in pbx_b.cli("core show channels concise"), 5, "the call sent on to 7100")
+
+
 def test_a_fastagi_connection_from_an_address_not_allowed_is_closed_without_a_word(
     salara_factory: SalaraFactory, crm: FakeCrm, pbx_b: PBXB
 ) -> None:
