@@ -236,6 +236,7 @@ class CallControl:
 
         if idempotency_key is None:
             return await work(), False
+        site = self.sites.serving(request.context, request.pbx)  # the same key on another PBX is another call
         fingerprint = repr(
             (
                 request.from_,
@@ -247,6 +248,7 @@ class CallControl:
             )
             + ((request.client_state,) if request.client_state is not None else ())  # keys kept before it existed
             + ((("record", request.record),) if request.record is not None else ())
+            + ((("pbx", site.name),) if site is not self.sites.default else ())
         )
         shared = None
         if self.shared_keys is not None:

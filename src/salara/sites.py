@@ -124,7 +124,7 @@ class Sites:
 
     def named(self, name: str) -> Site:
         """The PBX called ``name``; raises :class:`~salara.errors.Unprocessable` ``unknown_pbx``."""
-        site = self._by_name.get(name)
+        site = self._by_name.get(name.lower())  # sections' names are read in lower case
         if site is None:
             raise Unprocessable(
                 f"no PBX {name!r} (one of: {', '.join(self._by_name)})",
@@ -147,7 +147,7 @@ class Sites:
         """The PBX a FastAGI connection from ``host`` comes from, ``claimed`` its ``pbx=`` word (module doc)."""
         address = _address(host)
         matching = [site for site in self if _address(site.section.host) == address]
-        chosen = self._by_name.get(claimed) if claimed else None
+        chosen = self._by_name.get(claimed.lower()) if claimed else None
         if matching:
             return chosen if chosen in matching else matching[0]
         return chosen or self.default

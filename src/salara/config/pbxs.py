@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from salara.config.values import Flag, HostPort, Section, StrList, check_contexts, host_port, lowered
 
 AMI_SECTION: Final = "ami "
-"""Further PBXs are ``[ami NAME]`` sections; the name keeps its case."""
+"""Further PBXs are ``[ami NAME]`` sections; the name is read in lower case, as every section's."""
 PBX_NAME: Final = re.compile(r"[A-Za-z0-9_]{1,32}")
 """What an ``[ami NAME]`` may be called (``default`` excepted): it starts the PBX's call ids and its variables."""
 

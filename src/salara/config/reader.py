@@ -68,6 +68,8 @@ def apply_env(raw: RawConfig, environ: Mapping[str, str]) -> None:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         pbx = next((s for s in named if rest.startswith(s.replace(" ", "_").lower() + "_")), None)
+        if pbx is not None and rest[len(pbx) + 1 :] not in Ami.model_fields and rest[4:] in Ami.model_fields:
+            pbx = None  # SALARA_AMI_PING_INTERVAL is [ami] ping_interval, beside an [ami ping] too
         if pbx is not None:  # SALARA_AMI_<NAME>_<KEY>: that [ami NAME]'s
             key = rest[len(pbx) + 1 :]
             raw.sections[pbx][key] = value
