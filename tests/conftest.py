@@ -118,11 +118,13 @@ class SalaraProcess:
 
 
 def configured_secrets(config_text: str, env: dict[str, str]) -> set[str]:
-    """The AMI secret and webhook secret a salara process is given (file and environment)."""
+    """The AMI secrets (every PBX's) and webhook secret a salara process is given (file and environment)."""
     from salara.config import parse_text
 
     sections = parse_text(config_text).sections
     found = {
+        *(values.get("secret", "") for name, values in sections.items() if name.startswith("ami ")),
+        *(value for key, value in env.items() if key.startswith("SALARA_AMI_") and key.endswith("_SECRET")),
         sections.get("ami", {}).get("secret", ""),
         sections.get("url", {}).get("webhook_secret", ""),
         env.get("SALARA_AMI_SECRET", ""),

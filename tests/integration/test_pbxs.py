@@ -128,6 +128,11 @@ def test_a_state_in_a_context_of_the_second_pbx_is_read_there(salara: SalaraProc
 
 def test_a_call_placed_with_pbx_goes_to_that_pbx(salara: SalaraProcess, crm: FakeCrm, pbx_b: PBXB) -> None:
     body = {"from": "7100", "to": "7001", "context": "branch", "pbx": "branch", "variables": {"CRM_WAITSECS": "1"}}
+    both = httpx.post(salara.url + "/v1/calls", params={"pbx": "default"}, json=body, timeout=10)
+    assert (both.status_code, both.json()["error"]) == (422, "validation_failed"), "two PBXs named: refused"
+    message = {"to": "7100", "from": "7101", "text": "hi", "context": "branch"}
+    nowhere = httpx.post(salara.url + "/v1/messages", params={"pbx": "nowhere"}, json=message, timeout=10)
+    assert (nowhere.status_code, nowhere.json()["error"]) == (422, "unknown_pbx")
     placed = httpx.post(salara.url + "/v1/calls", json=body, timeout=10)
     assert placed.status_code == 201, placed.text
     call = placed.json()

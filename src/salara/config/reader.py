@@ -176,7 +176,7 @@ def build_pbxs(raw: RawConfig, report: Report) -> dict[str, Ami]:
         if problem:
             report.error(Problem(section, None, problem, _where(raw, section, None)))
             continue
-        pbx = _section(raw, section, Ami, report, frozenset({"secret"}), "AMI")
+        pbx = _section(raw, section, Ami, report, frozenset({"secret"}), "PBX")
         if isinstance(pbx, Ami):
             pbxs[name] = pbx
     return pbxs

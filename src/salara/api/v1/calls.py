@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from salara.api.v1.context import RouteContext
 from salara.api.v1.errors import AMI_ERRORS, CONFLICT, NOT_FOUND, ApiError
-from salara.api.v1.fieldtypes import CALL_ID_PATTERN
+from salara.api.v1.fieldtypes import CALL_ID_PATTERN, PBX_PATTERN
 from salara.api.v1.models import CallCreate, CallList, CallView, TransferCreate, TransferView, call_view
 from salara.control import PlaceCall
 from salara.fields import variable_problems
@@ -55,6 +55,9 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
                 "the call placed first instead of placing another, without counting against the token's rate.",
             ),
         ] = None,
+        pbx: Annotated[
+            str | None, Query(pattern=PBX_PATTERN, description="The PBX, as the body's `pbx` may name it.")
+        ] = None,
     ) -> CallView:
         """Place a call: ring `from`'s device, then dial `to` in `context`.
 
@@ -76,7 +79,8 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
             raise ApiError(422, "validation_failed", message, details)
         context = ctx.default_context(body.context)
         ctx.authorize(request, "call", context, body.to, spend=False)  # the rate only for a new call
-        ctx.require_ami(context, body.pbx)
+        pbx = ctx.pbx(body.pbx, pbx)
+        ctx.require_ami(context, pbx)
         owner = access.owner(request)
         wanted = PlaceCall(
             body.from_,
@@ -88,7 +92,7 @@ def add_routes(router: APIRouter, ctx: RouteContext) -> None:
             owner=owner,
             client_state=body.client_state,
             record=body.record,
-            pbx=body.pbx,
+            pbx=pbx,
         )
         call, replayed = await ctx.run(
             control.place(wanted, idempotency_key, owner=owner, admit=lambda: access.spend(request, "call"))

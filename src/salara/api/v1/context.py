@@ -42,6 +42,13 @@ class RouteContext:
         """``context``, else ``[general] default_context``."""
         return context or self.config.general.default_context
 
+    @staticmethod
+    def pbx(body: str | None, query: str | None) -> str | None:
+        """The PBX a request names, in its body or its ``pbx`` query parameter; 422 when they differ."""
+        if body is not None and query is not None and body != query:
+            raise ApiError(422, "validation_failed", f"pbx is {body!r} in the body and {query!r} in the query")
+        return body if body is not None else query
+
     def require_ami(self, context: str | None = None, pbx: str | None = None) -> None:
         """Raise 503 ``ami_unavailable`` while the PBX's AMI is not connected (nothing is sent then).
 
