@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import aiohttp
 import uvicorn
 
-from salara.agi.server import AGIServer, AGISession
+from salara.agi.server import AGIServer
 from salara.ami.client import AMIClient
 from salara.api.app import create_app
 from salara.api.security.connections import uvicorn_options
@@ -51,7 +51,6 @@ from salara.events.pipeline import EventPipeline
 from salara.events.resync import Resynchronizer
 from salara.events.retention import Retention
 from salara.events.subscriptions import Subscriptions
-from salara.logformat import CALL_ID
 from salara.metrics import Metrics, Sources
 from salara.nodes import LeaderGauge, Node
 from salara.recordings.recorder import Recorder
@@ -258,30 +257,6 @@ class _Server(uvicorn.Server):
             self.listening.set()
 
 
-Handler = Callable[[AGISession], Awaitable[None]]
-
-
-def with_call_id(services: Services, handler: Handler) -> Handler:
-    """``handler`` with what it logs labelled with the call's id (:data:`salara.logformat.CALL_ID`).
-
-    The id is the Linkedid AMI reported for the request's channel, looked up
-    when a line is logged; nothing the FastAGI peer claims is taken for it.
-    """
-    channels = services.control.tracker.registry.channels
-
-    async def handle(session: AGISession) -> None:
-        uniqueid = session.request.uniqueid
-
-        def call_id() -> str | None:
-            channel = channels.get(uniqueid)
-            return channel.linkedid if channel is not None else None
-
-        CALL_ID.set(call_id)  # this session's task only
-        await handler(session)
-
-    return handle
-
-
 async def serve(config: Config) -> None:
     """Run salara until SIGINT/SIGTERM: AMI client, event delivery, FastAGI router and HTTP API.
 
@@ -322,7 +297,7 @@ async def serve(config: Config) -> None:
     # full collection under load scans only what requests left, not the whole app (tens of ms).
     gc.freeze()
     agi = AGIServer(
-        with_call_id(services, services.router.handle),
+        services.control.sites.with_call_id(services.control.tracker.registry.channels, services.router.handle),
         config.agi.listen.host,
         config.agi.listen.port,
         header_timeout_s=config.agi.header_timeout,

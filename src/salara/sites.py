@@ -22,21 +22,27 @@ Which PBX serves what (:class:`Sites`):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from salara.agi.server import AGISession
 from salara.ami.client import AMIClient, AMISettings
 from salara.calls.ids import DEFAULT_PBX, IdSpace, pbx_of
 from salara.config import Config
 from salara.config.pbxs import Ami
 from salara.errors import Unprocessable
+from salara.logformat import CALL_ID
 from salara.pbx import PBX
 
 if TYPE_CHECKING:
     from salara.ami.messages import Event
+    from salara.calls.call import Channel
     from salara.events.resync import Resynchronizer
     from salara.routing.channels import LiveChannels
+
+
+Handler = Callable[[AGISession], Awaitable[None]]
 
 
 def ami_settings(section: Ami) -> AMISettings:
@@ -142,6 +148,27 @@ class Sites:
     def of_call(self, call_id: str) -> Site:
         """The PBX of a call (or channel) id of the call model; ``default`` for one of no known PBX."""
         return self._by_name.get(pbx_of(call_id), self.default)
+
+    def with_call_id(self, channels: Mapping[str, Channel], handler: Handler) -> Handler:
+        """``handler`` with what it logs labelled with the call's id (:data:`salara.logformat.CALL_ID`).
+
+        The id is the Linkedid AMI reported for the request's channel (in the
+        registry's ``channels``, by the PBX the connection comes from), looked
+        up when a line is logged; nothing the FastAGI peer claims is taken for it.
+        """
+
+        async def handle(session: AGISession) -> None:
+            space = self.of_peer(session.peer.rpartition(":")[0], session.request.query.get("pbx")).space
+            uniqueid = space.id(session.request.uniqueid)
+
+            def call_id() -> str | None:
+                channel = channels.get(uniqueid)
+                return channel.linkedid if channel is not None else None
+
+            CALL_ID.set(call_id)  # this session's task only
+            await handler(session)
+
+        return handle
 
     def of_peer(self, host: str, claimed: str | None) -> Site:
         """The PBX a FastAGI connection from ``host`` comes from, ``claimed`` its ``pbx=`` word (module doc)."""

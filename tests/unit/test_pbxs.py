@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import types
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from salara import config
-from salara.agi.server import AGIServer
+from salara.agi.server import AGIServer, AGISession
 from salara.ami.messages import Event
 from salara.calls.call import listed_channel
 from salara.calls.ids import DEFAULT_PBX, IdSpace, local_id, pbx_of
 from salara.calls.registry import CallRegistry
 from salara.errors import ConfigError, Unprocessable
+from salara.logformat import CALL_ID
 from salara.sites import Sites
 
 BRANCH = """
@@ -157,3 +161,21 @@ async def test_fastagi_serves_loopback_without_allow_and_only_the_allowed_with_i
     listed = AGIServer(handler, allow=("127.0.0.1", "198.51.100.0/24"))
     assert listed.allowed("127.0.0.1") and listed.allowed("198.51.100.7") and listed.allowed("::ffff:198.51.100.7")
     assert not listed.allowed("127.0.0.2") and not listed.allowed("192.0.2.20")
+
+
+async def test_a_fastagi_sessions_log_lines_name_the_call_of_its_pbx(tmp_path: Path) -> None:
+    sites = Sites.of(load(tmp_path, BRANCH))
+    registry = CallRegistry()
+    registry.on_event(IdSpace("branch").event(newchannel("5.1", "5.0")), 100.0, 10.0)
+    registry.on_event(newchannel("5.1", "4.0"), 100.0, 10.0)  # the same Uniqueid on the default PBX
+    seen: list[str | None] = []
+
+    async def handler(session: object) -> None:
+        label = CALL_ID.get()
+        seen.append(label() if label is not None else None)
+
+    labelled = sites.with_call_id(registry.channels, handler)
+    for peer, query in (("192.0.2.20:4242", {}), ("127.0.0.1:4242", {}), ("203.0.113.9:4242", {"pbx": "branch"})):
+        request = types.SimpleNamespace(uniqueid="5.1", query=query)
+        await asyncio.create_task(labelled(cast(AGISession, types.SimpleNamespace(peer=peer, request=request))))
+    assert seen == ["branch:5.0", "4.0", "branch:5.0"]
