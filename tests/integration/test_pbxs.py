@@ -90,6 +90,9 @@ def crm_events(crm: FakeCrm) -> list[dict[str, Any]]:
 def test_each_pbxs_calls_reach_the_crm_carrying_their_pbx(salara: SalaraProcess, crm: FakeCrm, pbx_b: PBXB) -> None:
     ready = httpx.get(salara.url + "/ready", timeout=5).json()
     assert {name: p["up"] for name, p in ready["pbxs"].items()} == {"default": True, "branch": True}
+    health = httpx.get(salara.url + "/ui/api/health", timeout=5)  # the console's Health view
+    assert health.status_code == 200, health.text
+    assert [(p["name"], p["ready"], p["port"]) for p in health.json()["pbxs"]] == [("branch", True, pbx_b.ami_tls_port)]
     run = f"pbxs-{time.time_ns()}"
     originate(pbx_b, f"{run}-b", "7001", "branch")
     originate(None, f"{run}-a", "9001", "sim")

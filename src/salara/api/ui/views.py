@@ -103,7 +103,10 @@ class Health:
         return {"depth": depth, "oldest_pending_age_s": round(age, 1)}
 
     async def body(self) -> dict[str, Any]:
-        """The Health view: ``{"ami", "asterisk_version", "outbox", "breaker", "latency", "calls_active", "at"}``."""
+        """The Health view: ``{"ami", "pbxs", "asterisk_version", "outbox", "breaker", "latency", "calls_active",
+        "at"}``. ``ami`` is the ``default`` PBX's; ``pbxs`` the others (``[ami NAME]``), each ``{"name", "ready",
+        "host", "port", "last_error"}``.
+        """
         ami = self.control.pbx.ami
         settings = self.control.config.ami
         router = self.metrics.sources.router
@@ -117,6 +120,17 @@ class Health:
                 "logins": ami.stats.connects,
                 "disconnects": ami.stats.disconnects,
             },
+            "pbxs": [
+                {
+                    "name": site.name,
+                    "ready": site.ami.ready,
+                    "host": site.section.host,
+                    "port": site.section.port,
+                    "last_error": site.ami.last_error,
+                }
+                for site in self.control.sites
+                if site is not self.control.sites.default
+            ],
             "asterisk_version": await self.asterisk_version(),
             "outbox": self.outbox(),
             "breaker": None if router is None else breaker_view(router.breaker, time.monotonic()).model_dump(),

@@ -58,6 +58,9 @@ async function load() {
     fact("AMI", badge(h.ami.ready ? "ok" : "bad"), ` ${h.ami.ready ? "connected to" : "not connected to"} ${h.ami.host}:${h.ami.port}`),
     fact("AMI last error", h.ami.last_error ?? "none"),
     fact("AMI logins / disconnects", `${h.ami.logins} / ${h.ami.disconnects}`),
+    ...h.pbxs.map((p) =>
+      fact(`PBX ${p.name}`, badge(p.ready ? "ok" : "bad"), ` ${p.ready ? "connected to" : "not connected to"} ${p.host}:${p.port}${p.last_error ? `: ${p.last_error}` : ""}`),
+    ),
     fact("Asterisk", h.asterisk_version ?? "unknown"),
     fact("Active calls", String(h.calls_active)),
     fact("Outbox depth", outbox ? String(outbox.depth ?? outbox.error) : "no outbox (no [url] dest_url_event)"),
