@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.webhooks import CRMProcess, Event, _client, _post, _until_delivered, make_events
+from bench.webhooks import CRMProcess, Event, _client, _post, _until_delivered, fill, make_events
 from salara.crm.delivery import DeliveryWorker
 from salara.store.interface import Store
 from salara.store.postgres import PostgresStore
@@ -53,15 +53,6 @@ class StoreFigures:
 def postgres_url() -> contextlib.AbstractContextManager[str]:
     """A migrated database on a throwaway cluster. Raises RuntimeError without Debian's postgresql package."""
     return migrated_database("salara_bench")
-
-
-def fill(store: Store, events: Sequence[Event], batch: int) -> float:
-    """Add every event in batches of ``batch``; the seconds it took."""
-    started = time.perf_counter()
-    for start in range(0, len(events), batch):
-        chunk = events[start : start + batch]
-        store.add([(key, body) for _, key, body in chunk], ids=[event_id for event_id, _, _ in chunk])
-    return time.perf_counter() - started
 
 
 async def deliver(store: Store, url: str, events: Sequence[Event], concurrency: int) -> float:

@@ -54,6 +54,7 @@ import aiohttp
 from salara.crm.delivery import DeliveryWorker
 from salara.crm.http1 import Http1Client
 from salara.crm.signing import webhook_headers
+from salara.store.interface import Store
 from salara.store.records import new_event_id
 from salara.store.sqlite import Outbox
 
@@ -276,8 +277,8 @@ async def baseline_paced(url: str, events: Sequence[Event], concurrency: int, ra
     return queued_at
 
 
-def _fill(outbox: Outbox, events: Sequence[Event], batch: int) -> float:
-    """Add every event in batches of ``batch``; return the seconds it took."""
+def fill(outbox: Store, events: Sequence[Event], batch: int) -> float:
+    """Add every event to ``outbox`` (either store) in batches of ``batch``; return the seconds it took."""
     started = time.perf_counter()
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
@@ -297,7 +298,7 @@ async def outbox_burst(
 ) -> tuple[float, float]:
     """(seconds adding every event, seconds for the worker to deliver them all)."""
     with Outbox(workdir / "burst.db", max_rows=len(events) + 1) as outbox:
-        fill_s = _fill(outbox, events, batch)
+        fill_s = fill(outbox, events, batch)
         async with _client(url, concurrency) as client:
             await _post(client, url, events[0])  # a duplicate: connect before the clock starts
             worker = DeliveryWorker(outbox, url, concurrency=concurrency, adaptive=False, timeout_s=30)

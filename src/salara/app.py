@@ -13,7 +13,7 @@ never in a constructor, so this module is where to read what feeds what:
 :func:`serve` runs the long-lived parts (AMI client, delivery, resync, the
 FastAGI and HTTP servers) under one :class:`asyncio.TaskGroup`: one that
 raises or stops is logged by name and ends the service with
-:class:`PartFailed` (``salara serve`` exits non-zero, systemd restarts it).
+:class:`~salara.supervision.PartFailed` (``salara serve`` exits non-zero, systemd restarts it).
 Per-request tasks (a FastAGI session, a live stream) are not parts.
 """
 
@@ -25,7 +25,7 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -45,7 +45,7 @@ from salara.control import CallControl
 from salara.crm.admin import WebhookAdmin
 from salara.crm.delivery import DeliveryWorker
 from salara.crm.endpoints import Deliveries
-from salara.errors import ConfigError, SalaraError
+from salara.errors import ConfigError
 from salara.events.hub import EventHub
 from salara.events.pipeline import EventPipeline
 from salara.events.resync import Resynchronizer
@@ -61,17 +61,10 @@ from salara.routing.table import RouteTable
 from salara.sites import Sites
 from salara.store.interface import Store
 from salara.store.opening import open_store, wakeups
+from salara.supervision import supervise
 from salara.systemd import Notifier
 
 log = logging.getLogger(__name__)
-
-
-class PartFailed(SalaraError):
-    """A long-lived part of the service raised or stopped; ``part`` names it."""
-
-    def __init__(self, part: str, reason: str) -> None:
-        super().__init__(f"{part} {reason}")
-        self.part = part
 
 
 @dataclass
@@ -130,6 +123,8 @@ class Services:
             )
             # FastAGI requests are checked against the registry, trusted once resynchronised since the login.
             site.channels = LiveChannels(tracker.registry, site.ami, site.resync.completed, site.space)
+            site.ami.add_state_listener(site.resync.on_ami_state)
+            site.ami.add_state_listener(site.channels.on_ami_state)
         resync = sites.default.resync
         assert resync is not None
         crm = crm_client(config)
@@ -159,9 +154,6 @@ class Services:
             site.ami.add_event_listener(metrics.count_event)
             site.add_event_listener(Recorder(site.pbx, tracker.registry).on_event)  # after the fold
             site.ami.add_action_listener(metrics.observe_action)
-            assert site.resync is not None and site.channels is not None
-            site.ami.add_state_listener(site.resync.on_ami_state)
-            site.ami.add_state_listener(site.channels.on_ami_state)
         return cls(config, ami, control, pipeline, resync, router, crm, hub, metrics, outbox, deliveries, feed, node)
 
     def __post_init__(self) -> None:
@@ -202,40 +194,6 @@ class Services:
             self.outbox.close()
 
 
-class _Stopped(Exception):
-    """The main part returned: a clean shutdown."""
-
-
-async def supervise(parts: Mapping[str, Callable[[], Awaitable[None]]], main: str) -> None:
-    """Run ``parts`` together until ``main`` returns (a clean stop: the others are cancelled).
-
-    Any part that raises, or any part but ``main`` that returns, is logged
-    by name and cancels the others; then :class:`PartFailed` is raised.
-    """
-
-    async def watch(name: str, part: Callable[[], Awaitable[None]]) -> None:
-        try:
-            await part()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.critical("salara part %r failed; stopping the service", name, exc_info=True)
-            raise PartFailed(name, f"failed: {type(exc).__name__}: {exc}") from exc
-        if name == main:
-            raise _Stopped
-        log.critical("salara part %r stopped unexpectedly; stopping the service", name)
-        raise PartFailed(name, "stopped unexpectedly")
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for name, part in parts.items():
-                group.create_task(watch(name, part), name=name)
-    except* _Stopped:
-        pass
-    except* PartFailed as failures:
-        raise failures.exceptions[0] from None
-
-
 def ami_status(ami: AMIClient, config: Config) -> str:
     """One line on AMI for ``systemctl status`` (sd_notify ``STATUS=``)."""
     where = f"{config.ami.host}:{config.ami.port}"
@@ -268,7 +226,7 @@ async def serve(config: Config) -> None:
 
     Raises :class:`~salara.errors.ConfigError` before starting anything when
     the API would be open beyond loopback without a token or the FastAGI port
-    is taken, and :class:`PartFailed` when a long-lived part fails.
+    is taken, and :class:`~salara.supervision.PartFailed` when a long-lived part fails.
     """
     problem = exposure_problem(config)
     if problem is not None:

@@ -360,12 +360,12 @@ class CallControl:
         why not (the state, or Asterisk's reason). On the PBX ``pbx``, else
         the one serving ``context``.
         """
-        site = self.sites.serving(context, pbx).pbx
-        state = await site.extension_state(to, context)
+        target = self.sites.serving(context, pbx).pbx
+        state = await target.extension_state(to, context)
         if not state.available:
             log.info("message to %s refused: operator is %s", to, state.state_text)
             return state, f"extension {to} is {state.state_text}"
-        return state, await site.message_send(to, from_, text)
+        return state, await target.message_send(to, from_, text)
 
     async def message(self, to: str, from_: str, text: str, context: str, pbx: str | None = None) -> str | None:
         """:meth:`send_message` for ``/v1``: None when accepted, else Asterisk's reason.

@@ -43,6 +43,7 @@ from salara.errors import AMIError
 from salara.events.pipeline import EventPipeline
 from salara.events.resync import Resynchronizer
 from salara.store.interface import StoreError
+from salara.supervision import PartFailed, supervise
 
 if TYPE_CHECKING:
     from salara.config.schema import Outbox as OutboxSection
@@ -55,14 +56,6 @@ log = logging.getLogger(__name__)
 
 Duties = Mapping[str, Callable[[], Awaitable[None]]]
 """What the leader runs, by name: each runs until cancelled (one that returns or raises ends the service)."""
-
-
-class DutyFailed(Exception):
-    """A duty of the leader raised or returned; ``part`` names it."""
-
-    def __init__(self, part: str, reason: str) -> None:
-        super().__init__(f"{part} {reason}")
-        self.part = part
 
 
 class Node:
@@ -139,7 +132,7 @@ class Node:
     async def run(self, duties: Duties) -> None:
         """Run the leadership; lead with ``duties`` while the lock is held, follow otherwise; until cancelled.
 
-        Raises :class:`DutyFailed` when a duty raises or returns.
+        Raises :class:`~salara.supervision.PartFailed` when a duty raises or returns.
         """
         try:
             async with asyncio.TaskGroup() as group:
@@ -150,14 +143,12 @@ class Node:
                     await self._until(False)
                     term.cancel()
                     await asyncio.wait([term])
-        except* DutyFailed as failures:
+        except* PartFailed as failures:
             raise failures.exceptions[0] from None
 
     async def _lead(self, duties: Duties) -> None:
         await self._take_over()
-        async with asyncio.TaskGroup() as group:
-            for name, duty in duties.items():
-                group.create_task(_watch(name, duty), name=name)
+        await supervise(duties)
 
     async def _take_over(self) -> None:
         """Fence the store, take the last leader's tracking, resynchronise; retried while the store fails."""
@@ -187,18 +178,6 @@ class Node:
                 await resync.resync()
             except AMIError as exc:
                 log.warning("calls not resynchronised after taking the lead: %s; at the next sweep", exc)
-
-
-async def _watch(name: str, duty: Callable[[], Awaitable[None]]) -> None:
-    try:
-        await duty()
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.critical("salara part %r failed; stopping the service", name, exc_info=True)
-        raise DutyFailed(name, f"failed: {type(exc).__name__}: {exc}") from exc
-    log.critical("salara part %r stopped unexpectedly; stopping the service", name)
-    raise DutyFailed(name, "stopped unexpectedly")
 
 
 class LeaderGauge(Collector):

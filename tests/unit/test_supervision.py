@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from salara.app import PartFailed, supervise
 from salara.cli import main
 from salara.events.resync import Resynchronizer
+from salara.supervision import PartFailed, supervise
 
 
 async def forever() -> None:

@@ -22,12 +22,13 @@ import click
 import salara
 from salara import config as config_module
 from salara.ami.client import AMIClient
-from salara.app import PartFailed, serve
+from salara.app import serve
 from salara.config import Config
 from salara.control import CallControl
 from salara.errors import ConfigError, SalaraError
 from salara.logformat import setup_logging
 from salara.sites import ami_settings
+from salara.supervision import PartFailed
 
 T = TypeVar("T")
 
