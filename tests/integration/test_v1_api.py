@@ -178,6 +178,8 @@ def test_a_call_placed_through_the_compat_api_is_a_call_resource_too(v1: V1) -> 
     v1.placed.append(call["id"])
     assert (call["from"], call["to"], call["context"]) == ("8001", "9999", "phones")
     assert call["id"].startswith("salara-")
+    # Hung up before the phone answers, the call would rightly end as failed: wait for it to be up.
+    v1.wait_state(call["id"], "up")
     assert v1.delete(f"/v1/calls/{call['id']}").status_code == 204
     assert v1.wait_state(call["id"], "ended")["outcome"]["result"] == "answered"
 
