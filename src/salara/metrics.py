@@ -3,13 +3,13 @@
 Everything is read from the parts' own counters at scrape time (a collector),
 except the histograms fed as things happen: AMI action latency (through
 :meth:`AMIClient.add_action_listener <salara.ami.client.AMIClient.add_action_listener>`),
-API request duration (:class:`~salara.api.requestmetrics.MetricsMiddleware`), webhook POST duration
-(``DeliveryWorker.on_attempt``) and CRM lookup duration (``Router.on_lookup``),
-both hooked up by :class:`Metrics` from its :class:`Sources`. Nothing here runs
-in the AMI protocol core; the per-event cost is one dict increment. The
-process collector of prometheus_client (``process_cpu_seconds_total``,
-``process_resident_memory_bytes``, ``process_open_fds``...) is in the same
-registry.
+API request duration (:class:`~salara.api.requestmetrics.MetricsMiddleware`, kept by
+:mod:`salara.requesttally`), webhook POST duration (``DeliveryWorker.on_attempt``)
+and CRM lookup duration (``Router.on_lookup``), both hooked up by :class:`Metrics`
+from its :class:`Sources`. Nothing here runs in the AMI protocol core; the
+per-event cost is one dict increment. The process collector of
+prometheus_client (``process_cpu_seconds_total``, ``process_resident_memory_bytes``,
+``process_open_fds``...) is in the same registry.
 
 Metrics (all prefixed ``salara_``):
 
@@ -53,7 +53,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -69,6 +69,7 @@ from prometheus_client.registry import Collector
 
 import salara
 from salara.ami.messages import Event
+from salara.requesttally import RequestTally
 from salara.series import LatencySeries
 from salara.store.interface import StoreError
 from salara.store.records import OPEN_STATUSES
@@ -127,7 +128,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.events: Counter[str] = Counter()
         """AMI events received, by type (filled by :meth:`count_event`)."""
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._request_labels: dict[tuple[str, str, int], tuple[str, str, bool]] = {}
         self.lookup_series = LatencySeries()
         """CRM lookup durations over the last hour, for the console's chart (:mod:`salara.series`)."""
         self.delivery_series = LatencySeries()
@@ -145,19 +146,8 @@ class Metrics:
             ["action", "outcome"],
             registry=self.registry,
         )
-        self.api_requests = PromCounter(
-            "salara_api_requests",
-            "HTTP API requests by method, route template and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.api_seconds = Histogram(
-            "salara_api_request_seconds",
-            "HTTP API request duration by method and route template, seconds (streams excluded)",
-            ["method", "route"],
-            buckets=REQUEST_BUCKETS_S,
-            registry=self.registry,
-        )
+        self.requests = RequestTally(REQUEST_BUCKETS_S)
+        """``api_requests_total`` and ``api_request_seconds`` (:mod:`salara.requesttally`)."""
         self.delivery_seconds = Histogram(
             "salara_webhook_delivery_seconds",
             "Time from POSTing an event to the CRM to its answer or failure, by outcome, seconds",
@@ -202,23 +192,20 @@ class Metrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request (``route`` its template) and, but for streams, its duration in seconds."""
         key = (method, route, status)
-        children = self._request_children.get(key)
-        if children is None:
-            children = self._request_series(method, route, status)
-        counter, histogram = children
-        counter.inc()
-        if histogram is not None:
-            histogram.observe(seconds)
+        labels = self._request_labels.get(key)
+        if labels is None:
+            labels = self._labels_of(method, route, status)
+        label, status_text, timed = labels
+        self.requests.count(label, route, status_text)
+        if timed:
+            self.requests.observe(label, route, seconds)
 
-    def _request_series(self, method: str, route: str, status: int) -> tuple[Any, Any]:
-        # labels() looks its child up under a lock with the labels re-checked: a tenth of a compat request.
+    def _labels_of(self, method: str, route: str, status: int) -> tuple[str, str, bool]:
         # Methods, route templates and statuses are few; the dict stays small (bounded anyway).
-        label = method if method in METHODS else "OTHER"
-        counter = self.api_requests.labels(label, route, str(status))
-        histogram = None if route in STREAMING_ROUTES else self.api_seconds.labels(label, route)
-        if len(self._request_children) < 4096:
-            self._request_children[(method, route, status)] = (counter, histogram)
-        return counter, histogram
+        labels = (method if method in METHODS else "OTHER", str(status), route not in STREAMING_ROUTES)
+        if len(self._request_labels) < 4096:
+            self._request_labels[(method, route, status)] = labels
+        return labels
 
     def render(self) -> bytes:
         """The text exposition of every metric."""
@@ -240,6 +227,7 @@ class _Collector(Collector):
         build = GaugeMetricFamily("salara_build_info", "salara's version and Python's (always 1)", labels=BUILD_LABELS)
         build.add_metric([salara.__version__, platform.python_version()], 1)
         yield build
+        yield from metrics.requests.families()
         events = CounterMetricFamily("salara_ami_events", "AMI events received, by type", labels=["event"])
         for name, count in sorted(metrics.events.items()):
             events.add_metric([name], count)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 
 import httpx
@@ -293,3 +294,56 @@ def test_a_hint_read_once_follows_its_events_without_more_round_trips(
     before = ami_recorder.actions().count("ExtensionState")
     assert [salara.post({"exten": "7777"}).json()["result"] for _ in range(3)] == [-1] * 3
     assert ami_recorder.actions().count("ExtensionState") - before == 3
+
+
+def _exchange(port: int, data: bytes, timeout_s: float = 5) -> bytes:
+    """Send ``data`` on one new connection and read until salara closes it (or ``timeout_s``)."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(data)
+        deadline = time.monotonic() + timeout_s
+        with contextlib.suppress(TimeoutError):
+            while time.monotonic() < deadline and (chunk := sock.recv(65536)):
+                received += chunk
+    return received
+
+
+def _answers(raw: bytes) -> list[tuple[list[bytes], bytes]]:
+    """The HTTP answers in ``raw``: each one's head lines and its body (framed by content-length)."""
+    found = []
+    while raw:
+        head, _, raw = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:"))
+        found.append((lines, raw[:length]))
+        raw = raw[length:]
+    return found
+
+
+def test_answers_on_the_wire_keep_http_s_framing(salara: SalaraProcess) -> None:
+    set_device_state("Custom:9001", "NOT_INUSE")
+    assert answered(salara, {"exten": "9001"}, idle := {"result": 0, "text": "Idle"}) == idle
+    body = b'{"exten":"9001"}'
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n" + body
+    # Two pipelined requests, then one asking to close: three answers in order, the last one closing.
+    last = request.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n").replace(b"9001", b"7777")
+    answers = _answers(_exchange(salara.port, request + request + last))
+    assert [answer[1] for answer in answers] == [
+        b'{"result":0,"text":"Idle"}',
+        b'{"result":0,"text":"Idle"}',
+        b'{"result":-1,"text":"Unknown"}',
+    ]
+    for lines, payload in answers:
+        assert lines[0] == b"HTTP/1.1 200 OK"
+        fields = [line.split(b": ", 1)[0] for line in lines[1:]]
+        assert fields[:3] == [b"date", b"content-length", b"content-type"]
+        assert f"content-length: {len(payload)}".encode() in lines and b"content-type: application/json" in lines
+    assert [b"connection: close" in lines for lines, _ in answers] == [False, False, True]
+    # HTTP/1.0 without keep-alive: the answer says it closes, and it does.
+    [(lines, payload)] = _answers(_exchange(salara.port, request.replace(b"HTTP/1.1", b"HTTP/1.0")))
+    assert lines[0] == b"HTTP/1.1 200 OK" and b"connection: close" in lines and payload == b'{"result":0,"text":"Idle"}'
+    # An error answer is framed the same way.
+    refused = last.replace(b"7777", b"7\\r7")
+    [(lines, payload)] = _answers(_exchange(salara.port, refused))
+    assert lines[0] == b"HTTP/1.1 400 Bad Request" and b"connection: close" in lines
+    assert payload.startswith(b'{"result":-2,"text":"Error: ')

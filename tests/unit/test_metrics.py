@@ -158,3 +158,55 @@ async def test_fastagi_sessions_are_counted_while_served() -> None:
         writer.close()
     finally:
         await server.close()
+
+
+def test_request_counts_expose_as_prometheus_client_s_own_counter_and_histogram() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from prometheus_client import Counter as PromCounter
+
+    from salara.metrics import REQUEST_BUCKETS_S
+
+    metrics = Metrics()
+    registry = CollectorRegistry()
+    counter = PromCounter(
+        "salara_api_requests",
+        "HTTP API requests by method, route template and status",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    histogram = Histogram(
+        "salara_api_request_seconds",
+        "HTTP API request duration by method and route template, seconds (streams excluded)",
+        ["method", "route"],
+        buckets=REQUEST_BUCKETS_S,
+        registry=registry,
+    )
+    # On a bound, between two, beyond the last, and a stream (counted, not timed).
+    seen = [
+        ("POST", "/{path:path}", 200, 0.001),
+        ("POST", "/{path:path}", 200, 0.0031),
+        ("GET", "/v1/calls", 404, 11.0),
+    ]
+    seen += [("GET", "/v1/events", 200, 30.0), ("BREW", "/{path:path}", 405, 0.2)]
+    for method, route, status, seconds in seen:
+        metrics.observe_request(method, route, status, seconds)
+        label = method if method != "BREW" else "OTHER"
+        counter.labels(label, route, str(status)).inc()
+        if route != "/v1/events":
+            histogram.labels(label, route).observe(seconds)
+
+    def families(text: bytes) -> dict[str, list[Sample]]:
+        wanted = ("salara_api_requests", "salara_api_request_seconds")
+        found = {f.name: f.samples for f in text_string_to_metric_families(text.decode()) if f.name in wanted}
+        return {
+            name: sorted(samples, key=lambda s: (s.name, sorted(s.labels.items()))) for name, samples in found.items()
+        }
+
+    ours, theirs = families(metrics.render()), families(generate_latest(registry))
+    assert ours == theirs and len(ours["salara_api_request_seconds"]) == 3 * (len(REQUEST_BUCKETS_S) + 3)
+    [bucket] = [
+        s.value
+        for s in ours["salara_api_request_seconds"]
+        if s.labels.get("le") == "0.001" and s.labels["method"] == "POST"
+    ]
+    assert bucket == 1  # "le": a duration on a bound is in its bucket

@@ -28,7 +28,7 @@ from typing import Any
 
 from salara.api.compat.module import MODULE_ERROR_BODY
 from salara.api.security.linger import LINGER_BYTES, LINGER_S, RequestTransport
-from salara.api.security.transport import OneWriteTransport
+from salara.api.security.transport import WHOLE_ANSWER_EXTENSION, OneWriteTransport, answer_whole
 from salara.config import Config
 from salara.ratelog import Throttle
 
@@ -159,7 +159,7 @@ def http_protocol(
     """
     try:
         from uvicorn.middleware.proxy_headers import _TrustedHosts
-        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
     except ImportError:  # pragma: no cover - httptools comes with uvicorn[standard]
         return None
 
@@ -167,6 +167,7 @@ def http_protocol(
     trusted = _TrustedHosts(list(trusted_proxies))  # what uvicorn's ProxyHeadersMiddleware trusts
     relaying: set[str] = set()
     """Trusted addresses that have relayed a request: their connections are not capped as theirs."""
+    whole_answer: Any = {"send": functools.partial(answer_whole, STATUS_LINE, RequestResponseCycle)}
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _awaiting_headers = True
@@ -251,6 +252,7 @@ def http_protocol(
             if cycle is None or isinstance(cycle.transport, RequestTransport):
                 return
             cycle.transport = OneWriteTransport(self, cycle)  # type: ignore[assignment]
+            self.scope["extensions"][WHOLE_ANSWER_EXTENSION] = whole_answer
             if client is None:
                 return
             if not clients.opened(client):

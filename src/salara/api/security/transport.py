@@ -1,10 +1,12 @@
-"""The transport each request's uvicorn cycle writes to in salara's protocol (:mod:`salara.api.security.connections`).
+"""How a request's answer is written in salara's protocol (:mod:`salara.api.security.connections`).
 
 :class:`OneWriteTransport` is :class:`~salara.api.security.linger.RequestTransport`
 (the lingering close after a refused body) that also sends a fixed-length
 answer's head and body in one write, and refers to its cycle and protocol
 weakly, so a finished request is freed at once rather than by the cyclic
-collector.
+collector. :func:`answer_whole` is the ASGI extension
+:data:`WHOLE_ANSWER_EXTENSION` behind it: a small JSON answer known in
+full, written at once without the two ASGI sends.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ import weakref
 from typing import Any
 
 from salara.api.security.linger import RequestTransport
+
+WHOLE_ANSWER_EXTENSION = "salara.whole_answer"
+"""ASGI scope extension of salara's uvicorn protocol: ``{"send": callable}``, see :func:`answer_whole`."""
+
+JSON_TYPE = b"content-type: application/json\r\n"
 
 
 class OneWriteTransport(RequestTransport):
@@ -64,3 +71,47 @@ class OneWriteTransport(RequestTransport):
             protocol.close_after_answer(self._cycle_of())
         else:
             self._transport.close()
+
+
+def answer_whole(status_lines: dict[int, bytes], cycle_type: Any, send: Any, status: int, body: bytes) -> bool:
+    """Answer ``status`` with the JSON ``body`` to the request of ASGI ``send``, in one write; False: not done.
+
+    ``send`` must be the uvicorn cycle's own (of type ``cycle_type``), not
+    a middleware's wrapper of it (False then). The protocol offers this
+    with ``status_lines`` and ``cycle_type`` bound
+    (``scope["extensions"][WHOLE_ANSWER_EXTENSION]["send"](send, status, body)``).
+
+    What uvicorn's ``send`` of ``http.response.start`` (``content-type:
+    application/json`` and the ``content-length``) then of the whole body
+    does, without building, awaiting and checking the two messages: the
+    server's default headers (``date``), ``connection: close`` when the
+    connection is not kept alive, the cycle's state and its completion
+    callback. The caller sends the answer the ASGI way when this is False:
+    the answer has begun already, the client has gone, the transport is
+    not taking writes (its buffer is over the high-water mark), or an access
+    log line is to be written.
+    """
+    cycle: Any = getattr(send, "__self__", None)
+    if type(cycle) is not cycle_type:
+        return False
+    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log:
+        return False
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    parts = [status_lines[status]]
+    for name, value in cycle.default_headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts += (b"content-length: %d\r\n" % len(body), JSON_TYPE)  # in the order of the ASGI answer's headers
+    if not cycle.keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts += (b"\r\n", body)
+    cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    transport = cycle.transport
+    transport.write(b"".join(parts))  # nothing is held back: the head goes with the body
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        transport.close()
+    cycle.on_response()
+    return True
