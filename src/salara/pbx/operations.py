@@ -73,6 +73,14 @@ class PBX:
         """Whether AMI is logged in (and Asterisk fully booted)."""
         return self.ami.ready
 
+    def known_extension_state(self, exten: str, context: str) -> ExtensionInfo | None:
+        """The hint state of ``exten@context`` when salara knows it without asking Asterisk, else None.
+
+        Known: read once by ``ExtensionState`` and followed by its
+        ``ExtensionStatus`` events since (:meth:`salara.pbx.hints.HintStates.get`).
+        """
+        return self.hints.get(exten, context, time.monotonic())
+
     async def extension_state(self, exten: str, context: str) -> ExtensionInfo:
         """AMI ``ExtensionState``: the hint state of ``exten@context``.
 

@@ -24,7 +24,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from salara.api.compat.answers import StateAnswer, answer
+from salara.api.compat.answers import StateAnswer, answer, answer_now
 from salara.api.compat.module import COMPAT_ERROR_PREFIX, MODULE_ERROR_BODY
 from salara.api.compat.request import (
     RequestError,
@@ -200,7 +200,7 @@ async def serve(call: CompatCall, control: CallControl, security: Security) -> A
         items = parse_qsl(call.query_string.decode("latin-1"), keep_blank_values=True) if call.query_string else []
         if len(items) > api.max_fields:
             raise LimitError(f"more than {api.max_fields} fields")
-        query = {key: value for key, value in reversed(items)}
+        query = dict(reversed(items)) if items else {}  # the first of a repeated field counts
         data = decode_fields(call.body, call.content_type, query, _limits(api))
         parsed = parse_request(data, config.keys, config.general.default_context)
     except LimitError as exc:
@@ -218,6 +218,9 @@ async def serve(call: CompatCall, control: CallControl, security: Security) -> A
         return error_answer(denial.status, denial.reason, denial_headers(denial))
     if not control.sites.serving(getattr(parsed, "context", "")).pbx.ready:  # the PBX serving its context
         return error_answer(503, "Asterisk (AMI) is not connected")
+    known = answer_now(control, parsed)
+    if known is not None:
+        return _ok(known)
     try:
         result: StateAnswer = await answer(control, parsed)
     except AMIUnavailable as exc:
