@@ -55,15 +55,24 @@ class Sizes:
 
     ingest_events: int
     api_seconds: float
+    api_rounds: int
+    """Rounds of salara then the bare app in the HTTP benchmarks (each row their median)."""
     webhook_events: int
     routing_calls: int
     memory_events: int
 
 
 FULL = Sizes(
-    ingest_events=1_000_000, api_seconds=10.0, webhook_events=20_000, routing_calls=2000, memory_events=1_000_000
+    ingest_events=1_000_000,
+    api_seconds=10.0,
+    api_rounds=3,
+    webhook_events=20_000,
+    routing_calls=2000,
+    memory_events=1_000_000,
 )
-QUICK = Sizes(ingest_events=2000, api_seconds=1.0, webhook_events=200, routing_calls=20, memory_events=2000)
+QUICK = Sizes(
+    ingest_events=2000, api_seconds=1.0, api_rounds=1, webhook_events=200, routing_calls=20, memory_events=2000
+)
 
 
 # -- the benchmarks, as rows -------------------------------------------------------------------------------------
@@ -308,8 +317,8 @@ Benchmark = Callable[[Sizes, list[str]], list[Row]]
 BENCHMARKS: dict[str, tuple[Benchmark, bool]] = {
     "ingest": (bench_ingest, False),
     "api": (bench_api, True),
-    "connections": (lambda sizes, notes: connections.rows(sizes.api_seconds, notes), True),
-    "openloop": (lambda sizes, notes: openloop.rows(sizes.api_seconds / 2, notes), True),
+    "connections": (lambda sizes, notes: connections.rows(sizes.api_seconds, notes, sizes.api_rounds), True),
+    "openloop": (lambda sizes, notes: openloop.rows(sizes.api_seconds / 2, notes, sizes.api_rounds), True),
     "webhooks": (bench_webhooks, False),
     "stores": (bench_stores, False),
     "slow_crm": (bench_slow_crm, False),

@@ -30,7 +30,7 @@ import select
 import socket
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.api import SalaraServer, percentile
 from bench.connections import BODY, CONTENT_LENGTH, BareServer
@@ -190,11 +190,13 @@ def open_loop(port: int, rate: float, duration_s: float, connections: int = 64, 
 
 @dataclass(frozen=True)
 class OpenLoopResult:
-    """Every offered rate, for salara and the bare app."""
+    """Every offered rate, for salara and the bare app: each rate's median round by p99 (see :func:`run`)."""
 
     salara: list[OpenLoop]
     bare: list[OpenLoop]
     connections: int
+    rounds: list[tuple[list[OpenLoop], list[OpenLoop]]] = field(default_factory=list)
+    """Every round's figures, salara's and the bare app's."""
 
     def highest_under(self, figures: list[OpenLoop], p99_s: float = TARGET_P99_S) -> float:
         """The highest offered rate whose p99 is under ``p99_s`` with every request answered (0: none)."""
@@ -202,15 +204,41 @@ class OpenLoopResult:
 
 
 def run(
-    rates: tuple[float, ...] = RATES, duration_s: float = 5.0, connections: int = 64, *, poisson: bool = False
+    rates: tuple[float, ...] = RATES,
+    duration_s: float = 5.0,
+    connections: int = 64,
+    *,
+    poisson: bool = False,
+    rounds: int = 1,
 ) -> OpenLoopResult:
-    """salara and the bare app started for this run; each rate offered to each in turn (after a warm-up)."""
+    """salara and the bare app started for this run; each rate offered to one then the other, ``rounds`` times.
+
+    Alternating them rate by rate puts both under much the same load from
+    the rest of a shared machine; each rate's figures are then its median
+    round by p99, for each server.
+    """
     with SalaraServer() as salara, BareServer() as bare:
-        figures: dict[int, list[OpenLoop]] = {}
-        for port in (salara.api_port, bare.port):
+        ports = (salara.api_port, bare.port)
+        for port in ports:
             open_loop(port, min(rates), min(1.0, duration_s), connections)  # warm-up
-            figures[port] = [open_loop(port, rate, duration_s, connections, poisson=poisson) for rate in rates]
-    return OpenLoopResult(figures[salara.api_port], figures[bare.port], connections)
+        measured: list[tuple[list[OpenLoop], list[OpenLoop]]] = []
+        for _ in range(rounds):
+            ours, theirs = [], []
+            for rate in rates:
+                ours.append(open_loop(ports[0], rate, duration_s, connections, poisson=poisson))
+                theirs.append(open_loop(ports[1], rate, duration_s, connections, poisson=poisson))
+            measured.append((ours, theirs))
+
+    def median(figures: list[OpenLoop]) -> OpenLoop:
+        return sorted(figures, key=lambda f: f.p99_s)[(len(figures) - 1) // 2]
+
+    by_rate = range(len(rates))
+    return OpenLoopResult(
+        [median([round_[0][i] for round_ in measured]) for i in by_rate],
+        [median([round_[1][i] for round_ in measured]) for i in by_rate],
+        connections,
+        measured,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -220,9 +248,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per rate (default 5)")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections (default 64)")
     parser.add_argument("--poisson", action="store_true", help="exponential gaps instead of even spacing")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of salara then bare per rate (default 3)")
     args = parser.parse_args(argv)
     rates = tuple(float(r) for r in args.rates.split(","))
-    result = run(rates, args.duration, args.connections, poisson=args.poisson)
+    result = run(rates, args.duration, args.connections, poisson=args.poisson, rounds=args.rounds)
+    for number, (ours, theirs) in enumerate(result.rounds, 1):
+        print(f"-- round {number} of {len(result.rounds)}")
+        for name, figures in (("salara", ours), ("bare", theirs)):
+            for figure in figures:
+                print(figure.line(name))
+    print(f"-- each rate's median round by p99, of {len(result.rounds)}")
     for name, figures in (("salara", result.salara), ("bare", result.bare)):
         for figure in figures:
             print(figure.line(name))
@@ -233,9 +268,12 @@ if __name__ == "__main__":
     main()
 
 
-def rows(duration_s: float, notes: list[str]) -> list[Row]:
-    """``make bench``'s rows: p50/p99/p99.9 per offered rate, salara beside the bare app; the best rate under 5 ms."""
-    result = run(RATES, duration_s)
+def rows(duration_s: float, notes: list[str], rounds: int = 3) -> list[Row]:
+    """``make bench``'s rows: p50/p99/p99.9 per offered rate, salara beside the bare app; the best rate under 5 ms.
+
+    Each rate's figures are its median round by p99 of ``rounds``; the notes list every round's p99.
+    """
+    result = run(RATES, duration_s, rounds=rounds)
     table = []
     for ours, theirs in zip(result.salara, result.bare, strict=True):
         table.append(
@@ -260,12 +298,20 @@ def rows(duration_s: float, notes: list[str]) -> list[Row]:
             yes(highest >= 2000),
         )
     )
-    cpu = max(f.generator_cpu for f in result.salara + result.bare)
-    late = max(f.send_late_p99_s for f in result.salara + result.bare)
+    every = [f for ours, theirs in result.rounds for f in ours + theirs]
+    cpu = max(f.generator_cpu for f in every)
+    late = max(f.send_late_p99_s for f in every)
+    p99s = "; ".join(
+        f"{rate:,.0f}/s salara {', '.join(ms(ours[i].p99_s) for ours, _ in result.rounds)}, "
+        f"bare {', '.join(ms(theirs[i].p99_s) for _, theirs in result.rounds)}"
+        for i, rate in enumerate(RATES)
+    )
     notes.append(
-        f"Open loop: `python -m bench.openloop --duration {duration_s:g}` ({result.connections} keep-alive "
+        f"Open loop: `python -m bench.openloop --duration {duration_s:g} --rounds {len(result.rounds)}` "
+        f"({result.connections} keep-alive "
         f"connections, evenly spaced due times, latency from the due time); the generator used at most "
         f"{cpu:.0%} of a core and sent the requests that found an idle connection at most {late * 1e6:.0f} µs "
-        "late (p99)."
+        f"late (p99). Each rate's figures are its median of {len(result.rounds)} rounds of salara then the bare "
+        f"app; every round's p99: {p99s}."
     )
     return table
