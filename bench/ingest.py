@@ -15,6 +15,11 @@ every chunk, so generating the stream is not measured. Compare:
     tracking of SPEC §2), event filtering and outbox enqueue, every event
     mode on "all calls". (Before the call model was one, this path left out
     the second fold the service ran for ``/v1/calls``.)
+(d) :func:`full_path` with ``lifecycle=True`` -- the same for an endpoint
+    with ``payload = extended`` and ``lifecycle = yes``: extended bodies, and
+    the call lifecycle events (``call.started`` ... ``call.ended``) decided
+    and stored too. (c) keeps today's compat settings, so that later
+    features do not move it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from bench.ami_stream import stream_chunks
 from salara.ami.messages import Event
 from salara.ami.protocol import AMIConnection
+from salara.calls.lifecycle import CallLifecycle
 from salara.calls.tracking import CallTracker
 from salara.config import Event as EventModes
 from salara.events.pipeline import EventPipeline
@@ -86,23 +92,35 @@ ALL_CALLS = EventModes(newchannel=2, hangup=2, newexten=3, agentcon=3)
 """Every event mode on "all calls": the most work the ingest path can be given."""
 
 
-def full_path(chunks: Iterable[bytes], outbox_dir: Path | None = None) -> tuple[int, int, float]:
+def full_path(
+    chunks: Iterable[bytes], outbox_dir: Path | None = None, *, lifecycle: bool = False
+) -> tuple[int, int, float]:
     """The whole ingest path: parse, the call model's fold, event filtering, outbox enqueue.
 
     Every event mode is set to "all calls"; the CRM events produced go into a
     real SQLite outbox (WAL, on disk) in one transaction per read, as in the
-    service. Returns (AMI events seen, CRM events stored, seconds).
+    service. With ``lifecycle``, the endpoint is configured ``payload =
+    extended`` and ``lifecycle = yes``: the SPEC §2 events get extended
+    bodies and the call lifecycle events are decided and stored for it too.
+    Returns (AMI events seen, events stored, seconds).
     """
-    return asyncio.run(_full_path(chunks, outbox_dir))
+    return asyncio.run(_full_path(chunks, outbox_dir, lifecycle))
 
 
-async def _full_path(chunks: Iterable[bytes], outbox_dir: Path | None) -> tuple[int, int, float]:
+async def _full_path(chunks: Iterable[bytes], outbox_dir: Path | None, lifecycle: bool) -> tuple[int, int, float]:
     clock = time.perf_counter
     events = 0
     elapsed = 0.0
     with tempfile.TemporaryDirectory(dir=outbox_dir) as tmp:
         outbox = Outbox(Path(tmp) / "outbox.db", max_rows=10_000_000)
-        pipeline = EventPipeline(CallTracker(ALL_CALLS), outbox, extended=False)
+        tracker = CallTracker(ALL_CALLS)
+        pipeline = EventPipeline(
+            tracker,
+            outbox,
+            extended=lifecycle,
+            lifecycle=CallLifecycle(tracker.registry) if lifecycle else None,
+            lifecycle_webhook=lifecycle,
+        )
         connection = AMIConnection()
         for chunk in chunks:
             start = clock()
@@ -140,7 +158,7 @@ def _line(label: str, events: int, seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run (a) and (b) on the same chunks and print events/s and the ratio (b)/(a)."""
+    """Run (a) to (d) on the same chunks and print events/s and each one's ratio to (a)."""
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the stream")
     parser.add_argument("--seed", type=int, default=1, help="stream and read-size seed")
@@ -163,6 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     print(_line("(c) full path", full_events, full_s) + f"  ({stored:,} CRM events stored)")
     ratio_c = (full_events / full_s) / (base_events / base_s) if full_s and base_s else float("nan")
     print(f"ratio (c)/(a) in events/s: {ratio_c:.2f}")
+    life_events, life_stored, life_s = full_path(stream_chunks(args.events, args.seed), lifecycle=True)
+    print(_line("(d) lifecycle", life_events, life_s) + f"  ({life_stored:,} events stored)")
+    ratio_d = (life_events / life_s) / (base_events / base_s) if life_s and base_s else float("nan")
+    print(f"ratio (d)/(a) in events/s: {ratio_d:.2f}")
 
 
 if __name__ == "__main__":

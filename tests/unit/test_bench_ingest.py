@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from bench.ami_stream import HEAD, build_stream, chunks, stream_chunks
@@ -36,4 +37,14 @@ def test_full_path_tracks_filters_and_stores(tmp_path: Path) -> None:
     stream = build_stream(EVENTS).decode()
     wanted = sum(stream.count(f"Event: {name}\r\n") for name in ("Newchannel", "Hangup", "Newexten", "AgentConnect"))
     assert stored == wanted > 0
+    assert seconds > 0
+
+
+def test_full_path_with_lifecycle_events_stores_them_beside_the_crm_events(tmp_path: Path) -> None:
+    _, compat_stored, _ = full_path(chunks(build_stream(EVENTS)), tmp_path)
+    events, stored, seconds = full_path(chunks(build_stream(EVENTS)), tmp_path, lifecycle=True)
+    assert events == EVENTS
+    # Every call of the stream starts: at least one call.started per call besides the SPEC §2 events.
+    calls = len(set(re.findall(r"\r\nLinkedid: ([^\r]+)\r\n", build_stream(EVENTS).decode())))
+    assert stored >= compat_stored + calls > compat_stored
     assert seconds > 0

@@ -59,6 +59,8 @@ def test_quick_run_of_ingest_and_memory_records_figures(tmp_path: Path) -> None:
     figures = {row.benchmark.split(",")[0]: row for row in rows}
     assert figures["AMI ingest (b) protocol layer"].figure.endswith("events/s")
     assert figures["AMI ingest (c) full path"].figure.endswith("events/s")
+    assert figures["AMI ingest (d) full path"].figure.endswith("events/s")
+    assert figures["AMI ingest (c) full path"].target.startswith("≥ 0.5 × (a)")
     peaks = [row for row in rows if row.benchmark.startswith("Memory peak RSS")]
     growths = [row for row in rows if row.benchmark.startswith("Memory second-half growth")]
     assert len(peaks) == len(growths) == 2  # protocol layer and full path
