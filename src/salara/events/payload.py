@@ -59,8 +59,12 @@ def event_timestamp(event: Event, received_wall: float) -> str:
     return utc_timestamp(event_time(event, received_wall))
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""One encoder for every body: ``json.dumps`` with options builds a new one per call."""
+
+
 def _json(data: object) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(data).encode()
 
 
 def compat_body(crm_event: CrmEvent) -> bytes:

@@ -1,0 +1,28 @@
+"""Event ids: UUIDs of version 7 (RFC 9562), so that ids stored one after another sort together."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from salara.store.records import new_event_id
+
+
+def test_an_event_id_is_32_hex_digits_of_a_version_7_uuid_of_now() -> None:
+    before = time.time_ns() // 1_000_000
+    event_id = new_event_id()
+    after = time.time_ns() // 1_000_000
+    assert len(event_id) == 32 and event_id == event_id.lower()
+    parsed = uuid.UUID(hex=event_id)
+    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    assert before <= parsed.int >> 80 <= after  # its first 48 bits: Unix time in milliseconds
+
+
+def test_ids_made_later_sort_later_and_none_repeats() -> None:
+    first = [new_event_id() for _ in range(1000)]
+    time.sleep(0.002)
+    later = [new_event_id() for _ in range(1000)]
+    assert max(first) < min(later)
+    assert len(set(first + later)) == 2000
+    # The random part varies in every position it holds (74 bits), not only a few.
+    assert len({event_id[13:16] + event_id[17:] for event_id in first}) == 1000
