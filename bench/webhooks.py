@@ -194,7 +194,7 @@ def make_events(count: int) -> list[Event]:
                     "exten": f"{call % 10000:04d}",
                     "state": states[step],
                 }
-                events.append((new_event_id(), f"1700000000.{call}", json.dumps(body).encode()))
+                events.append((new_event_id(time.time()), f"1700000000.{call}", json.dumps(body).encode()))
         block += 1
     return events[:count]
 

@@ -64,7 +64,7 @@ def test_add_returns_unique_ids_in_order_and_commits(open_store: OpenStore) -> N
 
 
 def test_ids_may_be_given(outbox: Store) -> None:
-    mine = [new_event_id(), new_event_id()]
+    mine = [new_event_id(NOW), new_event_id(NOW)]
     assert outbox.add([("A", b"1"), ("A", b"2")], ids=mine) == mine
     with pytest.raises(ValueError):
         outbox.add([("A", b"1")], ids=mine)
@@ -73,7 +73,7 @@ def test_ids_may_be_given(outbox: Store) -> None:
 def test_a_failed_batch_stores_nothing(outbox: Store) -> None:
     first = outbox.add([("A", b"1")])
     with pytest.raises(StoreError):
-        outbox.add([("B", b"2"), ("B", b"3")], ids=[new_event_id(), first[0]])
+        outbox.add([("B", b"2"), ("B", b"3")], ids=[new_event_id(NOW), first[0]])
     assert [e.id for e in outbox.list_events()] == first
     assert outbox.counts() == Counts(pending=1)
 

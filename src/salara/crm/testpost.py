@@ -32,7 +32,7 @@ async def send_test_post(
     TimeoutError when the whole exchange takes over ``timeout_s`` seconds,
     ValueError for a malformed ``whsec_`` secret.
     """
-    headers = webhook_headers(secret_keys(secret), new_event_id(), int(time.time()), body)
+    headers = webhook_headers(secret_keys(secret), new_event_id(time.time()), int(time.time()), body)
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(

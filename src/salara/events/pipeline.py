@@ -176,7 +176,7 @@ class EventPipeline:
             self._append(crm_event, timestamp, self.subscriptions.route(crm_event.name))
 
     def _append(self, crm_event: CrmEvent, timestamp: str, route: Route) -> None:
-        event_id = new_event_id()
+        event_id = new_event_id(self.clock())
         event_type = crm_event.name
         extended = extended_body(crm_event, event_id, timestamp) if route.extended or self.live_listeners else b""
         compat = compat_body(crm_event) if route.compat or not extended else None
@@ -198,7 +198,7 @@ class EventPipeline:
 
     def append_lifecycle(self, event: LifecycleEvent) -> None:
         """Queue one lifecycle event for the next :meth:`flush`: stored (for its endpoints and the log), told."""
-        event_id = new_event_id()
+        event_id = new_event_id(self.clock())
         body = lifecycle_body(event, event_id)
         route = self.subscriptions.route(event.name)
         self._batch.append(NewEvent(event.linkedid, body, event.name, None, route.extended))

@@ -216,7 +216,8 @@ class PostgresStore(PgInspection, Store):
         :class:`~salara.store.interface.StoreFailure` when nothing was stored.
         """
         if ids is None:
-            ids = [new_event_id() for _ in items]
+            made = time.time()
+            ids = [new_event_id(made) for _ in items]
         elif len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids for {len(items)} events")
         if not items and not tracking:

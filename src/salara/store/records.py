@@ -7,7 +7,6 @@ events (:mod:`salara.store.interface`). Times are Unix seconds.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -23,12 +22,13 @@ DEFAULT_ENDPOINT: Final = "default"
 _VERSION_7: Final = 0x7 << 76
 _VARIANT: Final = 0b10 << 62
 _RAND_B: Final = (1 << 62) - 1
+_MS: Final = (1 << 48) - 1
 
 
-def new_event_id() -> str:
-    """A fresh event id: 32 lowercase hex digits, a UUID of version 7 (RFC 9562 §5.7).
+def new_event_id(now: float) -> str:
+    """A fresh event id made at ``now`` (Unix s): 32 lowercase hex digits, a UUID of version 7 (RFC 9562 §5.7).
 
-    Its first 48 bits are the Unix time in milliseconds, the other 74 (after
+    Its first 48 bits are ``now`` in milliseconds, the other 74 (after
     the version and variant bits) random. Ids made one after another sort
     together, so each store's transaction touches the last pages of the id
     index instead of a random page per event (a quarter of the SQLite
@@ -37,7 +37,7 @@ def new_event_id() -> str:
     """
     rand = int.from_bytes(os.urandom(10))
     rand_a = (rand >> 62) & 0xFFF
-    value = (time.time_ns() // 1_000_000) << 80 | _VERSION_7 | rand_a << 64 | _VARIANT | rand & _RAND_B
+    value = (int(now * 1000) & _MS) << 80 | _VERSION_7 | rand_a << 64 | _VARIANT | rand & _RAND_B
     return f"{value:032x}"
 
 

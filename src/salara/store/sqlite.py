@@ -191,7 +191,8 @@ class Outbox(Inspection, Store):
         :class:`sqlite3.Error` when the file cannot be written (nothing stored).
         """
         if ids is None:
-            ids = [new_event_id() for _ in items]
+            made = time.time()
+            ids = [new_event_id(made) for _ in items]
         elif len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids for {len(items)} events")
         if not items and not tracking:
