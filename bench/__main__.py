@@ -96,26 +96,31 @@ def bench_ingest(sizes: Sizes, notes: list[str]) -> list[Row]:
             _yes(proto_rate >= base_rate and proto_events == base_events),
         )
     ]
-    for lifecycle, label in ((False, "(c) full path"), (True, "(d) full path, lifecycle events on")):
+    full_paths = (
+        ("(c) full path", False, "every event mode on all calls; {:,} CRM events stored in the outbox."),
+        (
+            "(d) full path, lifecycle events on",
+            True,
+            "the same with payload = extended and lifecycle = yes; {:,} events stored"
+            " (the SPEC §2 events and the call lifecycle events).",
+        ),
+    )
+    for label, lifecycle, note in full_paths:
         events, stored, seconds = full_path(stream_chunks(n), lifecycle=lifecycle)
         rate = events / seconds
+        met = _yes(rate >= 0.5 * base_rate and rate >= 20_000 and events == base_events)
         rows.append(
             Row(
                 f"AMI ingest {label}, {n:,} events",
                 f"{rate:,.0f} events/s",
                 f"(a) plain parse {base_rate:,.0f} events/s",
                 f"{rate / base_rate:.2f}",
+                # (c) keeps the settings the target was set for; (d) is there to be watched.
                 "—" if lifecycle else "≥ 0.5 × (a) and ≥ 20,000 events/s",
-                "—" if lifecycle else _yes(rate >= 0.5 * base_rate and rate >= 20_000 and events == base_events),
+                "—" if lifecycle else met,
             )
         )
-        if lifecycle:
-            notes.append(
-                f"Ingest (d): the same with payload = extended and lifecycle = yes; {stored:,} events stored"
-                " (the SPEC §2 events and the call lifecycle events)."
-            )
-        else:
-            notes.append(f"Ingest (c): every event mode on all calls; {stored:,} CRM events stored in the outbox.")
+        notes.append(f"Ingest {label.split()[0]}: " + note.format(stored))
     return rows
 
 

@@ -171,20 +171,19 @@ def main(argv: list[str] | None = None) -> None:
         f"(mean {counted.size // max(counted.reads, 1):,} B), generated lazily, not timed"
     )
     print(_line("(a) baseline", base_events, base_s))
-    proto_events, proto_s = protocol_parse(stream_chunks(args.events, args.seed))
-    print(_line("(b) protocol", proto_events, proto_s))
-    if base_events != proto_events:
-        print(f"WARNING: event counts differ: baseline {base_events}, protocol {proto_events}")
-    ratio = (proto_events / proto_s) / (base_events / base_s) if proto_s and base_s else float("nan")
-    print(f"ratio (b)/(a) in events/s: {ratio:.2f} ({'faster' if ratio >= 1 else 'slower'} than baseline)")
-    full_events, stored, full_s = full_path(stream_chunks(args.events, args.seed))
-    print(_line("(c) full path", full_events, full_s) + f"  ({stored:,} CRM events stored)")
-    ratio_c = (full_events / full_s) / (base_events / base_s) if full_s and base_s else float("nan")
-    print(f"ratio (c)/(a) in events/s: {ratio_c:.2f}")
-    life_events, life_stored, life_s = full_path(stream_chunks(args.events, args.seed), lifecycle=True)
-    print(_line("(d) lifecycle", life_events, life_s) + f"  ({life_stored:,} events stored)")
-    ratio_d = (life_events / life_s) / (base_events / base_s) if life_s and base_s else float("nan")
-    print(f"ratio (d)/(a) in events/s: {ratio_d:.2f}")
+    base_rate = base_events / base_s
+
+    def report(label: str, events: int, seconds: float, stored: str = "") -> None:
+        print(_line(label, events, seconds) + stored)
+        ratio = (events / seconds) / base_rate if seconds and base_rate else float("nan")
+        print(f"ratio {label.split()[0]}/(a) in events/s: {ratio:.2f}")
+        if events != base_events:
+            print(f"WARNING: event counts differ: baseline {base_events}, {label} {events}")
+
+    report("(b) protocol", *protocol_parse(stream_chunks(args.events, args.seed)))
+    for label, lifecycle in (("(c) full path", False), ("(d) lifecycle", True)):
+        events, stored, seconds = full_path(stream_chunks(args.events, args.seed), lifecycle=lifecycle)
+        report(label, events, seconds, f"  ({stored:,} events stored)")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ async def send_test_post(
     TimeoutError when the whole exchange takes over ``timeout_s`` seconds,
     ValueError for a malformed ``whsec_`` secret.
     """
-    headers = webhook_headers(secret_keys(secret), new_event_id(time.time()), int(time.time()), body)
+    now = time.time()
+    headers = webhook_headers(secret_keys(secret), new_event_id(now), int(now), body)
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(

@@ -215,14 +215,13 @@ class PostgresStore(PgInspection, Store):
         Raises ValueError when ``ids`` does not match ``items``,
         :class:`~salara.store.interface.StoreFailure` when nothing was stored.
         """
+        at = time.time() if now is None else now
         if ids is None:
-            made = time.time()
-            ids = [new_event_id(made) for _ in items]
+            ids = [new_event_id(at) for _ in items]
         elif len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids for {len(items)} events")
         if not items and not tracking:
             return []
-        at = time.time() if now is None else now
         events = [
             (event_id, item if isinstance(item, NewEvent) else NewEvent(*item))
             for event_id, item in zip(ids, items, strict=True)
