@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -265,10 +266,13 @@ def run(duration_s: float = 10.0, clients: int = 20, rounds: int = 1) -> list[Co
     with SalaraServer() as salara, BareServer() as bare:
         for port, pid in ((salara.api_port, salara.pid), (bare.port, bare.pid)):  # warm-up
             wrk(port, pid, clients=clients, threads=min(2, clients), duration_s=1, close=False)
-        with urllib.request.urlopen(
-            urllib.request.Request(f"http://127.0.0.1:{salara.api_port}/", data=BODY), timeout=5
-        ) as answer:
-            text = answer.read().decode(errors="replace")
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(f"http://127.0.0.1:{salara.api_port}/", data=BODY), timeout=5
+            ) as answer:
+                text = answer.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:  # what salara said of it goes with the temporary directory
+            raise RuntimeError(f"salara answered the request {exc.code}; its log:\n{salara.log()[-8000:]}") from exc
         for _ in range(rounds):
             ours = _measure(salara.api_port, salara.pid, clients, duration_s)
             theirs = _measure(bare.port, bare.pid, clients, duration_s)

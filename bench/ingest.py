@@ -37,7 +37,7 @@ from salara.ami.protocol import AMIConnection
 from salara.calls.lifecycle import CallLifecycle
 from salara.calls.tracking import CallTracker
 from salara.config import Event as EventModes
-from salara.events.pipeline import EventPipeline
+from salara.events.pipeline import BATCH_WINDOW_S, EventPipeline
 from salara.store.sqlite import Outbox
 
 
@@ -93,21 +93,29 @@ ALL_CALLS = EventModes(newchannel=2, hangup=2, newexten=3, agentcon=3)
 
 
 def full_path(
-    chunks: Iterable[bytes], outbox_dir: Path | None = None, *, lifecycle: bool = False
+    chunks: Iterable[bytes],
+    outbox_dir: Path | None = None,
+    *,
+    lifecycle: bool = False,
+    batch_window_s: float = BATCH_WINDOW_S,
 ) -> tuple[int, int, float]:
     """The whole ingest path: parse, the call model's fold, event filtering, outbox enqueue.
 
     Every event mode is set to "all calls"; the CRM events produced go into a
-    real SQLite outbox (WAL, on disk) in one transaction per read, as in the
-    service. With ``lifecycle``, the endpoint is configured ``payload =
-    extended`` and ``lifecycle = yes``: the SPEC §2 events get extended
-    bodies and the call lifecycle events are decided and stored for it too.
-    Returns (AMI events seen, events stored, seconds).
+    real SQLite outbox (WAL, on disk), one transaction per read or per
+    ``batch_window_s`` as in the service (the pipeline's own schedule: the
+    loop turns after every read, and that turn is timed, with the
+    transaction it runs). With ``lifecycle``, the endpoint is configured
+    ``payload = extended`` and ``lifecycle = yes``: the SPEC §2 events get
+    extended bodies and the call lifecycle events are decided and stored
+    for it too. Returns (AMI events seen, events stored, seconds).
     """
-    return asyncio.run(_full_path(chunks, outbox_dir, lifecycle))
+    return asyncio.run(_full_path(chunks, outbox_dir, lifecycle, batch_window_s))
 
 
-async def _full_path(chunks: Iterable[bytes], outbox_dir: Path | None, lifecycle: bool) -> tuple[int, int, float]:
+async def _full_path(
+    chunks: Iterable[bytes], outbox_dir: Path | None, lifecycle: bool, batch_window_s: float
+) -> tuple[int, int, float]:
     clock = time.perf_counter
     events = 0
     elapsed = 0.0
@@ -120,18 +128,21 @@ async def _full_path(chunks: Iterable[bytes], outbox_dir: Path | None, lifecycle
             extended=lifecycle,
             lifecycle=CallLifecycle(tracker.registry) if lifecycle else None,
             lifecycle_webhook=lifecycle,
+            batch_window_s=batch_window_s,
         )
         connection = AMIConnection()
-        for chunk in chunks:
+        for chunk in chunks:  # the stream is made between the timed spans
             start = clock()
             connection.receive_data(chunk)
             for message in connection.drain():
                 if isinstance(message, Event):
                     events += 1
                     pipeline.on_event(message)
-            pipeline.flush()  # what the service does right after each read
+            await asyncio.sleep(0)  # the loop turns after each read, as in the service: the transaction, if due
             elapsed += clock() - start
-            await asyncio.sleep(0)  # the loop turns between reads, as in the service
+        start = clock()
+        pipeline.flush()  # the last window's events
+        elapsed += clock() - start
         stored = outbox.depth()
         outbox.close()
     return events, stored, elapsed

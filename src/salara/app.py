@@ -47,7 +47,7 @@ from salara.crm.delivery import DeliveryWorker
 from salara.crm.endpoints import Deliveries
 from salara.errors import ConfigError
 from salara.events.hub import EventHub
-from salara.events.pipeline import EventPipeline
+from salara.events.pipeline import BATCH_WINDOW_S, EventPipeline
 from salara.events.resync import Resynchronizer
 from salara.events.retention import Retention
 from salara.events.subscriptions import Subscriptions
@@ -110,6 +110,7 @@ class Services:
             live_listeners=[hub.publish],
             lifecycle=lifecycle,
             subscriptions=Subscriptions.of(config),
+            batch_window_s=BATCH_WINDOW_S,
         )
         pipeline.restore(outbox.load_tracking())  # calls tracked before a restart; checked at AMI login
         for site in sites:
@@ -188,6 +189,7 @@ class Services:
         return reload(self)
 
     async def close(self) -> None:
+        self.pipeline.flush()  # the events of the last batch window
         await self.retired.close_all()
         await self.crm.close()
         if self.outbox is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -25,3 +26,21 @@ def test_ids_made_later_sort_later_and_none_repeats() -> None:
     assert len(set(first + later)) == 2000
     # The random part varies in every position it holds (74 bits), not only a few.
     assert len({event_id[13:16] + event_id[17:] for event_id in first}) == 1000
+
+
+def test_a_forked_child_does_not_make_the_ids_its_parent_makes() -> None:
+    # Random bytes are drawn in blocks: a child must not reuse the block it inherited.
+    now = time.time()
+    new_event_id(now)  # a block drawn, most of it left
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids to the parent, then out
+        os.write(write_end, "".join(new_event_id(now) for _ in range(8)).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as child:
+        theirs = child.read().decode()
+    mine = "".join(new_event_id(now) for _ in range(8))
+    assert len(theirs) == len(mine) == 8 * 32
+    assert {theirs[i : i + 32] for i in range(0, 256, 32)}.isdisjoint({mine[i : i + 32] for i in range(0, 256, 32)})

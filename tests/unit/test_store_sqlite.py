@@ -94,6 +94,15 @@ def test_only_the_oldest_open_event_of_a_call_is_claimed(outbox: Store) -> None:
     assert names(outbox.claim(10, now=NOW)) == ["A2", "B2"]
 
 
+def test_a_batch_waits_behind_the_open_events_of_its_calls_stored_before(outbox: Store) -> None:
+    add(outbox, "A1")
+    add(outbox, "B1", "A2", "A3", "B2")  # A2 behind A1 (an earlier batch), B2 behind B1 (the same one)
+    first = outbox.claim(10, now=NOW)
+    assert names(first) == ["A1", "B1"]
+    outbox.record([done(event) for event in first])
+    assert names(outbox.claim(10, now=NOW)) == ["A2", "B2"]
+
+
 def test_claim_respects_limit_and_due_time(outbox: Store) -> None:
     add(outbox, "A1", "B1", "C1", now=NOW)
     assert outbox.claim(10, now=NOW - 1) == []

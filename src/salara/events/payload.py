@@ -28,8 +28,9 @@ only with the extended payload.
 
 from __future__ import annotations
 
-import json
 import math
+
+import orjson
 
 from salara.ami.messages import Event
 from salara.calls.events import CrmEvent
@@ -59,12 +60,10 @@ def event_timestamp(event: Event, received_wall: float) -> str:
     return utc_timestamp(event_time(event, received_wall))
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-"""One encoder for every body: ``json.dumps`` with options builds a new one per call."""
-
-
 def _json(data: object) -> bytes:
-    return _ENCODER.encode(data).encode()
+    # The bytes json.dumps(ensure_ascii=False, separators=(",", ":")) gives these bodies (strings,
+    # integers, booleans, null, floats rounded to ms), in a tenth of its time.
+    return orjson.dumps(data)
 
 
 def compat_body(crm_event: CrmEvent) -> bytes:

@@ -33,8 +33,14 @@ def add(db: sqlite3.Connection, events: Sequence[tuple[str, NewEvent]], at: floa
         deliveries.extend((seq, endpoint, event.call_key, at, 0) for endpoint in event.endpoints)
         deliveries.extend((seq, endpoint, event.call_key, at, 1) for endpoint in event.compat_endpoints)
     db.executemany(sql.INSERT_EVENT, rows)
-    if deliveries:
-        db.executemany(sql.INSERT_DELIVERY, deliveries)
+    # A call's first delivery to an endpoint in the batch looks for an open one stored before; the next
+    # ones of the batch wait behind that first one, open until this transaction ends: blocked, unasked.
+    first: dict[tuple[object, object], tuple[object, ...]] = {}
+    behind = [row for row in deliveries if first.setdefault((row[1], row[2]), row) is not row]
+    if first:
+        db.executemany(sql.INSERT_DELIVERY, first.values())
+    if behind:
+        db.executemany(sql.INSERT_BLOCKED_DELIVERY, behind)
 
 
 def record(db: sqlite3.Connection, results: Sequence[Result]) -> set[Head]:

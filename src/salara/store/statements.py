@@ -26,6 +26,10 @@ VALUES (?1, ?2, ?3,
              THEN 'blocked' ELSE 'ready' END,
         ?5, ?4, ?4)
 """
+INSERT_BLOCKED_DELIVERY: Final = """
+INSERT INTO deliveries (seq, endpoint, call_key, status, compat, created_at, next_attempt_at)
+VALUES (?1, ?2, ?3, 'blocked', ?5, ?4, ?4)
+"""
 LAST_SEQ: Final = "SELECT coalesce(max(seq), 0) FROM events"
 # Make the oldest blocked delivery of a call to an endpoint ready, unless the call has one open there.
 PROMOTE: Final = """

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -45,8 +46,8 @@ log = logging.getLogger(__name__)
 
 
 def render(content: Mapping[str, object]) -> bytes:
-    """A JSON body as Starlette's ``JSONResponse`` renders it (compact, UTF-8, no NaN)."""
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    """A JSON body as Starlette's ``JSONResponse`` renders it (compact, UTF-8); no answer holds a float."""
+    return orjson.dumps(content)
 
 
 @dataclass(slots=True)
