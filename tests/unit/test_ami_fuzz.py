@@ -201,3 +201,12 @@ def test_a_header_found_in_the_text_is_the_one_a_full_parse_finds(lines: list[st
     parsed.headers  # noqa: B018 -- parse all: get() then reads the index
     assert lazy.get(name) == parsed.get(name)
     assert (name in lazy) == (name in parsed)
+
+
+@FUZZ
+@given(st.lists(LINES, max_size=8), st.sampled_from(["1.2", "x", "\u00e9", "Value", "1.2x", ""]))
+def test_may_hold_says_no_only_of_a_value_no_header_has(lines: list[str], value: str) -> None:
+    text = "\r\n".join(["Event: VarSet", *lines])
+    held = any(header_value == value for _, header_value in Event("VarSet", text=text).headers)
+    assert Event("VarSet", text=text).may_hold(value) or not held
+    assert Event("VarSet", (("Value", "1.2"),)).may_hold(value)  # headers only: look it up

@@ -95,13 +95,13 @@ class Event(_HeaderLookup):
     headers are equal.
     """
 
-    __slots__ = ("_cache", "_found", "_headers", "_lowered", "_text", "name")
+    __slots__ = ("_cache", "_found", "_headers", "_text", "name")
     name: str
     _headers: Headers | None
     _text: str | None
-    _lowered: str | None
-    _found: dict[str, str | None] | None
-    _cache: dict[str, str] | None
+    _found: tuple[str, dict[str, str | None]] | None
+    """The text lowered, and the values found in it so far; made at the first lookup."""
+    _cache: dict[str, str] | None  # set by the first full parse's lookup (_HeaderLookup._index)
 
     def __init__(self, name: str, headers: Headers | None = None, *, text: str | None = None) -> None:
         if headers is None and text is None:
@@ -110,26 +110,24 @@ class Event(_HeaderLookup):
         init(self, "name", name)
         init(self, "_headers", headers)
         init(self, "_text", text)
-        init(self, "_lowered", None)
-        init(self, "_found", None)
-        init(self, "_cache", None)
+        init(self, "_found", None)  # most events are never looked into: the rest is made when one is
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (any case), or ``default``."""
-        found = self._found
-        if found is None:
+        lookups = self._found
+        if lookups is None:
             text = self._text
             if text is None:
                 return self._index().get(name.lower(), default)
             lowered = text.lower()
             if len(lowered) != len(text):  # positions in one are not positions in the other
                 return self._index().get(name.lower(), default)
-            found = {}
-            object.__setattr__(self, "_found", found)
-            object.__setattr__(self, "_lowered", lowered)
+            lookups = (lowered, {})
+            object.__setattr__(self, "_found", lookups)
+        lowered, found = lookups
         value = found.get(name, UNSURE)  # the call model asks for Uniqueid and Linkedid more than once
         if value is UNSURE:
-            value = find_header(self._text or "", self._lowered or "", name)
+            value = find_header(self._text or "", lowered, name)
             if value is UNSURE:
                 return self._index().get(name.lower(), default)  # parses: lookups in the text end
             found[name] = value
@@ -144,6 +142,14 @@ class Event(_HeaderLookup):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
+    def may_hold(self, value: str) -> bool:
+        """False when no header's value can be ``value`` (it is nowhere in the text): a quick no before a lookup.
+
+        True when it may be, or when only the headers are kept (then look it up).
+        """
+        text = self._text
+        return text is None or value in text
+
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Event is immutable")
 
@@ -154,7 +160,6 @@ class Event(_HeaderLookup):
             headers = parse_headers(self._text or "")
             object.__setattr__(self, "_headers", headers)
             object.__setattr__(self, "_text", None)
-            object.__setattr__(self, "_lowered", None)
             object.__setattr__(self, "_found", None)
         return headers
 

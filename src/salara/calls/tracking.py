@@ -57,10 +57,11 @@ def folds(event: Event) -> bool:
 
     Its name is in :data:`FOLDED_EVENTS`, and a ``VarSet`` sets ``DIALSTATUS``
     (the only variable the call model reads; a third of what a busy PBX
-    sends is ``VarSet``).
+    sends is ``VarSet``, of other variables: their text tells at once).
     """
-    name = event.name
-    return name in FOLDED_EVENTS and (name != "VarSet" or event.get("Variable") == "DIALSTATUS")
+    if event.name != "VarSet":
+        return event.name in FOLDED_EVENTS
+    return event.may_hold("DIALSTATUS") and event.get("Variable") == "DIALSTATUS"
 
 
 MAX_TRACKED: Final = 10_000
