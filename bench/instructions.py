@@ -11,8 +11,9 @@ new connection each, or one keep-alive connection with ``--keep-alive``),
 ``-i off`` and a dump. Instruction counts are the user-space instructions
 of the server process only (the kernel's socket work and Asterisk's are not
 in them), and they barely move from run to run: a way to compare two
-versions on a shared, noisy machine, where rates do not. salara still
-makes its real AMI ``ExtensionState`` round trip per request.
+versions on a shared, noisy machine, where rates do not. salara answers
+as in service: from the hint state it follows (:mod:`salara.pbx.hints`),
+with a real AMI ``ExtensionState`` round trip when the hint is read again.
 """
 
 from __future__ import annotations
