@@ -120,6 +120,9 @@ class Node:
 
     def _on_change(self, leading: bool) -> None:
         if not leading:
+            # The reads waiting in the batch window first: stored while the lock holds (a stop), else
+            # refused by the fence (the lock lost), and so counted and logged as lost.
+            self.pipeline.flush()
             self.pipeline.follow()  # at once: nothing more is stored by this node
             self.store.fence_pid = None
         self._changed.set()

@@ -12,6 +12,7 @@ CORE = (
     "salara.fields",
     "salara.states",
     "salara.utc",
+    "salara.jsonbytes",
     "salara.logsafe",
     "salara.backoff",
     "salara.concurrency",

@@ -178,6 +178,26 @@ async def test_a_node_follows_until_it_holds_the_lock_then_takes_over_and_follow
         store.close()
 
 
+async def test_a_leader_that_stops_stores_the_reads_still_waiting_in_its_batch_window(pg_url: str) -> None:
+    store = PostgresStore(pg_url, max_rows=1000, node="a")
+    try:
+        pipeline = EventPipeline(CallTracker(Modes(newchannel=2, hangup=2)), store, batch_window_s=3600.0)
+        node = Node(Leadership(pg_url, node="a", retry_s=0.1), pipeline, [], store)
+        task = asyncio.create_task(node.run({}))
+        await until(lambda: pipeline.storing and node.takeovers == 1)
+        stream = events(STREAM)
+        hangup = next(i for i, event in enumerate(stream) if event.name == "Hangup")
+        await feed(pipeline, stream[:hangup])  # the first read after a quiet spell: stored at once
+        await feed(pipeline, stream[hangup:])  # within the window: waits for the next transaction
+        task.cancel()  # the service stops: the lead goes, and the window with it unless stored first
+        await asyncio.wait([task])
+        assert not pipeline.storing
+        stored = [json.loads(event.body)["event"] for event in store.event_log(limit=100)]
+        assert stored == ["Newchannel"] * 3 + ["Hangup"] * 3
+    finally:
+        store.close()
+
+
 def gauge_value(gauge: LeaderGauge) -> float:
     [metric] = list(gauge.collect())
     assert metric.name == "salara_node_leader"

@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import math
 
-import orjson
-
 from salara.ami.messages import Event
 from salara.calls.events import CrmEvent
 from salara.calls.ids import pbx_of
 from salara.calls.lifecycle import LifecycleEvent
+from salara.jsonbytes import dumps
 from salara.utc import utc_timestamp
 
 
@@ -60,15 +59,9 @@ def event_timestamp(event: Event, received_wall: float) -> str:
     return utc_timestamp(event_time(event, received_wall))
 
 
-def _json(data: object) -> bytes:
-    # The bytes json.dumps(ensure_ascii=False, separators=(",", ":")) gives these bodies (strings,
-    # integers, booleans, null, floats rounded to ms), in a tenth of its time.
-    return orjson.dumps(data)
-
-
 def compat_body(crm_event: CrmEvent) -> bytes:
     """The compat JSON body: the SPEC §2 object alone."""
-    return _json(crm_event.payload)
+    return dumps(crm_event.payload)
 
 
 def extended_body(crm_event: CrmEvent, event_id: str, timestamp: str) -> bytes:
@@ -84,9 +77,9 @@ def extended_body(crm_event: CrmEvent, event_id: str, timestamp: str) -> bytes:
     }
     if crm_event.synthesized:
         data["synthesized"] = True
-    return _json(data)
+    return dumps(data)
 
 
 def lifecycle_body(event: LifecycleEvent, event_id: str) -> bytes:
     """The JSON body of a lifecycle event: ``type``, ``id``, then its flat fields."""
-    return _json({"type": event.name, "id": event_id, **event.body})
+    return dumps({"type": event.name, "id": event_id, **event.body})

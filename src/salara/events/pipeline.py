@@ -3,8 +3,9 @@
 The one AMI event listener of the call model: each event is folded by the
 :class:`~salara.calls.tracking.CallTracker` (and its registry); the CRM events
 it yields get their bodies (:mod:`salara.events.payload`) and are written to
-the store in one transaction per AMI read, with the call tracking that read
-changed, before anything else happens to them; then delivery is woken and the
+the store in one transaction per AMI read (under load, per batch window of
+reads: :data:`BATCH_WINDOW_S`), with the call tracking those reads changed,
+before anything else happens to them; then delivery is woken and the
 live listeners (``/v1/events``) are told. Synthesized Hangups from a
 resynchronisation (:mod:`salara.events.resync`) go the same way.
 
@@ -93,10 +94,12 @@ class EventPipeline:
     a stream of small reads one transaction then takes many reads (group
     commit: the store's cost per commit, most of its cost, is paid a few
     hundred times a second at most); an event after a quiet spell is stored
-    at once. The price is as much delay before delivery and, on a crash, the
+    at once. The price is as much delay before delivery and, on a crash (or
+    a lead lost to another node, where the store's fence refuses it), the
     loss of what was read in the window, as of what Asterisk had sent and
-    salara not yet read. 0: one transaction per AMI read. The service uses
-    :data:`BATCH_WINDOW_S`.
+    salara not yet read. The window runs on the event loop's clock
+    (:func:`time.monotonic`), not on ``monotonic``, which dates the folds.
+    0: one transaction per AMI read. The service uses :data:`BATCH_WINDOW_S`.
     """
 
     def __init__(
@@ -152,7 +155,10 @@ class EventPipeline:
             )
 
     def follow(self) -> None:
-        """Stop storing at once (this node no longer leads): what is pending is dropped; the fold goes on."""
+        """Stop storing at once (this node no longer leads): what is pending is dropped; the fold goes on.
+
+        :class:`~salara.nodes.Node` flushes first, so that a leader that stops stores its last window.
+        """
         self.storing = False
         self._batch, self._ids, self._told = [], [], []
 

@@ -183,9 +183,9 @@ class Outbox(Inspection, Store):
         An item is a :class:`~salara.store.records.NewEvent` or ``(call key,
         body)``: that body for the ``default`` endpoint. ``ids`` gives the ids
         (from :func:`new_event_id`), else new ones are made. Call once per
-        batch (one AMI read), not per event. When the outbox goes over
+        batch (the reads of one batch window), not per event. When the outbox goes over
         ``max_rows``, the oldest rows make room (see the module doc).
-        ``tracking`` (call tracking changed by the same read, ``started_at``
+        ``tracking`` (call tracking changed by the same reads, ``started_at``
         in Unix seconds) is written in the same transaction. Raises
         ValueError when ``ids`` does not match ``items``,
         :class:`sqlite3.Error` when the file cannot be written (nothing stored).

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -40,6 +39,7 @@ from salara.config import Api
 from salara.control import CallControl
 from salara.errors import AMIActionError, AMIError, AMIUnavailable, LocalProtocolError
 from salara.fields import FieldError
+from salara.jsonbytes import dumps
 from salara.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 def render(content: Mapping[str, object]) -> bytes:
     """A JSON body as Starlette's ``JSONResponse`` renders it (compact, UTF-8); no answer holds a float."""
-    return orjson.dumps(content)
+    return dumps(content)
 
 
 @dataclass(slots=True)
