@@ -95,11 +95,11 @@ class Event(_HeaderLookup):
     headers are equal.
     """
 
-    __slots__ = ("_cache", "_found", "_headers", "_text", "name")
+    __slots__ = ("_cache", "_headers", "_lookups", "_text", "name")
     name: str
     _headers: Headers | None
     _text: str | None
-    _found: tuple[str, dict[str, str | None]] | None
+    _lookups: tuple[str, dict[str, str | None]] | None
     """The text lowered, and the values found in it so far; made at the first lookup."""
     _cache: dict[str, str] | None  # set by the first full parse's lookup (_HeaderLookup._index)
 
@@ -110,11 +110,11 @@ class Event(_HeaderLookup):
         init(self, "name", name)
         init(self, "_headers", headers)
         init(self, "_text", text)
-        init(self, "_found", None)  # most events are never looked into: the rest is made when one is
+        init(self, "_lookups", None)  # most events are never looked into: the rest is made when one is
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (any case), or ``default``."""
-        lookups = self._found
+        lookups = self._lookups
         if lookups is None:
             text = self._text
             if text is None:
@@ -123,7 +123,7 @@ class Event(_HeaderLookup):
             if len(lowered) != len(text):  # positions in one are not positions in the other
                 return self._index().get(name.lower(), default)
             lookups = (lowered, {})
-            object.__setattr__(self, "_found", lookups)
+            object.__setattr__(self, "_lookups", lookups)
         lowered, found = lookups
         value = found.get(name, UNSURE)  # the call model asks for Uniqueid and Linkedid more than once
         if value is UNSURE:
@@ -160,7 +160,7 @@ class Event(_HeaderLookup):
             headers = parse_headers(self._text or "")
             object.__setattr__(self, "_headers", headers)
             object.__setattr__(self, "_text", None)
-            object.__setattr__(self, "_found", None)
+            object.__setattr__(self, "_lookups", None)
         return headers
 
     @property

@@ -36,7 +36,13 @@ def add(db: sqlite3.Connection, events: Sequence[tuple[str, NewEvent]], at: floa
     # A call's first delivery to an endpoint in the batch looks for an open one stored before; the next
     # ones of the batch wait behind that first one, open until this transaction ends: blocked, unasked.
     first: dict[tuple[object, object], tuple[object, ...]] = {}
-    behind = [row for row in deliveries if first.setdefault((row[1], row[2]), row) is not row]
+    behind: list[tuple[object, ...]] = []
+    for row in deliveries:
+        endpoint_call = (row[1], row[2])
+        if endpoint_call in first:
+            behind.append(row)
+        else:
+            first[endpoint_call] = row
     if first:
         db.executemany(sql.INSERT_DELIVERY, first.values())
     if behind:
