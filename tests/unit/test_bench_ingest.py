@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from bench.ami_stream import HEAD, build_stream, chunks, stream_chunks
-from bench.ingest import baseline_parse, full_path, protocol_parse
+from bench.ingest import Round, alternating, baseline_parse, full_path, median_baseline, median_round, protocol_parse
 
 EVENTS = 2_000
 
@@ -48,3 +48,14 @@ def test_full_path_with_lifecycle_events_stores_them_beside_the_crm_events(tmp_p
     calls = len(set(re.findall(r"\r\nLinkedid: ([^\r]+)\r\n", build_stream(EVENTS).decode())))
     assert stored >= compat_stored + calls > compat_stored
     assert seconds > 0
+
+
+def test_rounds_alternate_the_baseline_and_the_full_path_and_the_median_round_is_reported() -> None:
+    rounds = alternating(EVENTS, 2)
+    assert len(rounds) == 2
+    assert all(r.same_events and r.stored > 0 and r.baseline_rate > 0 and r.full_rate > 0 for r in rounds)
+    assert rounds[0].stored == rounds[1].stored  # the same stream each round
+    made = [Round(100.0, 40.0, 1, True), Round(100.0, 60.0, 1, True), Round(200.0, 100.0, 1, True)]
+    assert median_round(made).ratio == 0.5
+    assert median_round(made[:2]).ratio == 0.4  # an even count: the lower middle one
+    assert median_baseline(made) == 100.0

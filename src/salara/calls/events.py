@@ -12,8 +12,7 @@ A tracked call's events carry the parties salara tracked it with (``caller``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from salara.ami.messages import Event
 from salara.calls.call import UNKNOWN_STATE, UP, Channel
@@ -28,9 +27,11 @@ class Parties(Protocol):
     exten: str
 
 
-@dataclass(frozen=True, slots=True)
-class CrmEvent:
-    """One event for the CRM: the compat payload plus what correlates it."""
+class CrmEvent(NamedTuple):
+    """One event for the CRM: the compat payload plus what correlates it.
+
+    A named tuple (immutable, made at a tuple's cost: a busy PBX makes thousands a second).
+    """
 
     name: str
     payload: dict[str, str]
