@@ -250,7 +250,7 @@ async def serve(config: Config) -> None:
             access_log=config.event.verbose >= 2,
             lifespan="off",
             timeout_graceful_shutdown=5,
-            **uvicorn_options(config),
+            **uvicorn_options(config, app.quick_lane),
         )
     )
     # What is built by now lives as long as the process: out of the collector's sight, so a

@@ -208,7 +208,7 @@ async def test_size_shape_and_time_limits() -> None:
 
 
 def test_connections_are_capped_per_client_address() -> None:
-    from salara.api.security.connections import ClientConnections
+    from salara.api.security.clientcap import ClientConnections
 
     clients = ClientConnections(cap=3)
     assert [clients.opened("127.0.0.1") for _ in range(4)] == [True, True, True, False]
@@ -223,7 +223,7 @@ def test_connections_are_capped_per_client_address() -> None:
 
 
 def test_an_ipv6_client_is_counted_by_its_64() -> None:
-    from salara.api.security.connections import ClientConnections, client_key
+    from salara.api.security.clientcap import ClientConnections, client_key
 
     assert client_key("2001:db8:1:2::1") == client_key("[2001:db8:1:2:ffff::9]") == "2001:db8:1:2::/64"
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
@@ -233,17 +233,17 @@ def test_an_ipv6_client_is_counted_by_its_64() -> None:
 
 
 def test_a_cap_of_zero_counts_but_never_refuses() -> None:
-    from salara.api.security.connections import ClientConnections
+    from salara.api.security.clientcap import ClientConnections
 
     clients = ClientConnections(cap=0)
     assert all(clients.opened("127.0.0.1") for _ in range(1000))
 
 
 def test_refusals_are_logged_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
-    from salara.api.security.connections import ClientConnections
+    from salara.api.security.clientcap import ClientConnections
 
     clients = ClientConnections(cap=1, log_interval_s=10)
-    with caplog.at_level("WARNING", logger="salara.api.security.connections"):
+    with caplog.at_level("WARNING", logger="salara.api.security.clientcap"):
         for now in (0.0, 1.0, 2.0, 11.0):
             clients.log_refusal("203.0.113.5", now)
     lines = [r.getMessage() for r in caplog.records]

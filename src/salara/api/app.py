@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -38,7 +38,7 @@ def create_app(
     feed: CallFeed | None = None,
     router: Router | None = None,
     webhooks: WebhookAdmin | None = None,
-) -> FastAPI:
+) -> CompatFirst:
     """Build the FastAPI app serving ``control`` (and through it, its PBX and call model).
 
     Routes: ``GET /health`` (process alive, nothing more), ``GET /ready``

@@ -26,8 +26,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from salara.api.compat.endpoint import COMPAT_ROUTE, CompatEndpoint
 from salara.api.compat.module import ModuleErrors
+from salara.api.compat.quick import QuickAnswers
 from salara.api.requestmetrics import MetricsMiddleware
 from salara.api.security.middleware import SecurityMiddleware
+from salara.api.security.transport import QuickLane
 from salara.control import CallControl
 from salara.metrics import Metrics
 
@@ -82,10 +84,13 @@ class CompatFirst(FastAPI):
     _control: CallControl | None = None
     _compat: ASGIApp | None = None
     _paths: CompatPaths | None = None
+    quick_lane: QuickLane | None = None
+    """Where the compat answers known at once are left for salara's protocol (:mod:`salara.api.compat.quick`)."""
 
     def serve_compat(self, control: CallControl) -> None:
-        """Serve the compat endpoint with ``control`` ahead of FastAPI."""
+        """Serve the compat endpoint with ``control`` ahead of FastAPI (and in the protocol: :attr:`quick_lane`)."""
         self._control = control
+        self.quick_lane = QuickLane()
 
     def _build_compat(self) -> tuple[ASGIApp, CompatPaths]:
         assert self._control is not None
@@ -107,8 +112,10 @@ class CompatFirst(FastAPI):
             raise TypeError("the compat endpoint needs the security middleware installed first")
         if self.exception_handlers.get(500) or self.exception_handlers.get(Exception) or self.debug:
             raise TypeError("the compat endpoint answers unexpected errors with a plain 500 only")
-        self._compat = CompatEndpoint(self._control, self.state.security, gate, metrics, module_errors=module_errors)
-        self._paths = CompatPaths(self.routes)
+        compat = CompatEndpoint(self._control, self.state.security, gate, metrics, module_errors=module_errors)
+        self._compat, self._paths = compat, CompatPaths(self.routes)
+        if self.quick_lane is not None:
+            self.quick_lane.answer = QuickAnswers(compat, self._paths.owns)
         return self._compat, self._paths
 
     @staticmethod

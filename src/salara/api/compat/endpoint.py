@@ -13,7 +13,6 @@ catch-all behind FastAPI's routing). Both send the same bytes.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -25,17 +24,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from salara.api.compat.answers import StateAnswer, answer, answer_now
+from salara.api.compat.decoding import decode_fields, limits_of
 from salara.api.compat.module import COMPAT_ERROR_PREFIX, MODULE_ERROR_BODY
-from salara.api.compat.request import (
-    RequestError,
-    parse_request,
-)
+from salara.api.compat.request import CompatRequest, RequestError, parse_request
 from salara.api.security.denials import denial_headers, error_body, log_denial
-from salara.api.security.limits import LimitError, RequestLimits, check_fields, json_depth_exceeds
+from salara.api.security.limits import LimitError
 from salara.api.security.middleware import SecurityMiddleware, client_host, header_fields, over_cap
 from salara.api.security.tokens import Denial, Principal, Security
 from salara.api.security.transport import WHOLE_ANSWER_EXTENSION
-from salara.config import Api
+from salara.config import Config
 from salara.control import CallControl
 from salara.errors import AMIActionError, AMIError, AMIUnavailable, LocalProtocolError
 from salara.fields import FieldError
@@ -100,66 +97,6 @@ def error_answer(status: int, reason: str, headers: Mapping[str, str] | None = N
     return Answer(status, render({"result": -2, "text": f"Error: {reason}"}), headers)
 
 
-_DECODER = json.JSONDecoder()
-
-
-def _json_object(text: bytes) -> object:
-    """``json.loads`` of a stripped body; one that starts with ``{`` skips the encoding sniffing (it is UTF-8).
-
-    Anything else (a UTF-8 byte order mark, UTF-16) goes through ``json.loads``.
-    Raises ``UnicodeDecodeError`` or ``ValueError`` (``json.JSONDecodeError``) as ``json.loads`` does.
-    """
-    if text[:1] != b"{":
-        return json.loads(text)
-    decoded = text.decode()
-    value, end = _DECODER.raw_decode(decoded)
-    if end != len(decoded):
-        raise json.JSONDecodeError("Extra data", decoded, end)
-    return value
-
-
-def decode_fields(
-    body: bytes, content_type: str, query: Mapping[str, str], limits: RequestLimits | None = None
-) -> dict[str, object]:
-    """Merge the query string and the body (JSON object or form) into one mapping.
-
-    Body fields win over query fields of the same name. Raises
-    :class:`RequestError` for a body that is neither a JSON object nor a form,
-    :class:`~salara.guards.LimitError` for one beyond ``limits``.
-    """
-    limits = limits or RequestLimits()
-    data: dict[str, object] = dict(query)
-    check_fields(data, limits)
-    stripped = body.strip()
-    if not stripped:
-        return data
-    if "json" in content_type or stripped[:1] in (b"{", b"["):
-        if json_depth_exceeds(stripped, limits.max_json_depth):
-            raise LimitError(f"JSON nested deeper than {limits.max_json_depth} levels")
-        try:
-            decoded = _json_object(stripped)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RequestError(f"invalid JSON: {exc}") from None
-        if not isinstance(decoded, dict):
-            raise RequestError("the JSON body must be an object")
-        data.update(decoded)
-        check_fields(data, limits)
-        return data
-    try:
-        if b"=" not in stripped:
-            raise ValueError("no field")
-        # As lenient as a query string: "exten=9001&" and "a=1&&b=2" are forms too.
-        pairs = parse_qsl(stripped.decode(), keep_blank_values=True, max_num_fields=limits.max_fields)
-    except (UnicodeDecodeError, ValueError):
-        raise RequestError("the body is neither a JSON object nor a form (or has too many fields)") from None
-    form: dict[str, object] = {}
-    for key, value in pairs:
-        form.setdefault(key, value)  # a repeated field: the first one counts
-    data.update(form)
-    check_fields(data, limits)
-    return data
-
-
 @dataclass(slots=True)
 class CompatCall:
     """One compat request as the endpoint needs it (what Starlette's ``Request`` would give)."""
@@ -175,15 +112,46 @@ class CompatCall:
     """Set by the security middleware; None: not authenticated (answered 401)."""
 
 
-_limits_of: tuple[object, RequestLimits] | None = None
+def check_request(call: CompatCall, config: Config) -> Answer | CompatRequest:
+    """The request ``call`` carries, decoded and validated; or the answer refusing it (413, 4xx, 400, 401).
+
+    Nothing here depends on who asks but the 401 (no principal), and nothing counts against a rate.
+    """
+    api = config.api
+    if len(call.body) > api.max_body_bytes:
+        return error_answer(413, f"body larger than {api.max_body_bytes} bytes")
+    try:
+        items = parse_qsl(call.query_string.decode("latin-1"), keep_blank_values=True) if call.query_string else []
+        if len(items) > api.max_fields:
+            raise LimitError(f"more than {api.max_fields} fields")
+        query = dict(reversed(items)) if items else {}  # the first of a repeated field counts
+        data = decode_fields(call.body, call.content_type, query, limits_of(api))
+        parsed = parse_request(data, config.keys, config.general.default_context)
+    except LimitError as exc:
+        log.info("compat request refused (%d): %s", exc.status, exc)
+        return error_answer(exc.status, str(exc))
+    except (RequestError, FieldError) as exc:
+        log.info("compat request refused (400): %s", exc)
+        return error_answer(400, str(exc))
+    if call.principal is None:
+        return error_answer(401, "not authenticated", {"www-authenticate": 'Bearer realm="salara"'})
+    return parsed
 
 
-def _limits(api: Api) -> RequestLimits:
-    """``RequestLimits.of(api)``, made again only when the ``[api]`` section changes (a reload)."""
-    global _limits_of
-    if _limits_of is None or _limits_of[0] is not api:
-        _limits_of = (api, RequestLimits.of(api))
-    return _limits_of[1]
+def refuse_request(
+    call: CompatCall, who: Principal, parsed: CompatRequest, control: CallControl, security: Security
+) -> Answer | None:
+    """The answer refusing ``parsed`` to ``who`` (its rights, its rate; 503 when its PBX is away), or None.
+
+    A call or a message counts against ``who``'s rate here (once per request).
+    """
+    denial = security.check_compat(who, parsed, time.monotonic())
+    if denial is not None:
+        log_denial(call.method, call.path, call.client, who.name, denial)
+        return error_answer(denial.status, denial.reason, denial_headers(denial))
+    if not control.sites.serving(getattr(parsed, "context", "")).pbx.ready:  # the PBX serving its context
+        return error_answer(503, "Asterisk (AMI) is not connected")
+    return None
 
 
 async def serve(call: CompatCall, control: CallControl, security: Security) -> Answer:
@@ -193,32 +161,13 @@ async def serve(call: CompatCall, control: CallControl, security: Security) -> A
     malformed, refused), 503 when AMI is not connected, 502 when Asterisk
     refuses the action, 504 when it does not answer in time.
     """
-    config = control.config
-    api = config.api
-    if len(call.body) > api.max_body_bytes:
-        return error_answer(413, f"body larger than {api.max_body_bytes} bytes")
-    try:
-        items = parse_qsl(call.query_string.decode("latin-1"), keep_blank_values=True) if call.query_string else []
-        if len(items) > api.max_fields:
-            raise LimitError(f"more than {api.max_fields} fields")
-        query = dict(reversed(items)) if items else {}  # the first of a repeated field counts
-        data = decode_fields(call.body, call.content_type, query, _limits(api))
-        parsed = parse_request(data, config.keys, config.general.default_context)
-    except LimitError as exc:
-        log.info("compat request refused (%d): %s", exc.status, exc)
-        return error_answer(exc.status, str(exc))
-    except (RequestError, FieldError) as exc:
-        log.info("compat request refused (400): %s", exc)
-        return error_answer(400, str(exc))
-    who = call.principal
-    if who is None:
-        return error_answer(401, "not authenticated", {"www-authenticate": 'Bearer realm="salara"'})
-    denial = security.check_compat(who, parsed, time.monotonic())
-    if denial is not None:
-        log_denial(call.method, call.path, call.client, who.name, denial)
-        return error_answer(denial.status, denial.reason, denial_headers(denial))
-    if not control.sites.serving(getattr(parsed, "context", "")).pbx.ready:  # the PBX serving its context
-        return error_answer(503, "Asterisk (AMI) is not connected")
+    parsed = check_request(call, control.config)
+    if isinstance(parsed, Answer):
+        return parsed
+    assert call.principal is not None  # check_request answers 401 without one
+    refused = refuse_request(call, call.principal, parsed, control, security)
+    if refused is not None:
+        return refused
     known = answer_now(control, parsed)
     if known is not None:
         return _ok(known)
@@ -236,6 +185,25 @@ async def serve(call: CompatCall, control: CallControl, security: Security) -> A
         log.warning("compat request failed: %s", exc)
         return error_answer(504, str(exc))
     return _ok(result)
+
+
+def serve_now(call: CompatCall, control: CallControl, security: Security) -> Answer | None:
+    """:func:`serve`'s answer when it is known at once (no AMI round trip, nothing awaited), else None.
+
+    None leaves nothing done that :func:`serve` would do again: a request
+    refused before its rights are checked is answered here, one whose state
+    is not known is left before them (they may count a call against a rate).
+    """
+    parsed = check_request(call, control.config)
+    if isinstance(parsed, Answer):
+        return parsed
+    assert call.principal is not None
+    if not control.sites.serving(getattr(parsed, "context", "")).pbx.ready:
+        return None  # serve answers 503 after the rights: theirs may be the answer
+    known = answer_now(control, parsed)
+    if known is None:
+        return None
+    return refuse_request(call, call.principal, parsed, control, security) or _ok(known)
 
 
 def _principal(scope: Scope) -> Principal | None:
@@ -298,10 +266,8 @@ class CompatEndpoint:
         try:
             result = await self._answer(scope, receive)
             if result is not None:
+                result = self.finish(result)
                 status = result.status
-                body = result.body
-                if self.module_errors and status >= 400 and body.startswith(COMPAT_ERROR_PREFIX):
-                    result = Answer(status, MODULE_ERROR_BODY, result.headers)
                 started_answer = True
                 whole = None if result.headers else (scope.get("extensions") or {}).get(WHOLE_ANSWER_EXTENSION)
                 if whole is None or not whole["send"](send, status, result.body):
@@ -316,6 +282,12 @@ class CompatEndpoint:
         finally:
             if self.metrics is not None:
                 self.metrics.observe_request(scope["method"], COMPAT_ROUTE, status, time.perf_counter() - started)
+
+    def finish(self, result: Answer) -> Answer:
+        """``result`` as sent: with ``module_errors``, an error carries the old module's body instead."""
+        if self.module_errors and result.status >= 400 and result.body.startswith(COMPAT_ERROR_PREFIX):
+            return Answer(result.status, MODULE_ERROR_BODY, result.headers)
+        return result
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
         """The answer to send, or None when the client left before its body arrived."""

@@ -20,17 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import json
 import logging
 import time
 from typing import Any
 
 from salara.api.compat.module import MODULE_ERROR_BODY
+from salara.api.security.clientcap import ClientConnections
 from salara.api.security.linger import LINGER_BYTES, LINGER_S, RequestTransport
-from salara.api.security.transport import WHOLE_ANSWER_EXTENSION, OneWriteTransport, answer_whole
+from salara.api.security.transport import (
+    WHOLE_ANSWER_EXTENSION,
+    OneWriteTransport,
+    QuickLane,
+    answer_whole,
+    can_answer_whole,
+)
 from salara.config import Config
-from salara.ratelog import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -48,81 +53,6 @@ answers such a request 503 (``Retry-After``, the connection closed) before anyth
 """
 
 
-@functools.lru_cache(maxsize=4096)  # parsed once per address: twice per connection otherwise
-def client_key(host: str | None) -> str:
-    """What :class:`ClientConnections` counts by: the IPv4 address, or the /64 of an IPv6 one.
-
-    One IPv6 client usually holds a whole /64, so counting its addresses one
-    by one would not cap it. A v4-mapped address counts as its IPv4 address.
-    """
-    if not host:
-        return "?"
-    try:
-        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
-
-
-class ClientConnections:
-    """Open connections by client address (:func:`client_key`), at most ``cap`` each (0: no cap).
-
-    Without it, one client holding ``[api] max_connections`` connections
-    (each trickling a byte now and then within ``request_timeout``) leaves
-    uvicorn answering 503 to every other client. With it, one address holds
-    at most ``cap``; what stays possible is a flood from many addresses.
-    Refusals are logged at most once per ``log_interval_s``, so a flood
-    does not flood the log too.
-    """
-
-    def __init__(self, cap: int, log_interval_s: float = 10.0) -> None:
-        self.cap = cap
-        self.log_interval_s = log_interval_s
-        self.open_by_client: dict[str, int] = {}
-        self.refused = 0
-        self._unlogged = 0
-        self._throttle = Throttle(log_interval_s)
-
-    def count(self, host: str | None) -> int:
-        return self.open_by_client.get(client_key(host), 0)
-
-    def opened(self, host: str | None) -> bool:
-        """A connection from ``host`` opened: True if it may stay (now counted), False if over the cap."""
-        key = client_key(host)
-        count = self.open_by_client.get(key, 0)
-        if self.cap and count >= self.cap:
-            self.refused += 1
-            return False
-        self.open_by_client[key] = count + 1
-        return True
-
-    def closed(self, host: str | None) -> None:
-        """A counted connection from ``host`` closed."""
-        key = client_key(host)
-        count = self.open_by_client.get(key, 0) - 1
-        if count > 0:
-            self.open_by_client[key] = count
-        else:
-            self.open_by_client.pop(key, None)
-
-    def log_refusal(self, host: str | None, now: float) -> None:
-        self._unlogged += 1
-        if self._throttle.due(now) is None:
-            return
-        log.warning(
-            "API connection from %s closed (503): more than %d open connections from %s (%d refused so)",
-            host or "?",
-            self.cap,
-            client_key(host),
-            self._unlogged,
-        )
-        self._unlogged = 0
-
-
 def http_protocol(
     header_timeout_s: float,
     max_header_bytes: int,
@@ -130,6 +60,7 @@ def http_protocol(
     *,
     module_errors: bool = False,
     trusted_proxies: tuple[str, ...] = (),
+    quick: QuickLane | None = None,
 ) -> type[asyncio.Protocol] | None:
     """uvicorn's httptools protocol with a deadline and a size cap on request headers, and a per-client cap.
 
@@ -156,6 +87,12 @@ def http_protocol(
     and a connection whose headers are still arriving counts for the proxy
     (so a proxy address that trickles headers is capped still). Before it
     relays, a trusted address is capped as any client.
+
+    With ``quick`` (the app's :class:`~salara.api.security.transport.QuickLane`), a
+    request whose body arrives with its headers is first offered to the
+    lane's answerer: an answer known at once is written without the
+    request's ASGI task (:mod:`salara.api.compat.quick`); otherwise, or when
+    the body is still to come, the task starts as for any request.
     """
     try:
         from uvicorn.middleware.proxy_headers import _TrustedHosts
@@ -186,6 +123,10 @@ def http_protocol(
         """An exempt connection whose headers are arriving, counted for the proxy meanwhile."""
         _requests: dict[Any, str]
         """Requests of an exempt connection in progress (uvicorn's cycles): the client each counts for."""
+        _may_hold = False
+        """Set while uvicorn starts a request whose task may wait for a quick answer."""
+        _held: tuple[Any, Any] | None = None
+        """``(cycle, app)`` of the request waiting for its body, its task not started."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -218,6 +159,7 @@ def http_protocol(
             for client in self._requests.values():
                 clients.closed(client)
             self._requests.clear()
+            self._held = None
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -227,6 +169,9 @@ def http_protocol(
                     self._end_linger()
                 return
             super().data_received(data)
+            held, self._held = self._held, None
+            if held is not None and not self.transport.is_closing():  # its body is still to come: no quick answer
+                super()._start_asgi_task(*held)
             if self._awaiting_headers and not self.transport.is_closing():
                 self._header_bytes += len(data)
                 if self._header_bytes > max_header_bytes:
@@ -247,7 +192,11 @@ def http_protocol(
         def on_headers_complete(self) -> None:
             self._disarm()
             client = self._relayed_client()
-            super().on_headers_complete()
+            self._may_hold = client is None and quick is not None and quick.answer is not None
+            try:
+                super().on_headers_complete()
+            finally:
+                self._may_hold = False
             cycle = self.cycle
             if cycle is None or isinstance(cycle.transport, RequestTransport):
                 return
@@ -267,6 +216,28 @@ def http_protocol(
                 answered()
 
             cycle.on_response = over
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if self._may_hold and app is self.app and not cycle.waiting_for_100_continue and can_answer_whole(cycle):
+                self._held = (cycle, app)  # until its body has all arrived (on_message_complete)
+                return
+            super()._start_asgi_task(cycle, app)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            held = self._held
+            if held is None or held[0] is not self.cycle:
+                return
+            self._held = None
+            cycle, app = held
+            answer = None
+            if quick is not None and quick.answer is not None and can_answer_whole(cycle):
+                try:
+                    answer = quick.answer(cycle.scope, cycle.body)
+                except Exception:
+                    log.exception("compat request not answered at once (answered the usual way)")
+            if answer is None or not answer_whole(STATUS_LINE, RequestResponseCycle, cycle.send, *answer):
+                super()._start_asgi_task(cycle, app)
 
         def _relayed_client(self) -> str | None:
             """The client a trusted proxy's request counts for, or None (not relayed: its connection counts)."""
@@ -360,14 +331,15 @@ def http_protocol(
     return GuardedHttpToolsProtocol
 
 
-def uvicorn_options(config: Config) -> dict[str, Any]:
+def uvicorn_options(config: Config, quick: QuickLane | None = None) -> dict[str, Any]:
     """uvicorn settings from ``[api]``: HTTPS, connection limits, header limits, trusted proxies.
 
     ``X-Forwarded-For`` is trusted from ``[api] trusted_proxies`` only
     (default loopback: a reverse proxy on this machine), whatever
     ``FORWARDED_ALLOW_IPS`` says: the loopback rule must not be fooled by a
     header from elsewhere. The same addresses are the proxies the
-    per-client cap counts through (:func:`http_protocol`).
+    per-client cap counts through (:func:`http_protocol`), which answers at
+    once through ``quick`` what it can (the app's ``quick_lane``).
     """
     api = config.api
     options: dict[str, Any] = {
@@ -384,6 +356,7 @@ def uvicorn_options(config: Config) -> dict[str, Any]:
         api.max_connections_per_client,
         module_errors=config.general.answers == "module",
         trusted_proxies=api.trusted_proxies,
+        quick=quick,
     )
     if protocol is not None:
         options["http"] = protocol

@@ -160,7 +160,7 @@ class SecurityMiddleware:
             async with asyncio.timeout(api.request_timeout):  # a timer, not a task as wait_for makes
                 return await self._read_body(receive, api.max_body_bytes)
         except BodyTooLarge:
-            return Denial(413, f"body larger than {api.max_body_bytes} bytes")
+            return too_large(api.max_body_bytes)
         except TimeoutError:
             return Denial(408, f"the request body did not arrive within {api.request_timeout:g} s")
         except ClientGone:
@@ -189,6 +189,11 @@ class SecurityMiddleware:
             headers["connection"] = "close"
         response = JSONResponse(error_body(scope.get("path", ""), denial.status, denial.reason), denial.status, headers)
         await response(scope, receive, send)
+
+
+def too_large(limit: int) -> Denial:
+    """The 413 for a body over ``limit`` bytes (``[api] max_body_bytes``), declared or read."""
+    return Denial(413, f"body larger than {limit} bytes")
 
 
 def client_host(scope: Scope) -> str | None:

@@ -12,6 +12,7 @@ full, written at once without the two ASGI sends.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from salara.api.security.linger import RequestTransport
@@ -73,7 +74,19 @@ class OneWriteTransport(RequestTransport):
             self._transport.close()
 
 
-def answer_whole(status_lines: dict[int, bytes], cycle_type: Any, send: Any, status: int, body: bytes) -> bool:
+def can_answer_whole(cycle: Any) -> bool:
+    """Whether :func:`answer_whole` would write the answer of uvicorn's request ``cycle`` (see there)."""
+    return not (cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log)
+
+
+def answer_whole(
+    status_lines: dict[int, bytes],
+    cycle_type: Any,
+    send: Any,
+    status: int,
+    body: bytes,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> bool:
     """Answer ``status`` with the JSON ``body`` to the request of ASGI ``send``, in one write; False: not done.
 
     ``send`` must be the uvicorn cycle's own (of type ``cycle_type``), not
@@ -86,23 +99,29 @@ def answer_whole(status_lines: dict[int, bytes], cycle_type: Any, send: Any, sta
     does, without building, awaiting and checking the two messages: the
     server's default headers (``date``), ``connection: close`` when the
     connection is not kept alive, the cycle's state and its completion
-    callback. The caller sends the answer the ASGI way when this is False:
+    callback. ``headers`` (lower-case names, salara's own values: no CR or
+    LF) go first, as in the ASGI answer; ``connection: close`` among them
+    ends the connection after the answer. The caller sends the answer the ASGI way when this is False:
     the answer has begun already, the client has gone, the transport is
     not taking writes (its buffer is over the high-water mark), or an access
     log line is to be written.
     """
     cycle: Any = getattr(send, "__self__", None)
-    if type(cycle) is not cycle_type:
-        return False
-    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log:
+    if type(cycle) is not cycle_type or not can_answer_whole(cycle):
         return False
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
     parts = [status_lines[status]]
     for name, value in cycle.default_headers:
         parts += (name, b": ", value, b"\r\n")
+    closing = False
+    for name, value in headers:
+        if name == b"connection" and value.lower() == b"close":
+            cycle.keep_alive = False
+            closing = True
+        parts += (name, b": ", value, b"\r\n")
     parts += (b"content-length: %d\r\n" % len(body), JSON_TYPE)  # in the order of the ASGI answer's headers
-    if not cycle.keep_alive:
+    if not cycle.keep_alive and not closing:
         parts.append(b"connection: close\r\n")
     parts += (b"\r\n", body)
     cycle.chunked_encoding = False
@@ -115,3 +134,23 @@ def answer_whole(status_lines: dict[int, bytes], cycle_type: Any, send: Any, sta
         transport.close()
     cycle.on_response()
     return True
+
+
+QuickAnswer = Callable[[dict[str, Any], bytes], tuple[int, bytes, list[tuple[bytes, bytes]]] | None]
+"""``(scope, body) -> (status, JSON body, headers) or None``: a request's whole answer made at once, without awaiting.
+
+None: the request goes the ASGI way (its answer needs Asterisk, or it is not the answerer's).
+"""
+
+
+class QuickLane:
+    """Where the app leaves the protocol a :data:`QuickAnswer` (None until the app has one).
+
+    Salara's protocol (:func:`~salara.api.security.connections.http_protocol`)
+    asks it for the answer to a request whose body has all arrived before it
+    starts the request's ASGI task; an answer known at once (most polls of
+    old CRMs) is written there and then, without the task, its coroutines
+    and the two ASGI sends.
+    """
+
+    answer: QuickAnswer | None = None

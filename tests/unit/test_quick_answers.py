@@ -1,0 +1,171 @@
+"""Compat answers written inside salara's protocol (salara.api.compat.quick): which, and the same bytes as the usual way.
+
+salara's uvicorn protocol is driven over fake transports (as in
+test_api_security.py), the app behind it real and AMI faked: its states
+are never known at once, so what is answered at once here is what needs
+no state (refusals); a real salara answers polls of followed hints so in
+tests/integration/test_compat_api.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from salara import config
+from salara.api.app import create_app
+from salara.api.security.connections import uvicorn_options
+from salara.control import CallControl
+from tests.unit.test_api_security import TOKEN, FakeAMI, FakeTransport, section
+
+CONF = "[api]\nmax_body_bytes=2048\n" + section("crm", TOKEN, rights="call,message,state")
+POLL = b'{"exten":"9001"}'
+
+
+def post(body: bytes = POLL, token: str | None = None, extra: bytes = b"") -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n".encode() if token else b""
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + auth + extra
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class Server:
+    """salara's protocol class over one server state, with or without the quick lane."""
+
+    def __init__(self, tmp_path: Any, *, quick: bool = True, **environ: str) -> None:
+        import uvicorn
+        from uvicorn.server import ServerState
+
+        path = tmp_path / "salara.conf"
+        path.write_text(CONF)
+        path.chmod(0o600)
+        self.loaded = config.load(path, environ=environ)
+        self.ami = FakeAMI()
+        app = create_app(CallControl.over(self.ami, self.loaded))  # type: ignore[arg-type]
+        options = uvicorn_options(self.loaded, app.quick_lane if quick else None)
+        self.protocol_class = options.pop("http")
+        self.config = uvicorn.Config(app, http=self.protocol_class, access_log=False, **options)  # as salara runs it
+        self.state = ServerState()
+        self.opened: list[Any] = []
+
+    def connect(self) -> tuple[Any, FakeTransport]:
+        protocol = self.protocol_class(config=self.config, server_state=self.state, app_state={})
+        transport = FakeTransport(("127.0.0.1", 40000 + len(self.opened)))
+        protocol.connection_made(transport)
+        self.opened.append(protocol)
+        return protocol, transport
+
+    async def answered(self, *reads: bytes) -> tuple[bytes, bytes]:
+        """(what was written before the loop turned, everything written), ``reads`` on one new connection."""
+        protocol, transport = self.connect()
+        for data in reads:
+            protocol.data_received(data)
+        at_once = transport.written
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        return at_once, transport.written
+
+    async def warm(self) -> None:
+        """One request the usual way: the app builds its compat stack (and the lane's answerer) at the first."""
+        await self.answered(post(token=TOKEN))
+
+    async def close(self) -> None:
+        for protocol in self.opened:
+            protocol.connection_lost(None)
+        await asyncio.sleep(0.02)
+
+
+def undated(answer: bytes) -> bytes:
+    return re.sub(rb"date: [^\r]*\r\n", b"", answer)
+
+
+async def usual(tmp_path: Any, *reads: bytes) -> bytes:
+    server = Server(tmp_path, quick=False)
+    try:
+        await server.warm()
+        return (await server.answered(*reads))[1]
+    finally:
+        await server.close()
+
+
+async def test_a_refusal_is_written_before_the_loop_turns_with_the_usual_bytes(tmp_path: Any) -> None:
+    server = Server(tmp_path)
+    try:
+        await server.warm()
+        before = len(server.ami.actions)
+        at_once, written = await server.answered(post())  # no token
+        assert at_once.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+        assert written == at_once  # nothing more came
+        assert b'www-authenticate: Bearer realm="salara"\r\n' in at_once
+        assert undated(at_once) == undated(await usual(tmp_path, post()))
+        assert len(server.ami.actions) == before
+    finally:
+        await server.close()
+
+
+async def test_a_malformed_request_is_refused_at_once_as_the_usual_way_refuses_it(tmp_path: Any) -> None:
+    server = Server(tmp_path)
+    try:
+        await server.warm()
+        before = len(server.ami.actions)
+        for body in (b'{"exten": ', b'{"exten":"9001\\r\\nAction: Originate"}', b"[1]"):
+            at_once, _ = await server.answered(post(body, TOKEN))
+            assert at_once.startswith(b"HTTP/1.1 400 Bad Request\r\n"), body
+            assert undated(at_once) == undated(await usual(tmp_path, post(body, TOKEN))), body
+            assert json.loads(at_once.split(b"\r\n\r\n", 1)[1])["result"] == -2
+        assert len(server.ami.actions) == before
+    finally:
+        await server.close()
+
+
+async def test_two_requests_in_one_read_are_answered_at_once_in_order(tmp_path: Any) -> None:
+    server = Server(tmp_path)
+    try:
+        await server.warm()
+        at_once, written = await server.answered(post() + post(b"{"))
+        assert at_once == written
+        statuses = re.findall(rb"HTTP/1.1 (\d+) ", at_once)
+        assert statuses == [b"401", b"401"]  # authentication comes before the body is read
+    finally:
+        await server.close()
+
+
+async def test_a_request_whose_state_needs_asterisk_goes_the_usual_way(tmp_path: Any) -> None:
+    server = Server(tmp_path)
+    try:
+        await server.warm()
+        before = len(server.ami.actions)
+        at_once, written = await server.answered(post(token=TOKEN))
+        assert at_once == b""  # the fake AMI keeps no hint: ExtensionState is asked
+        assert written.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert server.ami.actions[before:] == ["ExtensionState"]
+    finally:
+        await server.close()
+
+
+async def test_a_body_still_to_come_and_a_relayed_request_go_the_usual_way(tmp_path: Any) -> None:
+    server = Server(tmp_path)
+    try:
+        await server.warm()
+        whole = post()
+        at_once, written = await server.answered(whole[:-4], whole[-4:])
+        assert at_once == b""
+        assert written.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+        relayed = post(extra=b"X-Forwarded-For: 203.0.113.9\r\n")
+        at_once, written = await server.answered(relayed)
+        assert at_once == b""
+        assert written.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+    finally:
+        await server.close()
+
+
+async def test_the_old_module_s_error_body_is_kept_at_once(tmp_path: Any) -> None:
+    server = Server(tmp_path, SALARA_GENERAL_ANSWERS="module")
+    try:
+        await server.warm()
+        at_once, _ = await server.answered(post())
+        assert at_once.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+        assert at_once.endswith(b'\r\n\r\n{"result":-2,"text":"Error"}')
+    finally:
+        await server.close()
