@@ -12,7 +12,10 @@ that sends a compat request straight to
 middleware's work inline with the same functions (an unexpected error is
 still a 500 and logged, as Starlette's ``ServerErrorMiddleware`` does).
 Every other request goes to FastAPI unchanged. The answers are the
-catch-all route's, byte for byte.
+catch-all route's, byte for byte. Once built, the same endpoint's answers
+known at once (:mod:`salara.api.compat.quick`) are left in
+:attr:`CompatFirst.quick_lane` for salara's protocol, which writes them
+before any of this runs.
 """
 
 from __future__ import annotations
