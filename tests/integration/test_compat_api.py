@@ -320,7 +320,9 @@ def _answers(raw: bytes) -> list[tuple[list[bytes], bytes]]:
     return found
 
 
-def test_answers_on_the_wire_keep_http_s_framing(salara: SalaraProcess) -> None:
+@pytest.mark.parametrize("verbose", ["2", "1"])  # answers made the ASGI way; and in salara's protocol, known at once
+def test_answers_on_the_wire_keep_http_s_framing(salara_factory: SalaraFactory, verbose: str) -> None:
+    salara = salara_factory(SALARA_EVENT_VERBOSE=verbose)
     set_device_state("Custom:9001", "NOT_INUSE")
     assert answered(salara, {"exten": "9001"}, idle := {"result": 0, "text": "Idle"}) == idle
     body = b'{"exten":"9001"}'
@@ -347,3 +349,39 @@ def test_answers_on_the_wire_keep_http_s_framing(salara: SalaraProcess) -> None:
     [(lines, payload)] = _answers(_exchange(salara.port, refused))
     assert lines[0] == b"HTTP/1.1 400 Bad Request" and b"connection: close" in lines
     assert payload.startswith(b'{"result":-2,"text":"Error: ')
+
+
+def _compat_requests(salara: SalaraProcess, status: int) -> float:
+    """``salara_api_requests_total`` of POSTs to the compat endpoint answered ``status``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(salara.url + "/metrics", timeout=15, headers=salara.headers).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "salara_api_requests_total" and sample.labels == {
+                "method": "POST",
+                "route": "/{path:path}",
+                "status": str(status),
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_polls_of_a_followed_hint_on_new_connections_are_answered_and_counted(salara_factory: SalaraFactory) -> None:
+    # Without access log lines, answered inside salara's protocol (salara.api.compat.quick): the same answers,
+    # the same metrics.
+    salara = salara_factory(SALARA_EVENT_VERBOSE="1")
+    set_device_state("Custom:9001", "NOT_INUSE")
+    idle, in_use = {"result": 0, "text": "Idle"}, {"result": 1, "text": "InUse"}
+    assert answered(salara, {"exten": "9001"}, idle) == idle
+    before, refused_before = _compat_requests(salara, 200), _compat_requests(salara, 400)
+    answers = [salara.post({"exten": "9001"}).json() for _ in range(30)]  # a new connection each
+    refused = [salara.post({"exten": "90\r01"}).status_code for _ in range(3)]
+    assert answers == [idle] * 30
+    assert refused == [400] * 3
+    assert _compat_requests(salara, 200) - before == 30
+    assert _compat_requests(salara, 400) - refused_before == 3
+    set_device_state("Custom:9001", "INUSE")
+    assert answered(salara, {"exten": "9001"}, in_use) == in_use
+    set_device_state("Custom:9001", "NOT_INUSE")
+    assert answered(salara, {"exten": "9001"}, idle) == idle

@@ -18,7 +18,7 @@ import pytest
 
 from salara import config
 from salara.api.app import create_app
-from salara.api.security.connections import uvicorn_options
+from salara.api.security.connections import HOLD_S, uvicorn_options
 from salara.control import CallControl
 from tests.unit.test_api_security import TOKEN, FakeAMI, FakeTransport, section
 
@@ -58,11 +58,16 @@ class Server:
         self.opened.append(protocol)
         return protocol, transport
 
-    async def answered(self, *reads: bytes) -> tuple[bytes, bytes]:
-        """(what was written without running the ASGI app, everything written), ``reads`` on one new connection."""
+    async def answered(self, *reads: bytes, apart_s: float = 0.0) -> tuple[bytes, bytes]:
+        """(what was written without running the ASGI app, everything written), ``reads`` on one new connection.
+
+        The reads arrive ``apart_s`` seconds apart.
+        """
         protocol, transport = self.connect()
         runs = RUNS[0]
-        for data in reads:
+        for number, data in enumerate(reads):
+            if number and apart_s:
+                await asyncio.sleep(apart_s)
             protocol.data_received(data)
         for _ in range(20):
             await asyncio.sleep(0.01)
@@ -162,12 +167,14 @@ async def test_a_request_whose_state_needs_asterisk_goes_the_usual_way(tmp_path:
         await server.close()
 
 
-async def test_a_body_still_to_come_and_a_relayed_request_go_the_usual_way(tmp_path: Any) -> None:
+async def test_a_late_body_and_a_relayed_request_go_the_usual_way(tmp_path: Any) -> None:
     server = Server(tmp_path)
     try:
         await server.warm()
         whole = post()
-        at_once, written = await server.answered(whole[:-4], whole[-4:])
+        at_once, _ = await server.answered(whole[:-4], whole[-4:])  # the body in a read of its own, at once
+        assert at_once.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+        at_once, written = await server.answered(whole[:-4], whole[-4:], apart_s=HOLD_S + 0.05)
         assert at_once == b""
         assert written.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
         relayed = post(extra=b"X-Forwarded-For: 203.0.113.9\r\n")

@@ -23,7 +23,7 @@ import functools
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 from salara.api.compat.module import MODULE_ERROR_BODY
 from salara.api.security.clientcap import ClientConnections
@@ -50,6 +50,13 @@ OVER_CAP_EXTENSION = "salara.over_cap"
 
 The protocol only reads the headers; :class:`~salara.api.security.middleware.SecurityMiddleware`
 answers such a request 503 (``Retry-After``, the connection closed) before anything else.
+"""
+
+
+HOLD_S: Final = 0.05
+"""Longest a request's task waits for the rest of its body to arrive, to be answered at once (seconds).
+
+Some clients send the body apart from the headers, a fraction of a millisecond later.
 """
 
 
@@ -89,10 +96,10 @@ def http_protocol(
     relays, a trusted address is capped as any client.
 
     With ``quick`` (the app's :class:`~salara.api.security.transport.QuickLane`), a
-    request whose body arrives with its headers is first offered to the
-    lane's answerer: an answer known at once is written without the
-    request's ASGI task (:mod:`salara.api.compat.quick`); otherwise, or when
-    the body is still to come, the task starts as for any request.
+    request whose body arrives within :data:`HOLD_S` of its headers is first
+    offered to the lane's answerer: an answer known at once is written
+    without the request's ASGI task (:mod:`salara.api.compat.quick`);
+    otherwise, or when the body is later, the task starts as for any request.
     """
     try:
         from uvicorn.middleware.proxy_headers import _TrustedHosts
@@ -127,6 +134,7 @@ def http_protocol(
         """Set while uvicorn starts a request whose task may wait for a quick answer."""
         _held: tuple[Any, Any] | None = None
         """``(cycle, app)`` of the request waiting for its body, its task not started."""
+        _hold_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -159,7 +167,7 @@ def http_protocol(
             for client in self._requests.values():
                 clients.closed(client)
             self._requests.clear()
-            self._held = None
+            self._release_held(start=False)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -169,9 +177,8 @@ def http_protocol(
                     self._end_linger()
                 return
             super().data_received(data)
-            held, self._held = self._held, None
-            if held is not None and not self.transport.is_closing():  # its body is still to come: no quick answer
-                super()._start_asgi_task(*held)
+            if self._held is not None and self._hold_timer is None:  # its body is still to come
+                self._hold_timer = self.loop.call_later(HOLD_S, self._release_held)
             if self._awaiting_headers and not self.transport.is_closing():
                 self._header_bytes += len(data)
                 if self._header_bytes > max_header_bytes:
@@ -229,9 +236,21 @@ def http_protocol(
             if held is None or held[0] is not self.cycle:
                 return
             self._held = None
+            if self._hold_timer is not None:
+                self._hold_timer.cancel()
+                self._hold_timer = None
             # Answered once the loop has read what else is ready, as a task would be: a request answered at once
             # brings the client's next one back alone, and the loop then wakes for every request (a fifth more CPU).
             self.loop.call_soon(self._answer_held, *held)
+
+        def _release_held(self, *, start: bool = True) -> None:
+            """The held request's body is late (or its connection gone): its task starts (or not), as any request's."""
+            if self._hold_timer is not None:
+                self._hold_timer.cancel()
+                self._hold_timer = None
+            held, self._held = self._held, None
+            if held is not None and start and not self.transport.is_closing():
+                super()._start_asgi_task(*held)
 
         def _answer_held(self, cycle: Any, app: Any) -> None:
             answer = None
