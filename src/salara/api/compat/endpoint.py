@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -112,21 +113,48 @@ class CompatCall:
     """Set by the security middleware; None: not authenticated (answered 401)."""
 
 
+_parsed_of: tuple[Config, dict[tuple[bytes, bytes, str], CompatRequest]] | None = None
+"""The requests decoded under one config, by (body, query string, content type): polls repeat the same few."""
+MAX_PARSED: Final = 1024
+"""Most decoded requests kept (the oldest go first); their bodies are at most :data:`MAX_PARSED_BODY` bytes."""
+MAX_PARSED_BODY: Final = 256
+
+
+def _decoded(call: CompatCall, config: Config) -> CompatRequest:
+    global _parsed_of
+    if _parsed_of is None or _parsed_of[0] is not config:  # a reload: the keys, context and limits may differ
+        _parsed_of = (config, {})
+    known = _parsed_of[1]
+    key = (call.body, call.query_string, call.content_type)
+    parsed = known.get(key)
+    if parsed is not None:
+        return parsed
+    api = config.api
+    items = parse_qsl(call.query_string.decode("latin-1"), keep_blank_values=True) if call.query_string else []
+    if len(items) > api.max_fields:
+        raise LimitError(f"more than {api.max_fields} fields")
+    query = dict(reversed(items)) if items else {}  # the first of a repeated field counts
+    data = decode_fields(call.body, call.content_type, query, limits_of(api))
+    parsed = parse_request(data, config.keys, config.general.default_context)
+    if len(call.body) + len(call.query_string) <= MAX_PARSED_BODY:
+        if len(known) >= MAX_PARSED:
+            del known[next(iter(known))]
+        known[key] = parsed
+    return parsed
+
+
 def check_request(call: CompatCall, config: Config) -> Answer | CompatRequest:
     """The request ``call`` carries, decoded and validated; or the answer refusing it (413, 4xx, 400, 401).
 
     Nothing here depends on who asks but the 401 (no principal), and nothing counts against a rate.
+    A request decoded once is not decoded again (the parse is a pure function of the config and
+    the request's bytes; only valid ones are kept, an invalid one is logged each time).
     """
     api = config.api
     if len(call.body) > api.max_body_bytes:
         return error_answer(413, f"body larger than {api.max_body_bytes} bytes")
     try:
-        items = parse_qsl(call.query_string.decode("latin-1"), keep_blank_values=True) if call.query_string else []
-        if len(items) > api.max_fields:
-            raise LimitError(f"more than {api.max_fields} fields")
-        query = dict(reversed(items)) if items else {}  # the first of a repeated field counts
-        data = decode_fields(call.body, call.content_type, query, limits_of(api))
-        parsed = parse_request(data, config.keys, config.general.default_context)
+        parsed = _decoded(call, config)
     except LimitError as exc:
         log.info("compat request refused (%d): %s", exc.status, exc)
         return error_answer(exc.status, str(exc))

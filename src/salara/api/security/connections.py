@@ -256,7 +256,7 @@ def http_protocol(
             answer = None
             if quick is not None and quick.answer is not None and can_answer_whole(cycle):
                 try:
-                    answer = quick.answer(cycle.scope, cycle.body)
+                    answer = quick.answer(cycle.scope, bytes(cycle.body))  # uvicorn collects it in a bytearray
                 except Exception:
                     log.exception("compat request not answered at once (answered the usual way)")
             if answer is None or not answer_whole(STATUS_LINE, RequestResponseCycle, cycle.send, *answer):
