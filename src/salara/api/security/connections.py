@@ -54,10 +54,8 @@ answers such a request 503 (``Retry-After``, the connection closed) before anyth
 
 
 HOLD_S: Final = 0.05
-"""Longest a request's task waits for the rest of its body to arrive, to be answered at once (seconds).
-
-Some clients send the body apart from the headers, a fraction of a millisecond later.
-"""
+"""Longest a request's task waits for the rest of its body, to be answered at once (seconds; some clients
+send the body apart from the headers, a fraction of a millisecond later)."""
 
 
 def http_protocol(
@@ -207,8 +205,8 @@ def http_protocol(
             cycle = self.cycle
             if cycle is None or isinstance(cycle.transport, RequestTransport):
                 return
-            cycle.transport = OneWriteTransport(self, cycle)  # type: ignore[assignment]
-            self.scope["extensions"][WHOLE_ANSWER_EXTENSION] = whole_answer
+            if self._held is None or self._held[0] is not cycle:  # one answered at once needs neither
+                self._wrap(cycle)
             if client is None:
                 return
             if not clients.opened(client):
@@ -223,6 +221,15 @@ def http_protocol(
                 answered()
 
             cycle.on_response = over
+
+        def _wrap(self, cycle: Any) -> None:
+            """Give the request's cycle salara's transport and the whole-answer extension, before its task runs."""
+            cycle.transport = OneWriteTransport(self, cycle)
+            cycle.scope["extensions"][WHOLE_ANSWER_EXTENSION] = whole_answer
+
+        def _start_held(self, cycle: Any, app: Any) -> None:
+            self._wrap(cycle)
+            super()._start_asgi_task(cycle, app)
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             if self._may_hold and app is self.app and not cycle.waiting_for_100_continue and can_answer_whole(cycle):
@@ -250,7 +257,7 @@ def http_protocol(
                 self._hold_timer = None
             held, self._held = self._held, None
             if held is not None and start and not self.transport.is_closing():
-                super()._start_asgi_task(*held)
+                self._start_held(*held)
 
         def _answer_held(self, cycle: Any, app: Any) -> None:
             answer = None
@@ -260,15 +267,17 @@ def http_protocol(
                 except Exception:
                     log.exception("compat request not answered at once (answered the usual way)")
             if answer is None or not answer_whole(STATUS_LINE, RequestResponseCycle, cycle.send, *answer):
-                super()._start_asgi_task(cycle, app)
+                self._start_held(cycle, app)
 
         def _relayed_client(self) -> str | None:
             """The client a trusted proxy's request counts for, or None (not relayed: its connection counts)."""
             if not self._trusted:
                 return None
             host = self._host() or ""
-            values = [value for name, value in self.headers if name == b"x-forwarded-for"]
-            forwarded = b", ".join(values) if values else b""
+            forwarded = b""
+            for name, value in self.headers:  # a loop, not a comprehension: this runs for every request
+                if name == b"x-forwarded-for":
+                    forwarded = forwarded + b", " + value if forwarded else value
             if forwarded:
                 if len(relaying) < 4096:
                     relaying.add(host)
