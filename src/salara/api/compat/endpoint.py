@@ -65,10 +65,14 @@ class Answer:
                 if len(_PLAIN_HEADERS) < 256:
                     _PLAIN_HEADERS[len(self.body)] = plain
             return plain
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        raw = self.extra_headers()
         raw.append((b"content-length", str(len(self.body)).encode()))
         raw.append((b"content-type", b"application/json"))
         return raw
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        """The extra headers as raw ASGI pairs (lower-case names, latin-1)."""
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (self.headers or {}).items()]
 
 
 _PLAIN_HEADERS: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -323,27 +327,42 @@ class CompatEndpoint:
         if denial is not None:  # relayed by a proxy for a client over its cap (logged by the protocol)
             return refusal(scope, denial, close=True)
         fields = header_fields(scope)
-        admitted = self.gate.admit(scope, fields)
-        if isinstance(admitted, Denial):
-            log_denial(scope["method"], scope["path"], client_host(scope), "-", admitted)
-            return refusal(scope, admitted)
+        admitted = self.admit(scope, fields)
+        if isinstance(admitted, Answer):
+            return admitted
         body = await self.gate.read_body(receive, fields)
         if body is None:
             return None
         if isinstance(body, Denial):
-            who = admitted.name if admitted else "-"
-            log_denial(scope["method"], scope["path"], client_host(scope), who, body)
-            return refusal(scope, body, close=True)
-        call = CompatCall(
+            return self.refuse_body(scope, admitted, body)
+        return await serve(self.call_of(scope, fields, body, admitted), self.control, self.security)
+
+    def admit(self, scope: Scope, fields: dict[str, str]) -> Principal | Answer | None:
+        """Who sends ``scope`` (the gate's admission), or the refusal to answer, logged."""
+        admitted = self.gate.admit(scope, fields)
+        if isinstance(admitted, Denial):
+            log_denial(scope["method"], scope["path"], client_host(scope), "-", admitted)
+            return refusal(scope, admitted)
+        return admitted
+
+    @staticmethod
+    def refuse_body(scope: Scope, who: Principal | None, denial: Denial) -> Answer:
+        """The refusal of a request's body (413, 408), logged; the connection closes after it."""
+        log_denial(scope["method"], scope["path"], client_host(scope), who.name if who else "-", denial)
+        return refusal(scope, denial, close=True)
+
+    @staticmethod
+    def call_of(scope: Scope, fields: dict[str, str], body: bytes, who: Principal | None) -> CompatCall:
+        """The compat request of ``scope`` (headers ``fields``) with its whole ``body``, sent by ``who``."""
+        return CompatCall(
             scope["method"],
             scope.get("root_path", "") + scope["path"],
             client_host(scope),
             scope.get("query_string", b""),
             fields.get("content-type", ""),
             body,
-            admitted,
+            who,
         )
-        return await serve(call, self.control, self.security)
 
 
 COMPAT_ROUTE = "/{path:path}"

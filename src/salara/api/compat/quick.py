@@ -27,10 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from salara.api.compat.endpoint import COMPAT_ROUTE, Answer, CompatCall, CompatEndpoint, refusal, serve_now
-from salara.api.security.denials import log_denial
-from salara.api.security.middleware import client_host, header_fields, too_large
-from salara.api.security.tokens import Denial
+from salara.api.compat.endpoint import COMPAT_ROUTE, Answer, CompatEndpoint, serve_now
+from salara.api.security.middleware import header_fields
 
 
 class QuickAnswers:
@@ -62,31 +60,14 @@ class QuickAnswers:
         if endpoint.metrics is not None:
             elapsed = time.perf_counter() - started
             endpoint.metrics.observe_request(scope["method"], COMPAT_ROUTE, result.status, elapsed)
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (result.headers or {}).items()]
-        return result.status, result.body, headers
+        return result.status, result.body, result.extra_headers()
 
     def _answer(self, scope: dict[str, Any], fields: dict[str, str], body: bytes) -> Answer | None:
         endpoint = self.endpoint
-        admitted = endpoint.gate.admit(scope, fields)
-        if isinstance(admitted, Denial):
-            log_denial(scope["method"], scope["path"], client_host(scope), "-", admitted)
-            return refusal(scope, admitted)
-        limit = endpoint.security.config.api.max_body_bytes
-        try:
-            declared = int(fields.get("content-length", "0") or "0")
-        except ValueError:
-            declared = 0
-        if declared > limit or len(body) > limit:
-            denial = too_large(limit)
-            log_denial(scope["method"], scope["path"], client_host(scope), admitted.name if admitted else "-", denial)
-            return refusal(scope, denial, close=True)
-        call = CompatCall(
-            scope["method"],
-            scope.get("root_path", "") + scope["path"],
-            client_host(scope),
-            scope.get("query_string", b""),
-            fields.get("content-type", ""),
-            body,
-            admitted,
-        )
-        return serve_now(call, endpoint.control, endpoint.security)
+        admitted = endpoint.admit(scope, fields)
+        if isinstance(admitted, Answer):
+            return admitted
+        too_big = endpoint.gate.body_denial(fields, len(body))
+        if too_big is not None:
+            return endpoint.refuse_body(scope, admitted, too_big)
+        return serve_now(endpoint.call_of(scope, fields, body, admitted), endpoint.control, endpoint.security)

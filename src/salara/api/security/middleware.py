@@ -148,13 +148,10 @@ class SecurityMiddleware:
         A :class:`Denial` (413, 408) to answer, not yet logged; None when the client left.
         """
         api = self.security.config.api
+        too_big = self.body_denial(fields, 0)
+        if too_big is not None:
+            return too_big
         try:
-            declared = int(fields.get("content-length", "0") or "0")
-        except ValueError:
-            declared = 0
-        try:
-            if declared > api.max_body_bytes:
-                raise BodyTooLarge
             if body_arrived(receive):  # nothing to wait for: no timer to set and cancel
                 return await self._read_body(receive, api.max_body_bytes)
             async with asyncio.timeout(api.request_timeout):  # a timer, not a task as wait_for makes
@@ -165,6 +162,15 @@ class SecurityMiddleware:
             return Denial(408, f"the request body did not arrive within {api.request_timeout:g} s")
         except ClientGone:
             return None
+
+    def body_denial(self, fields: dict[str, str], size: int) -> Denial | None:
+        """The 413 for a body declared (``content-length``) or read (``size`` bytes) over the limit, else None."""
+        limit = self.security.config.api.max_body_bytes
+        try:
+            declared = int(fields.get("content-length", "0") or "0")
+        except ValueError:
+            declared = 0
+        return too_large(limit) if declared > limit or size > limit else None
 
     @staticmethod
     async def _read_body(receive: Receive, limit: int) -> bytes:
