@@ -72,6 +72,8 @@ class Answer:
 
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
         """The extra headers as raw ASGI pairs (lower-case names, latin-1)."""
+        if not self.headers:
+            return []
         return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (self.headers or {}).items()]
 
 

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from salara.api.compat.module import MODULE_ERROR_BODY
 from salara.api.security.clientcap import ClientConnections
+from salara.api.security.deadlines import HeaderDeadlines
 from salara.api.security.linger import LINGER_BYTES, LINGER_S, RequestTransport
 from salara.api.security.transport import (
     WHOLE_ANSWER_EXTENSION,
@@ -34,6 +35,7 @@ from salara.api.security.transport import (
     QuickLane,
     answer_whole,
     can_answer_whole,
+    closing_answer,
 )
 from salara.config import Config
 
@@ -75,7 +77,8 @@ def http_protocol(
     would hold its connection forever. Here a request whose headers are not
     complete ``header_timeout_s`` after the connection opened (or after its
     first byte, on a kept-alive connection) gets 408 and the connection is
-    closed; one whose headers exceed ``max_header_bytes`` gets 431. A
+    closed (within a tenth more: one timer looks at all connections,
+    :class:`~salara.api.security.deadlines.HeaderDeadlines`); one whose headers exceed ``max_header_bytes`` gets 431. A
     connection beyond ``max_connections_per_client`` open ones of its client
     address (:class:`ClientConnections`; 0: no cap) gets 503 at once and is
     closed, before it can take one of uvicorn's ``limit_concurrency`` slots
@@ -101,11 +104,14 @@ def http_protocol(
     """
     try:
         from uvicorn.middleware.proxy_headers import _TrustedHosts
+        from uvicorn.protocols.http.flow_control import FlowControl
         from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+        from uvicorn.protocols.utils import is_ssl
     except ImportError:  # pragma: no cover - httptools comes with uvicorn[standard]
         return None
 
     clients = ClientConnections(max_connections_per_client)
+    deadlines = HeaderDeadlines(header_timeout_s)
     trusted = _TrustedHosts(list(trusted_proxies))  # what uvicorn's ProxyHeadersMiddleware trusts
     relaying: set[str] = set()
     """Trusted addresses that have relayed a request: their connections are not capped as theirs."""
@@ -114,7 +120,6 @@ def http_protocol(
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _awaiting_headers = True
         _header_bytes = 0
-        _header_timer: asyncio.TimerHandle | None = None
         _headers_due = 0.0
         """When (``loop.time()``) the headers of the request being read are due."""
         _counted = False
@@ -135,7 +140,15 @@ def http_protocol(
         _hold_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            # uvicorn's (but its trace line: salara has no trace level), with the addresses the transport holds:
+            # uvicorn asks the transport's socket, and on uvloop each ask makes a socket object (a twentieth of
+            # a new connection's cost).
+            self.connections.add(self)
+            self.transport = transport
+            self.flow = FlowControl(transport)
+            self.server = socket_address(transport.get_extra_info("sockname"), path=True)
+            self.client = socket_address(transport.get_extra_info("peername"))  # type: ignore[assignment]
+            self.scheme = "https" if is_ssl(transport) else "http"
             self._requests = {}
             host = self._host()
             self._trusted = host in trusted
@@ -145,7 +158,8 @@ def http_protocol(
                     self._over_cap(host)
                     return
                 self._counted = True
-            self._arm()
+            self._headers_due = self.loop.time() + header_timeout_s
+            deadlines.watch(self, self.loop)
 
         def _host(self) -> str | None:
             return self.client[0] if self.client else None
@@ -155,7 +169,8 @@ def http_protocol(
             self._refuse(503, "too many open connections from this address", log_it=False, retry_after_s=5)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_timer()
+            self._awaiting_headers = False
+            deadlines.forget(self)
             if self._linger_timer is not None:
                 self._linger_timer.cancel()
                 self._linger_timer = None
@@ -192,10 +207,11 @@ def http_protocol(
             self.scope["extensions"] = {ABORT_EXTENSION: {"abort": self.transport.abort}}
             if not self._awaiting_headers:  # a further request on a kept-alive connection
                 self._header_bytes = 0
-                self._arm()
+                self._awaiting_headers = True
+                self._headers_due = self.loop.time() + header_timeout_s
 
         def on_headers_complete(self) -> None:
-            self._disarm()
+            self._awaiting_headers = False
             client = self._relayed_client()
             self._may_hold = client is None and quick is not None and quick.answer is not None
             try:
@@ -246,6 +262,9 @@ def http_protocol(
             if self._hold_timer is not None:
                 self._hold_timer.cancel()
                 self._hold_timer = None
+            if not held[0].keep_alive:  # nothing follows on this connection
+                self._answer_held(*held)
+                return
             # Answered once the loop has read what else is ready, as a task would be: a request answered at once
             # brings the client's next one back alone, and the loop then wakes for every request (a fifth more CPU).
             self.loop.call_soon(self._answer_held, *held)
@@ -313,55 +332,36 @@ def http_protocol(
                 self._linger_timer = None
             self.transport.close()
 
-        def _arm(self) -> None:
-            # One timer per connection, not one per request: a kept-alive connection's next request only moves
-            # the deadline, and the timer, when it fires early, waits for the rest.
-            self._awaiting_headers = True
-            self._headers_due = self.loop.time() + header_timeout_s
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_at(self._headers_due, self._too_slow)
+        def headers_overdue(self, now: float) -> bool:
+            return self._awaiting_headers and now >= self._headers_due and not self.transport.is_closing()
 
-        def _disarm(self) -> None:
-            self._awaiting_headers = False
-
-        def _stop_timer(self) -> None:
-            self._awaiting_headers = False
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _too_slow(self) -> None:
-            self._header_timer = None
-            if not self._awaiting_headers or self.transport.is_closing():
-                return  # between requests: the next one sets a timer again
-            if self.loop.time() < self._headers_due:
-                self._header_timer = self.loop.call_at(self._headers_due, self._too_slow)
-                return
+        def headers_late(self) -> None:
             self._refuse(408, f"request headers did not arrive within {header_timeout_s:g} s")
 
         def _refuse(self, status: int, reason: str, *, log_it: bool = True, retry_after_s: int | None = None) -> None:
-            self._stop_timer()
+            self._awaiting_headers = False
             if log_it:
                 client = self.client[0] if self.client else "?"
                 log.warning("API connection from %s closed (%d): %s", client, status, reason)
             if self.cycle is not None and not self.cycle.response_complete:
                 self.transport.close()  # an answer to an earlier request is under way
                 return
-            body = (
-                MODULE_ERROR_BODY if module_errors else json.dumps({"result": -2, "text": f"Error: {reason}"}).encode()
-            )
-            head: list[Any] = [
-                STATUS_LINE[status],
-                b"content-type: application/json\r\n",
-                b"content-length: " + str(len(body)).encode() + b"\r\n",
-            ]
-            if retry_after_s is not None:
-                head.append(b"retry-after: " + str(retry_after_s).encode() + b"\r\n")
-            head.append(b"connection: close\r\n\r\n")
-            self.transport.write(b"".join(head) + body)
+            body = MODULE_ERROR_BODY if module_errors else json.dumps({"result": -2, "text": f"Error: {reason}"})
+            retry_after = [(b"retry-after", b"%d" % retry_after_s)] if retry_after_s is not None else []
+            self.transport.write(closing_answer(STATUS_LINE[status], body, retry_after))
             self.transport.close()
 
     return GuardedHttpToolsProtocol
+
+
+def socket_address(name: Any, *, path: bool = False) -> tuple[str, int | None] | None:
+    """``(host, port)`` of a transport's ``peername`` or ``sockname`` (IPv4, IPv6), as uvicorn puts it in a scope.
+
+    With ``path`` (a ``sockname``), a Unix socket's is ``(path, None)``; None otherwise (no TCP address).
+    """
+    if isinstance(name, tuple | list) and len(name) >= 2:  # IPv6: (host, port, flowinfo, scope_id)
+        return str(name[0]), int(name[1])
+    return (name, None) if path and isinstance(name, str) else None
 
 
 def uvicorn_options(config: Config, quick: QuickLane | None = None) -> dict[str, Any]:

@@ -74,6 +74,19 @@ class OneWriteTransport(RequestTransport):
             self._transport.close()
 
 
+def closing_answer(status_line: bytes, body: str | bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+    """A whole JSON answer (``status_line`` as uvicorn's ``STATUS_LINE`` has it) that ends the connection.
+
+    ``headers`` (lower-case names, salara's own values: no CR or LF) go before the body's.
+    """
+    data = body.encode() if isinstance(body, str) else body
+    head = [status_line]
+    for name, value in headers:
+        head += (name, b": ", value, b"\r\n")
+    head += (JSON_TYPE, b"content-length: %d\r\n" % len(data), b"connection: close\r\n\r\n", data)
+    return b"".join(head)
+
+
 def can_answer_whole(cycle: Any) -> bool:
     """Whether :func:`answer_whole` would write the answer of uvicorn's request ``cycle`` (see there)."""
     return not (cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log)
