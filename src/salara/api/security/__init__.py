@@ -12,8 +12,9 @@
   depth, number and length of fields).
 - :mod:`~salara.api.security.connections`: uvicorn's side: connections per
   client address (through trusted reverse proxies too; the count in
-  :mod:`~salara.api.security.clientcap`), request header deadline and size,
-  the answers known at once, :func:`uvicorn_options`.
+  :mod:`~salara.api.security.clientcap`), request header deadline (kept by
+  :mod:`~salara.api.security.deadlines`) and size, the answers known at once,
+  :func:`uvicorn_options`.
 - :mod:`~salara.api.security.linger`: the lingering close after a refused body.
 - :mod:`~salara.api.security.transport`: each request's transport (one write per answer).
 
