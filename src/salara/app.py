@@ -34,7 +34,7 @@ import uvicorn
 from salara.agi.server import AGIServer
 from salara.ami.client import AMIClient
 from salara.api.app import create_app
-from salara.api.security.connections import uvicorn_options
+from salara.api.security.serving import uvicorn_options
 from salara.api.security.tokens import exposure_problem
 from salara.api.ui.feed import CallFeed
 from salara.calls.lifecycle import CallLifecycle

@@ -14,7 +14,7 @@ import pytest
 
 from salara import config
 from salara.api.app import create_app
-from salara.api.security.connections import uvicorn_options
+from salara.api.security.serving import uvicorn_options
 from salara.control import CallControl
 from salara.errors import ConfigError
 from tests.unit.test_api_security import (

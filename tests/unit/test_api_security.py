@@ -282,7 +282,7 @@ async def test_the_uvicorn_protocol_closes_a_connection_over_the_per_client_cap(
     import uvicorn
     from uvicorn.server import ServerState
 
-    from salara.api.security.connections import uvicorn_options
+    from salara.api.security.serving import uvicorn_options
 
     loaded = config.load(None, environ={"SALARA_API_MAX_CONNECTIONS_PER_CLIENT": "2"})
     options = uvicorn_options(loaded)
@@ -314,7 +314,8 @@ async def test_the_uvicorn_protocol_offers_requests_a_way_to_abort_their_connect
     import uvicorn
     from uvicorn.server import ServerState
 
-    from salara.api.security.connections import ABORT_EXTENSION, uvicorn_options
+    from salara.api.security.connections import ABORT_EXTENSION
+    from salara.api.security.serving import uvicorn_options
 
     loaded = config.load(None, environ={})
     options = uvicorn_options(loaded)

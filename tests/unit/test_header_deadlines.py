@@ -11,8 +11,8 @@ from typing import Any
 
 from salara import config
 from salara.api.app import create_app
-from salara.api.security.connections import uvicorn_options
 from salara.api.security.deadlines import HeaderDeadlines
+from salara.api.security.serving import uvicorn_options
 from salara.control import CallControl
 from tests.unit.test_api_security import FakeAMI, FakeTransport
 

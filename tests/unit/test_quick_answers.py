@@ -18,7 +18,8 @@ import pytest
 
 from salara import config
 from salara.api.app import create_app
-from salara.api.security.connections import HOLD_S, uvicorn_options
+from salara.api.security.connections import HOLD_S
+from salara.api.security.serving import uvicorn_options
 from salara.control import CallControl
 from tests.unit.test_api_security import TOKEN, FakeAMI, FakeTransport, section
 

@@ -13,8 +13,8 @@
 - :mod:`~salara.api.security.connections`: uvicorn's side: connections per
   client address (through trusted reverse proxies too; the count in
   :mod:`~salara.api.security.clientcap`), request header deadline (kept by
-  :mod:`~salara.api.security.deadlines`) and size, the answers known at once,
-  :func:`uvicorn_options`.
+  :mod:`~salara.api.security.deadlines`) and size, the answers known at once.
+- :mod:`~salara.api.security.serving`: uvicorn's settings from ``[api]``.
 - :mod:`~salara.api.security.linger`: the lingering close after a refused body.
 - :mod:`~salara.api.security.transport`: each request's transport (one write per answer).
 

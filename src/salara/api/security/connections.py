@@ -1,16 +1,15 @@
 """The uvicorn side of the limits: connections per client address, request header deadline and size.
 
-- :func:`uvicorn_options` turns ``[api]`` into uvicorn's settings (HTTPS,
-  connection limits, header limits, trusted proxies).
-- :func:`http_protocol` is uvicorn's httptools protocol with a deadline and a
-  size cap on request headers, which uvicorn itself does not have, and a cap
-  on the connections one client address holds open (:class:`ClientConnections`).
-  It also offers each request a way to drop its connection at once
-  (:data:`ABORT_EXTENSION`), and closes a connection whose request body was
-  refused before it all arrived (413) only after a bounded drain of the rest
-  (:mod:`~salara.api.security.linger`), so the client can read the answer.
-  Behind a reverse proxy in ``[api] trusted_proxies``, the proxy is not one
-  client: its clients are counted by ``X-Forwarded-For``, request by request.
+:func:`http_protocol` is uvicorn's httptools protocol with a deadline and a
+size cap on request headers, which uvicorn itself does not have, and a cap
+on the connections one client address holds open (:class:`ClientConnections`).
+It also offers each request a way to drop its connection at once
+(:data:`ABORT_EXTENSION`), and closes a connection whose request body was
+refused before it all arrived (413) only after a bounded drain of the rest
+(:mod:`~salara.api.security.linger`), so the client can read the answer.
+Behind a reverse proxy in ``[api] trusted_proxies``, the proxy is not one
+client: its clients are counted by ``X-Forwarded-For``, request by request.
+uvicorn's settings naming it come from :mod:`~salara.api.security.serving`.
 
 Its refusals answer in the compat shape, ``{"result": -2, "text": "Error: ..."}`` (``{"result":-2,"text":"Error"}``
 with ``[general] answers = module``).
@@ -28,7 +27,7 @@ from typing import Any, Final
 from salara.api.compat.module import MODULE_ERROR_BODY
 from salara.api.security.clientcap import ClientConnections
 from salara.api.security.deadlines import HeaderDeadlines
-from salara.api.security.linger import LINGER_BYTES, LINGER_S, RequestTransport
+from salara.api.security.linger import LINGER_BYTES, LINGER_S
 from salara.api.security.transport import (
     WHOLE_ANSWER_EXTENSION,
     OneWriteTransport,
@@ -37,7 +36,6 @@ from salara.api.security.transport import (
     can_answer_whole,
     closing_answer,
 )
-from salara.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +76,8 @@ def http_protocol(
     complete ``header_timeout_s`` after the connection opened (or after its
     first byte, on a kept-alive connection) gets 408 and the connection is
     closed (within a tenth more: one timer looks at all connections,
-    :class:`~salara.api.security.deadlines.HeaderDeadlines`); one whose headers exceed ``max_header_bytes`` gets 431. A
+    :class:`~salara.api.security.deadlines.HeaderDeadlines`); one whose
+    headers exceed ``max_header_bytes`` gets 431. A
     connection beyond ``max_connections_per_client`` open ones of its client
     address (:class:`ClientConnections`; 0: no cap) gets 503 at once and is
     closed, before it can take one of uvicorn's ``limit_concurrency`` slots
@@ -169,19 +168,29 @@ def http_protocol(
             self._refuse(503, "too many open connections from this address", log_it=False, retry_after_s=5)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._awaiting_headers = False
-            deadlines.forget(self)
             if self._linger_timer is not None:
                 self._linger_timer.cancel()
                 self._linger_timer = None
+            self._give_back()
+            self._release_held(start=False)
+            super().connection_lost(exc)
+
+        def handle_websocket_upgrade(self) -> None:
+            # The connection becomes uvicorn's WebSocket protocol's (salara has no WebSocket endpoint: 403), and
+            # this protocol is never told it closed.
+            self._give_back()
+            super().handle_websocket_upgrade()
+
+        def _give_back(self) -> None:
+            """The connection is no longer this protocol's: its deadline and its counts are dropped."""
+            self._awaiting_headers = False
+            deadlines.forget(self)
             if self._counted or self._pending:
                 self._counted = self._pending = False
                 clients.closed(self._host())
             for client in self._requests.values():
                 clients.closed(client)
             self._requests.clear()
-            self._release_held(start=False)
-            super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
             if self._linger_left >= 0:  # the rest of a refused request: dropped unread
@@ -219,7 +228,7 @@ def http_protocol(
             finally:
                 self._may_hold = False
             cycle = self.cycle
-            if cycle is None or isinstance(cycle.transport, RequestTransport):
+            if cycle is None or cycle.scope is not self.scope:  # no cycle made (an upgrade): an earlier one's
                 return
             if self._held is None or self._held[0] is not cycle:  # one answered at once needs neither
                 self._wrap(cycle)
@@ -362,38 +371,3 @@ def socket_address(name: Any, *, path: bool = False) -> tuple[str, int | None] |
     if isinstance(name, tuple | list) and len(name) >= 2:  # IPv6: (host, port, flowinfo, scope_id)
         return str(name[0]), int(name[1])
     return (name, None) if path and isinstance(name, str) else None
-
-
-def uvicorn_options(config: Config, quick: QuickLane | None = None) -> dict[str, Any]:
-    """uvicorn settings from ``[api]``: HTTPS, connection limits, header limits, trusted proxies.
-
-    ``X-Forwarded-For`` is trusted from ``[api] trusted_proxies`` only
-    (default loopback: a reverse proxy on this machine), whatever
-    ``FORWARDED_ALLOW_IPS`` says: the loopback rule must not be fooled by a
-    header from elsewhere. The same addresses are the proxies the
-    per-client cap counts through (:func:`http_protocol`), which answers at
-    once through ``quick`` what it can (the app's ``quick_lane``).
-    """
-    api = config.api
-    options: dict[str, Any] = {
-        "limit_concurrency": api.max_connections,
-        "timeout_keep_alive": 5,
-        "h11_max_incomplete_event_size": api.max_header_bytes,
-        "proxy_headers": True,
-        "forwarded_allow_ips": list(api.trusted_proxies),
-        "server_header": False,
-    }
-    protocol = http_protocol(
-        api.request_timeout,
-        api.max_header_bytes,
-        api.max_connections_per_client,
-        module_errors=config.general.answers == "module",
-        trusted_proxies=api.trusted_proxies,
-        quick=quick,
-    )
-    if protocol is not None:
-        options["http"] = protocol
-    if api.tls_cert:
-        options["ssl_certfile"] = api.tls_cert
-        options["ssl_keyfile"] = api.tls_key
-    return options
