@@ -62,6 +62,26 @@ async def test_only_overdue_connections_are_told_and_the_timer_stops_with_the_la
     deadlines.forget(on_time)
 
 
+class Failing(Connection):
+    def headers_late(self) -> None:
+        super().headers_late()
+        raise RuntimeError("refusal failed")
+
+
+async def test_a_connection_that_fails_its_refusal_does_not_stop_the_others_deadlines() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = HeaderDeadlines(0.5)
+    failing = Failing(loop.time())
+    deadlines.watch(failing, loop)
+    await until(lambda: failing.late > 0)
+    later = Connection(loop.time() + 0.1)
+    deadlines.watch(later, loop)
+    await until(lambda: later.late > 0)
+    assert failing.late == 1  # told once, then no longer watched
+    deadlines.forget(later)
+    await until(lambda: not deadlines.running)
+
+
 def protocol_for(environ: dict[str, str]) -> Any:
     import uvicorn
     from uvicorn.server import ServerState
@@ -111,3 +131,35 @@ async def test_a_kept_alive_connection_s_next_request_has_a_deadline_of_its_own(
     await until(lambda: transport.closed)
     assert transport.written[answered:].startswith(b"HTTP/1.1 408 ")
     protocol.connection_lost(None)
+
+
+async def test_bytes_between_requests_start_the_next_one_s_deadline() -> None:
+    # The parser skips CR LF between requests without beginning one, and uvicorn's keep-alive timer stops at
+    # any byte: the deadline must start at the first byte, or such a client holds its connection forever.
+    connect = protocol_for({"SALARA_API_REQUEST_TIMEOUT": "0.3"})
+    protocol, transport = connect(40005)
+    protocol.data_received(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    await until(lambda: b"\r\n\r\n" in transport.written)
+    answered = len(transport.written)
+    protocol.data_received(b"\r\n")
+    await until(lambda: transport.closed)
+    assert transport.written[answered:].startswith(b"HTTP/1.1 408 ")
+    protocol.connection_lost(None)
+
+
+async def test_headers_over_the_limit_get_431_whether_they_come_in_one_read_or_several() -> None:
+    connect = protocol_for({"SALARA_API_MAX_HEADER_BYTES": "2048"})
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 3000 + b"\r\n\r\n"
+    whole_protocol, whole = connect(40006)
+    whole_protocol.data_received(head)
+    split_protocol, split = connect(40007)
+    split_protocol.data_received(head[:1500])
+    split_protocol.data_received(head[1500:])
+    fits_protocol, fits = connect(40008)
+    fits_protocol.data_received(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 1900 + b"\r\n\r\n")
+    await until(lambda: b"\r\n\r\n" in fits.written)
+    for transport in (whole, split):
+        assert transport.closed and transport.written.startswith(b"HTTP/1.1 431 ")
+    assert fits.written.startswith(b"HTTP/1.1 200 ")
+    for protocol in (whole_protocol, split_protocol, fits_protocol):
+        protocol.connection_lost(None)

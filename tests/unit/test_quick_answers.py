@@ -195,3 +195,18 @@ async def test_the_old_module_s_error_body_is_kept_at_once(tmp_path: Any) -> Non
         assert at_once.endswith(b'\r\n\r\n{"result":-2,"text":"Error"}')
     finally:
         await server.close()
+
+
+async def test_nothing_read_after_an_answer_that_closes_its_connection_is_run(tmp_path: Any) -> None:
+    # HTTP/1.0 with keep-alive asked: uvicorn closes after the answer, the parser reads on. What it reads
+    # after the answer must not be run (a call made, its answer lost: a client that retries calls twice).
+    server = Server(tmp_path)
+    try:
+        await server.warm()
+        asked = len(server.ami.actions)
+        refused = post(extra=b"Connection: keep-alive\r\n").replace(b"HTTP/1.1", b"HTTP/1.0", 1)  # 401 at once
+        _, written = await server.answered(refused + post(b'{"exten":"9002"}', token=TOKEN))
+        assert re.findall(rb"HTTP/1.1 (\d+) ", written) == [b"401"]
+        assert server.ami.actions[asked:] == []
+    finally:
+        await server.close()

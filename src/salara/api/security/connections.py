@@ -198,14 +198,19 @@ def http_protocol(
                 if self._linger_left < 0:
                     self._end_linger()
                 return
+            if not self._awaiting_headers and (self.cycle is None or self.cycle.response_complete):
+                self._expect_request()  # from its first byte: the parser begins none for CR LF between requests
+            if self._awaiting_headers and self._header_bytes + len(data) > max_header_bytes:
+                end = data.find(b"\r\n\r\n")  # headers whole in this read are parsed, and answered, at once
+                if self._header_bytes + (len(data) if end < 0 else end + 4) > max_header_bytes:
+                    self._refuse(431, f"request headers larger than {max_header_bytes} bytes")
+                    return
             super().data_received(data)
             if self._held is not None and self._hold_timer is None:  # its body is still to come
                 self._hold_timer = self.loop.call_later(HOLD_S, self._release_held)
             if self._awaiting_headers and not self.transport.is_closing():
                 self._header_bytes += len(data)
-                if self._header_bytes > max_header_bytes:
-                    self._refuse(431, f"request headers larger than {max_header_bytes} bytes")
-                elif self._exempt and not self._pending:  # a proxy's headers still arriving: the proxy's
+                if self._exempt and not self._pending:  # a proxy's headers still arriving: the proxy's
                     if not clients.opened(self._host()):
                         self._over_cap(self._host())
                         return
@@ -214,10 +219,13 @@ def http_protocol(
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self.scope["extensions"] = {ABORT_EXTENSION: {"abort": self.transport.abort}}
-            if not self._awaiting_headers:  # a further request on a kept-alive connection
-                self._header_bytes = 0
-                self._awaiting_headers = True
-                self._headers_due = self.loop.time() + header_timeout_s
+            if not self._awaiting_headers:  # a further request, read while the one before is answered
+                self._expect_request()
+
+        def _expect_request(self) -> None:
+            self._header_bytes = 0
+            self._awaiting_headers = True
+            self._headers_due = self.loop.time() + header_timeout_s
 
         def on_headers_complete(self) -> None:
             self._awaiting_headers = False
@@ -242,7 +250,9 @@ def http_protocol(
             answered = cycle.on_response
 
             def over() -> None:
-                clients.closed(self._requests.pop(cycle, None) or "")
+                counted_for = self._requests.pop(cycle, None)
+                if counted_for is not None:  # not given back already (its connection lost, or upgraded)
+                    clients.closed(counted_for)
                 answered()
 
             cycle.on_response = over
@@ -257,6 +267,8 @@ def http_protocol(
             super()._start_asgi_task(cycle, app)
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if self.transport.is_closing():  # read after an answer that closed the connection: never answered
+                return
             if self._may_hold and app is self.app and not cycle.waiting_for_100_continue and can_answer_whole(cycle):
                 self._held = (cycle, app)  # until its body has all arrived (on_message_complete)
                 return
@@ -271,7 +283,7 @@ def http_protocol(
             if self._hold_timer is not None:
                 self._hold_timer.cancel()
                 self._hold_timer = None
-            if not held[0].keep_alive:  # nothing follows on this connection
+            if not self.parser.should_keep_alive():  # nothing follows on this connection: the parser stops
                 self._answer_held(*held)
                 return
             # Answered once the loop has read what else is ready, as a task would be: a request answered at once

@@ -13,7 +13,10 @@ client is told within its deadline plus one tick.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Watched(Protocol):
@@ -61,5 +64,9 @@ class HeaderDeadlines:
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
         for late in [connection for connection in self._watched if connection.headers_overdue(now)]:
-            late.headers_late()
+            try:
+                late.headers_late()
+            except Exception:  # one connection's failure must not end the deadlines of all the others
+                log.exception("late request headers not refused; the connection is no longer watched")
+                self._watched.discard(late)
         self._timer = loop.call_later(self.tick_s, self._sweep, loop) if self._watched else None
