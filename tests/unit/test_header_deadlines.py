@@ -119,32 +119,35 @@ async def test_headers_late_get_408_and_whole_ones_do_not() -> None:
         protocol.connection_lost(None)
 
 
-async def test_a_kept_alive_connection_s_next_request_has_a_deadline_of_its_own() -> None:
-    connect = protocol_for({"SALARA_API_REQUEST_TIMEOUT": "0.3"})
-    protocol, transport = connect(40004)
+async def kept_alive(port: int) -> tuple[Any, FakeTransport]:
+    """A connection (request timeout 0.3 s) kept alive after one request's answer."""
+    protocol, transport = protocol_for({"SALARA_API_REQUEST_TIMEOUT": "0.3"})(port)
     protocol.data_received(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
     await until(lambda: b"\r\n\r\n" in transport.written)
-    await asyncio.sleep(0.5)  # idle between requests longer than the deadline: not a late request
-    assert not transport.closed
+    return protocol, transport
+
+
+async def late_next_request(protocol: Any, transport: FakeTransport, data: bytes) -> None:
+    """``data`` read after the answer, never followed: the connection gets 408."""
     answered = len(transport.written)
-    protocol.data_received(b"GET /health HTTP/1.1\r\n")  # the next one, never finished
+    protocol.data_received(data)
     await until(lambda: transport.closed)
     assert transport.written[answered:].startswith(b"HTTP/1.1 408 ")
     protocol.connection_lost(None)
+
+
+async def test_a_kept_alive_connection_s_next_request_has_a_deadline_of_its_own() -> None:
+    protocol, transport = await kept_alive(40004)
+    await asyncio.sleep(0.5)  # idle between requests longer than the deadline: not a late request
+    assert not transport.closed
+    await late_next_request(protocol, transport, b"GET /health HTTP/1.1\r\n")  # the next one, never finished
 
 
 async def test_bytes_between_requests_start_the_next_one_s_deadline() -> None:
     # The parser skips CR LF between requests without beginning one, and uvicorn's keep-alive timer stops at
     # any byte: the deadline must start at the first byte, or such a client holds its connection forever.
-    connect = protocol_for({"SALARA_API_REQUEST_TIMEOUT": "0.3"})
-    protocol, transport = connect(40005)
-    protocol.data_received(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-    await until(lambda: b"\r\n\r\n" in transport.written)
-    answered = len(transport.written)
-    protocol.data_received(b"\r\n")
-    await until(lambda: transport.closed)
-    assert transport.written[answered:].startswith(b"HTTP/1.1 408 ")
-    protocol.connection_lost(None)
+    protocol, transport = await kept_alive(40005)
+    await late_next_request(protocol, transport, b"\r\n")
 
 
 async def test_headers_over_the_limit_get_431_whether_they_come_in_one_read_or_several() -> None:
